@@ -13,6 +13,7 @@ public sealed class ProgressBar : Callback
     private readonly TimeSpan _refresh;
     private readonly Stopwatch _epochClock = new();
     private TimeSpan _lastDraw;
+    private int _lastWidth;
 
     /// <summary>Draws on the console, at most every <paramref name="refreshSeconds"/> seconds.</summary>
     public ProgressBar(double refreshSeconds = 0.1) : this(Console.IsOutputRedirected ? null : Console.Out, refreshSeconds) { }
@@ -56,7 +57,10 @@ public sealed class ProgressBar : Callback
         var total = trainer.NumTrainingBatches;
         var remaining = total is { } n && rate > 0 ? TimeSpan.FromSeconds((n - done) / rate) : (TimeSpan?)null;
         var line = Render(trainer.CurrentEpoch, done, total, elapsed, remaining, rate, loss, trainer.ProgressBarMetrics);
-        _output!.Write(final ? $"\r{line}{Environment.NewLine}" : $"\r{line}");
+        // Pad to the previous width so a shorter line leaves no stale characters behind.
+        var padded = line.PadRight(_lastWidth);
+        _lastWidth = final ? 0 : line.Length;
+        _output!.Write(final ? $"\r{padded}{Environment.NewLine}" : $"\r{padded}");
         _output.Flush();
     }
 

@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Globalization;
+using Lightning.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lightning.Benchmarks;
+
+/// <summary>
+/// Trainer overhead against a hand-written TorchSharp loop, as Lightning's parity tests: the same model, data order
+/// and seed, alternating raw/trainer runs after a warm-up; median ratio of epoch times and the largest final-loss gap.
+/// </summary>
+internal static class ParityBenchmark
+{
+    private const int Pairs = 5;
+
+    public static void Run(string[] args)
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        var results = new List<(string Name, double Ratio, double LossDiff)>
+        {
+            Compare("autoencoder (Fashion-MNIST 60k, batch 64)", AutoEncoderCase()),
+            Compare("parity RNN (LSTM 10->20, Linear 5, batch 30)", RnnCase()),
+        };
+        var worst = results.MaxBy(r => r.Ratio);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"parity: trainer/raw = {worst.Ratio:0.000} (loss diff = {results.Max(r => r.LossDiff):0.###e+0})"));
+    }
+
+    private sealed record Case(Func<ParityModule> Model, Func<IEnumerable<IList<Tensor>>> Data);
+
+    private static (string, double, double) Compare(string name, Case benchmark)
+    {
+        Console.WriteLine(name);
+        Time(benchmark, useTrainer: false, seed: 0);
+        Time(benchmark, useTrainer: true, seed: 0);
+        var ratios = new List<double>();
+        double lossDiff = 0;
+        for (int run = 1; run <= Pairs; run++)
+        {
+            var (raw, rawLoss) = Time(benchmark, useTrainer: false, seed: run);
+            var (trainer, trainerLoss) = Time(benchmark, useTrainer: true, seed: run);
+            ratios.Add(trainer / raw);
+            lossDiff = Math.Max(lossDiff, Math.Abs(trainerLoss - rawLoss));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  run {run}: raw {raw:0.000}s  trainer {trainer:0.000}s  ratio {trainer / raw:0.000}  losses {rawLoss:0.000000} / {trainerLoss:0.000000}"));
+        }
+        ratios.Sort();
+        return (name, ratios[ratios.Count / 2], lossDiff);
+    }
+
+    private static (double Seconds, double FinalLoss) Time(Case benchmark, bool useTrainer, int seed)
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        manual_seed(seed);
+        var model = benchmark.Model();
+        var data = benchmark.Data();
+        var clock = Stopwatch.StartNew();
+        double loss = useTrainer ? WithTrainer(model, data) : Raw(model, data);
+        clock.Stop();
+        model.Dispose();
+        return (clock.Elapsed.TotalSeconds, loss);
+    }
+
+    private static double Raw(ParityModule model, IEnumerable<IList<Tensor>> data)
+    {
+        model.train();
+        var optimizer = model.CreateOptimizer();
+        double loss = double.NaN;
+        foreach (var batch in data)
+        {
+            using var scope = NewDisposeScope();
+            var value = model.Loss(batch);
+            optimizer.zero_grad();
+            value.backward();
+            optimizer.step();
+            loss = value.ToDouble();
+        }
+        return loss;
+    }
+
+    private static double WithTrainer(ParityModule model, IEnumerable<IList<Tensor>> data)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "lightning-parity", Guid.NewGuid().ToString("N"));
+        try
+        {
+            var trainer = new Trainer(new TrainerOptions { MaxEpochs = 1, DefaultRootDir = root });
+            trainer.Fit(model, data);
+            return trainer.LastTrainLoss!.Value;
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static Case AutoEncoderCase()
+    {
+        var dataset = new FashionMnist();
+        return new Case(
+            () => new ParityModule(nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 3), nn.ReLU(), nn.Linear(3, 64),
+                nn.ReLU(), nn.Linear(64, 784)), autoencode: true, lr: 1e-3),
+            () => utils.data.DataLoader(dataset, batchSize: 64, shuffle: true, seed: 7));
+    }
+
+    private static Case RnnCase()
+    {
+        // Lightning's AverageDataset: 300 sequences of 100 steps with 10 features; target = top half + rolled bottom half.
+        using var generator = new Generator(11);
+        var x = randn([300, 100, 10], generator: generator).DetachFromDisposeScope();
+        var y = (x[.., .., ..5] + x[.., .., 5..].roll(1, -1)).DetachFromDisposeScope();
+        var dataset = utils.data.TensorDataset(x, y);
+        return new Case(() => new ParityModule(new LstmRegressor(), autoencode: false, lr: 0.02),
+            () => utils.data.DataLoader(dataset, batchSize: 30, shuffle: false));
+    }
+
+    private sealed class LstmRegressor : nn.Module<Tensor, Tensor>
+    {
+        private readonly TorchSharp.Modules.LSTM rnn = nn.LSTM(10, 20, batchFirst: true);
+        private readonly nn.Module<Tensor, Tensor> linear = nn.Linear(20, 5);
+
+        public LstmRegressor() : base(nameof(LstmRegressor)) => RegisterComponents();
+
+        public override Tensor forward(Tensor x) => linear.forward(rnn.forward(x).Item1);
+    }
+
+    private sealed class ParityModule : LightningModule<IList<Tensor>>
+    {
+        private readonly nn.Module<Tensor, Tensor> net;
+        private readonly bool _autoencode;
+        private readonly double _lr;
+
+        public ParityModule(nn.Module<Tensor, Tensor> net, bool autoencode, double lr) : base(nameof(ParityModule))
+        {
+            (this.net, _autoencode, _lr) = (net, autoencode, lr);
+            RegisterComponents();
+        }
+
+        public Tensor Loss(IList<Tensor> batch)
+        {
+            if (!_autoencode) return nn.functional.mse_loss(net.forward(batch[0]), batch[1]);
+            var x = batch[0].view(batch[0].size(0), -1);
+            return nn.functional.mse_loss(net.forward(x), x);
+        }
+
+        public optim.Optimizer CreateOptimizer() => optim.Adam(parameters(), _lr);
+
+        public override Tensor TrainingStep(IList<Tensor> batch, int batchIdx)
+        {
+            var loss = Loss(batch);
+            Log("train_loss", loss);
+            return loss;
+        }
+
+        public override OptimizerConfiguration ConfigureOptimizers() => CreateOptimizer();
+    }
+}
