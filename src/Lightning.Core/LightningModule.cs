@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Text.Json;
 using Lightning.Checkpoints;
 using TorchSharp;
@@ -14,6 +13,7 @@ namespace Lightning;
 public abstract class LightningModule : nn.Module
 {
     private Dictionary<string, object?> _hparams = new();
+    private Dictionary<IntPtr, bool> _toggledRequiresGrad = new();
 
     /// <summary>Creates the module with TorchSharp's module name <paramref name="name"/>.</summary>
     protected LightningModule(string name) : base(name) { }
@@ -43,30 +43,54 @@ public abstract class LightningModule : nn.Module
 
     /// <summary>
     /// Logs a scalar metric. The value leaves the step as a <see cref="double"/>, so no tensor outlives the step.
-    /// Defaults as Lightning: inside a step per step; inside epoch hooks per epoch (mean over the epoch).
+    /// Defaults as Lightning: inside training steps per step; inside validation/test steps and epoch hooks per epoch.
     /// </summary>
     /// <param name="name">The metric's key in loggers and <see cref="Lightning.Trainer.CallbackMetrics"/>.</param>
     /// <param name="value">A tensor with one element.</param>
     /// <param name="progBar">Also show the value on the progress bar.</param>
-    /// <param name="onStep">Log the value of each step (default: true inside training steps).</param>
-    /// <param name="onEpoch">Log the epoch's mean (default: false inside training steps, true elsewhere).</param>
-    public void Log(string name, Tensor value, bool progBar = false, bool? onStep = null, bool? onEpoch = null)
+    /// <param name="onStep">Log the value of each step (default: true inside training steps only).</param>
+    /// <param name="onEpoch">Log the epoch's reduced value (default: false inside training steps, true elsewhere).
+    /// With both on, the keys are <c>name_step</c> and <c>name_epoch</c>.</param>
+    /// <param name="reduceFx">How step values become the epoch value.</param>
+    /// <param name="batchSize">The weight of this value in an epoch mean (default: the batch's first dimension).</param>
+    /// <param name="logger">Send the value to the loggers (else only to callbacks and the progress bar).</param>
+    public void Log(string name, Tensor value, bool progBar = false, bool? onStep = null, bool? onEpoch = null,
+        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true)
     {
         ArgumentNullException.ThrowIfNull(value);
         if (value.numel() != 1)
             throw new ArgumentException(
                 $"Metric '{name}' must be a tensor with one element; got shape [{string.Join(", ", value.shape)}].", nameof(value));
-        Log(name, value.ToDouble(), progBar, onStep, onEpoch);
+        Log(name, value.ToDouble(), progBar, onStep, onEpoch, reduceFx, batchSize, logger);
     }
 
-    /// <summary>Logs a scalar metric; see <see cref="Log(string, Tensor, bool, bool?, bool?)"/>.</summary>
-    public void Log(string name, double value, bool progBar = false, bool? onStep = null, bool? onEpoch = null)
+    /// <summary>Logs a scalar metric; see <see cref="Log(string, Tensor, bool, bool?, bool?, ReduceFx, int?, bool)"/>.</summary>
+    public void Log(string name, double value, bool progBar = false, bool? onStep = null, bool? onEpoch = null,
+        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        Trainer?.Metrics.Record(name, value, progBar, onStep, onEpoch);
+        Trainer?.Metrics.Record(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger);
     }
 
-    /// <summary>Called once at the start of <see cref="Lightning.Trainer.Fit{TBatch}"/>.</summary>
+    /// <summary>Logs several metrics with the same settings (Lightning's <c>log_dict</c>).</summary>
+    public void LogDict(IReadOnlyDictionary<string, double> values, bool progBar = false, bool? onStep = null, bool? onEpoch = null,
+        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        foreach (var (name, value) in values) Log(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger);
+    }
+
+    /// <summary>
+    /// False hands optimization to <see cref="LightningModule{TBatch}.TrainingStep"/>: it calls <see cref="Optimizers"/>,
+    /// <see cref="ManualBackward"/> and <see cref="LightningOptimizer.Step"/> itself (Lightning's manual optimization).
+    /// </summary>
+    public bool AutomaticOptimization { get; set; } = true;
+
+    /// <summary>Called when a stage begins (after the datamodule's setup).</summary>
+    public virtual void Setup(Stage stage) { }
+    /// <summary>Called when a stage ends.</summary>
+    public virtual void Teardown(Stage stage) { }
+    /// <summary>Called once at the start of a fit, after the optimizers are configured.</summary>
     public virtual void OnFitStart() { }
     /// <summary>Called once at the end of a fit.</summary>
     public virtual void OnFitEnd() { }
@@ -76,11 +100,124 @@ public abstract class LightningModule : nn.Module
     public virtual void OnTrainEnd() { }
     /// <summary>Called at the start of each training epoch.</summary>
     public virtual void OnTrainEpochStart() { }
-    /// <summary>Called at the end of each training epoch.</summary>
+    /// <summary>Called at the end of each training epoch, after any validation of that epoch.</summary>
     public virtual void OnTrainEpochEnd() { }
+    /// <summary>Called when validation starts.</summary>
+    public virtual void OnValidationStart() { }
+    /// <summary>Called when validation ends.</summary>
+    public virtual void OnValidationEnd() { }
+    /// <summary>Called at the start of a validation epoch.</summary>
+    public virtual void OnValidationEpochStart() { }
+    /// <summary>Called at the end of a validation epoch.</summary>
+    public virtual void OnValidationEpochEnd() { }
+    /// <summary>Switches to evaluation for validation; the default calls <c>eval()</c>.</summary>
+    public virtual void OnValidationModelEval() => eval();
+    /// <summary>Switches back to training after validation; the default calls <c>train()</c>.</summary>
+    public virtual void OnValidationModelTrain() => train();
+    /// <summary>Called when testing starts.</summary>
+    public virtual void OnTestStart() { }
+    /// <summary>Called when testing ends.</summary>
+    public virtual void OnTestEnd() { }
+    /// <summary>Called at the start of a test epoch.</summary>
+    public virtual void OnTestEpochStart() { }
+    /// <summary>Called at the end of a test epoch.</summary>
+    public virtual void OnTestEpochEnd() { }
+    /// <summary>Switches to evaluation for testing; the default calls <c>eval()</c>.</summary>
+    public virtual void OnTestModelEval() => eval();
+    /// <summary>Switches back after testing; the default calls <c>train()</c>.</summary>
+    public virtual void OnTestModelTrain() => train();
+    /// <summary>Called when prediction starts.</summary>
+    public virtual void OnPredictStart() { }
+    /// <summary>Called when prediction ends.</summary>
+    public virtual void OnPredictEnd() { }
+    /// <summary>Called at the start of a prediction epoch.</summary>
+    public virtual void OnPredictEpochStart() { }
+    /// <summary>Called at the end of a prediction epoch.</summary>
+    public virtual void OnPredictEpochEnd() { }
+    /// <summary>Switches to evaluation for prediction; the default calls <c>eval()</c>.</summary>
+    public virtual void OnPredictModelEval() => eval();
 
+    /// <summary>Called before gradients are zeroed.</summary>
+    public virtual void OnBeforeZeroGrad(optim.Optimizer optimizer) { }
+    /// <summary>Zeroes the gradients; override to change how.</summary>
+    public virtual void OptimizerZeroGrad(int epoch, int batchIdx, optim.Optimizer optimizer) => optimizer.zero_grad();
+    /// <summary>Called before the backward pass.</summary>
+    public virtual void OnBeforeBackward(Tensor loss) { }
     /// <summary>Computes gradients of <paramref name="loss"/>; override to change how (as Lightning's <c>backward</c>).</summary>
     public virtual void Backward(Tensor loss) => loss.backward();
+    /// <summary>Called after the backward pass.</summary>
+    public virtual void OnAfterBackward() { }
+    /// <summary>Called before the optimizer steps, before gradient clipping.</summary>
+    public virtual void OnBeforeOptimizerStep(optim.Optimizer optimizer) { }
+
+    /// <summary>Clips gradients as the trainer's flags ask; override to clip differently.</summary>
+    public virtual void ConfigureGradientClipping(optim.Optimizer optimizer, double? clipVal, GradientClipAlgorithm algorithm)
+    {
+        if (clipVal is { } value) ClipGradients(optimizer, value, algorithm);
+    }
+
+    /// <summary>Steps <paramref name="optimizer"/>; <paramref name="closure"/> runs the training step and backward pass and must be passed on.</summary>
+    public virtual void OptimizerStep(int epoch, int batchIdx, optim.Optimizer optimizer, Func<Tensor> closure) => optimizer.step(closure);
+
+    /// <summary>Steps a learning-rate scheduler; <paramref name="metric"/> is the monitored value for plateau schedulers.</summary>
+    public virtual void LrSchedulerStep(optim.lr_scheduler.LRScheduler scheduler, double? metric)
+    {
+        if (metric is { } value) scheduler.step(value, null);
+        else scheduler.step();
+    }
+
+    /// <summary>Clips the gradients of the parameters <paramref name="optimizer"/> updates, by norm or by value.</summary>
+    public void ClipGradients(optim.Optimizer optimizer, double clipVal, GradientClipAlgorithm algorithm = GradientClipAlgorithm.Norm)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if (clipVal <= 0 || double.IsNaN(clipVal))
+            throw new ArgumentOutOfRangeException(nameof(clipVal), clipVal, $"clipVal = {clipVal} is not allowed: it must be greater than 0.");
+        var parameters = optimizer.parameters().Where(p => p.grad is not null).ToArray();
+        if (parameters.Length == 0) return;
+        if (algorithm == GradientClipAlgorithm.Norm) nn.utils.clip_grad_norm_(parameters, clipVal);
+        else nn.utils.clip_grad_value_(parameters, clipVal);
+    }
+
+    /// <summary>The optimizers, wrapped for manual optimization (their <c>Step</c> counts global steps).</summary>
+    public IReadOnlyList<LightningOptimizer> Optimizers() => RequireTrainer(nameof(Optimizers)).LightningOptimizers;
+
+    /// <summary>The learning-rate schedulers, for manual optimization (step them yourself).</summary>
+    public IReadOnlyList<optim.lr_scheduler.LRScheduler> LrSchedulers() =>
+        RequireTrainer(nameof(LrSchedulers)).LrSchedulerConfigs.Select(c => c.Scheduler).ToList();
+
+    /// <summary>Backward pass for manual optimization, with the backward hooks around it.</summary>
+    public void ManualBackward(Tensor loss)
+    {
+        ArgumentNullException.ThrowIfNull(loss);
+        if (AutomaticOptimization)
+            throw new InvalidOperationException("ManualBackward is for manual optimization; set AutomaticOptimization = false first.");
+        RequireTrainer(nameof(ManualBackward)).RunBackward(this, loss);
+    }
+
+    /// <summary>
+    /// Makes only the parameters of <paramref name="optimizer"/> require gradients, so a multi-optimizer step (a GAN)
+    /// leaves the others alone; <see cref="UntoggleOptimizer"/> restores them.
+    /// </summary>
+    public void ToggleOptimizer(LightningOptimizer optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        var mine = new HashSet<IntPtr>(optimizer.Optimizer.parameters().Select(p => p.Handle));
+        _toggledRequiresGrad = parameters().ToDictionary(p => p.Handle, p => p.requires_grad);
+        foreach (var p in parameters())
+            if (!mine.Contains(p.Handle)) p.requires_grad = false;
+    }
+
+    /// <summary>Restores the <c>requires_grad</c> flags that <see cref="ToggleOptimizer"/> changed.</summary>
+    public void UntoggleOptimizer(LightningOptimizer optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        foreach (var p in parameters())
+            if (_toggledRequiresGrad.TryGetValue(p.Handle, out var flag)) p.requires_grad = flag;
+        _toggledRequiresGrad = new();
+    }
+
+    /// <summary>Called when a run fails, after the callbacks' <c>OnException</c> and before the exception propagates.</summary>
+    public virtual void OnException(Exception exception) { }
 
     /// <summary>Called when a checkpoint is written; add to <see cref="Checkpoint.Extra"/> what must survive a restart.</summary>
     public virtual void OnSaveCheckpoint(Checkpoint checkpoint) { }
@@ -104,6 +241,9 @@ public abstract class LightningModule : nn.Module
         return module;
     }
 
+    private Trainer RequireTrainer(string member) => Trainer ?? throw new InvalidOperationException(
+        $"{member} is available while a Trainer runs this module; call it from a step or hook.");
+
     /// <summary>TorchSharp finds submodules and parameters only once the derived constructor has run, so trainers call this first.</summary>
     internal void EnsureComponentsRegistered() => RegisterComponents();
 
@@ -121,9 +261,32 @@ public abstract class LightningModule<TBatch> : LightningModule
     /// <summary>Computes the loss of one training batch; null skips the optimizer step for this batch.</summary>
     public abstract Tensor? TrainingStep(TBatch batch, int batchIdx);
 
-    /// <summary>Called before each training batch.</summary>
-    public virtual void OnTrainBatchStart(TBatch batch, int batchIdx) { }
+    /// <summary>Evaluates one validation batch, usually logging metrics; runs in eval mode without gradients.</summary>
+    public virtual void ValidationStep(TBatch batch, int batchIdx) =>
+        throw new NotImplementedException($"{GetType().Name} has no ValidationStep; override it to validate.");
 
+    /// <summary>Evaluates one test batch, usually logging metrics; runs in eval mode without gradients.</summary>
+    public virtual void TestStep(TBatch batch, int batchIdx) =>
+        throw new NotImplementedException($"{GetType().Name} has no TestStep; override it to test.");
+
+    /// <summary>Predicts one batch; runs in eval mode without gradients. The trainer keeps the returned tensor.</summary>
+    public virtual Tensor PredictStep(TBatch batch, int batchIdx) =>
+        throw new NotImplementedException($"{GetType().Name} has no PredictStep; override it to predict.");
+
+    /// <summary>Called before each training batch; return false to skip the rest of the epoch (Lightning's -1).</summary>
+    public virtual bool OnTrainBatchStart(TBatch batch, int batchIdx) => true;
     /// <summary>Called after each training batch with its loss (null when the step was skipped).</summary>
     public virtual void OnTrainBatchEnd(double? loss, TBatch batch, int batchIdx) { }
+    /// <summary>Called before each validation batch.</summary>
+    public virtual void OnValidationBatchStart(TBatch batch, int batchIdx) { }
+    /// <summary>Called after each validation batch.</summary>
+    public virtual void OnValidationBatchEnd(TBatch batch, int batchIdx) { }
+    /// <summary>Called before each test batch.</summary>
+    public virtual void OnTestBatchStart(TBatch batch, int batchIdx) { }
+    /// <summary>Called after each test batch.</summary>
+    public virtual void OnTestBatchEnd(TBatch batch, int batchIdx) { }
+    /// <summary>Called before each prediction batch.</summary>
+    public virtual void OnPredictBatchStart(TBatch batch, int batchIdx) { }
+    /// <summary>Called after each prediction batch.</summary>
+    public virtual void OnPredictBatchEnd(Tensor prediction, TBatch batch, int batchIdx) { }
 }

@@ -1,15 +1,15 @@
+using System.Diagnostics;
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Loggers;
 using Lightning.Loops;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Lightning;
 
 /// <summary>
-/// Runs a <see cref="LightningModule"/>'s training: the loop, hooks, callbacks, logging and checkpoints, as Lightning's
-/// <c>Trainer</c>. Build it with <see cref="TrainerOptions"/>, then call <see cref="Fit{TBatch}"/>.
+/// Runs a <see cref="LightningModule"/>: the fit, validate, test and predict loops, hooks in Lightning's order,
+/// callbacks, logging, checkpoints and resume. Build it with <see cref="TrainerOptions"/>; invalid options fail at once.
 /// </summary>
 /// <example><code>
 /// var trainer = new Trainer(new TrainerOptions { LimitTrainBatches = 100, MaxEpochs = 1 });
@@ -18,8 +18,12 @@ namespace Lightning;
 public sealed class Trainer
 {
     private readonly List<Callback> _callbacks;
+    private readonly SimpleProfiler? _profiler;
     private IReadOnlyList<LightningLogger>? _loggers;
     private IReadOnlyList<optim.Optimizer> _optimizers = [];
+    private IReadOnlyList<LightningOptimizer> _lightningOptimizers = [];
+    private IReadOnlyList<LrSchedulerConfig> _schedulers = [];
+    private int _accumulateGradBatches;
 
     /// <summary>Creates a trainer; invalid options fail here, before any work.</summary>
     public Trainer(TrainerOptions? options = null)
@@ -27,7 +31,11 @@ public sealed class Trainer
         Options = options ?? new TrainerOptions();
         Options.Validate();
         DefaultRootDir = Path.GetFullPath(Options.DefaultRootDir ?? Directory.GetCurrentDirectory());
-        _callbacks = BuildCallbacks(Options);
+        Limits = EffectiveLimits.From(Options);
+        _accumulateGradBatches = Options.AccumulateGradBatches;
+        _callbacks = BuildCallbacks(Options, Limits);
+        if (Options.Profiler == "simple") _profiler = new SimpleProfiler();
+        if (Options.Barebones) Metrics.Disabled = true;
     }
 
     /// <summary>The options this trainer was built with.</summary>
@@ -36,41 +44,87 @@ public sealed class Trainer
     /// <summary>The folder for logs and checkpoints when nothing else is configured.</summary>
     public string DefaultRootDir { get; }
 
-    /// <summary>The epoch in progress (0-based).</summary>
+    /// <summary>The stage running now, if any.</summary>
+    public Stage? State { get; private set; }
+
+    /// <summary>True during the sanity validation before training.</summary>
+    public bool SanityChecking { get; internal set; }
+
+    /// <summary>The epoch in progress (0-based); after a fit, the number of epochs completed.</summary>
     public int CurrentEpoch { get; internal set; }
 
     /// <summary>Optimizer steps taken so far.</summary>
     public long GlobalStep { get; internal set; }
 
-    /// <summary>Set to true (e.g. by a callback) to stop training after the current batch.</summary>
+    /// <summary>Set to true (e.g. by a callback) to stop training; honoured once <c>MinEpochs</c>/<c>MinSteps</c> are reached.</summary>
     public bool ShouldStop { get; set; }
 
-    /// <summary>Training batches per epoch after <see cref="TrainerOptions.LimitTrainBatches"/>; null when the loader's length is unknown.</summary>
+    /// <summary>The epoch limit in force (Lightning's <c>max_epochs</c>; -1 for none).</summary>
+    public int MaxEpochs { get; internal set; }
+
+    /// <summary>The step limit in force (-1 for none).</summary>
+    public long MaxSteps => Limits.MaxSteps;
+
+    /// <summary>Batches whose gradients are summed per optimizer step; callbacks may change it between epochs.</summary>
+    public int AccumulateGradBatches
+    {
+        get => _accumulateGradBatches;
+        set => _accumulateGradBatches = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value,
+            $"{nameof(AccumulateGradBatches)} = {value} is not allowed: it must be 1 or more.");
+    }
+
+    /// <summary>Training batches per epoch after the limits; null when the loader's length is unknown.</summary>
     public int? NumTrainingBatches { get; internal set; }
 
-    /// <summary>Batches finished in the current epoch.</summary>
+    /// <summary>Validation batches per validation run after the limits; null when unknown or without validation.</summary>
+    public int? NumValBatches { get; internal set; }
+
+    /// <summary>Batches finished in the current epoch (of the stage running).</summary>
     public int EpochBatchesDone { get; internal set; }
 
     /// <summary>The loss of the latest training step that produced one.</summary>
     public double? LastTrainLoss { get; internal set; }
 
-    /// <summary>The module being trained, once a fit has started.</summary>
+    /// <summary>Optimizer steps the whole fit will take, from the epoch and step limits (Lightning's <c>estimated_stepping_batches</c>).</summary>
+    public long EstimatedSteppingBatches
+    {
+        get
+        {
+            long perEpoch = NumTrainingBatches is { } n ? (n + AccumulateGradBatches - 1) / AccumulateGradBatches : long.MaxValue;
+            long byEpochs = MaxEpochs == -1 || perEpoch == long.MaxValue ? long.MaxValue : perEpoch * MaxEpochs;
+            return MaxSteps == -1 ? byEpochs : Math.Min(MaxSteps, byEpochs);
+        }
+    }
+
+    /// <summary>This process is the one that writes logs and checkpoints (always true without distributed training).</summary>
+    public bool IsGlobalZero => true;
+
+    /// <summary>The module being run, once a stage has started.</summary>
     public LightningModule? LightningModule { get; private set; }
 
-    /// <summary>The callbacks in the order they run (checkpoint callbacks last).</summary>
+    /// <summary>The callbacks in the order they run (checkpoint and monitoring callbacks last).</summary>
     public IReadOnlyList<Callback> Callbacks => _callbacks;
 
     /// <summary>The first <see cref="ModelCheckpoint"/>, if any.</summary>
     public ModelCheckpoint? CheckpointCallback => _callbacks.OfType<ModelCheckpoint>().FirstOrDefault();
 
+    /// <summary>Every <see cref="ModelCheckpoint"/>.</summary>
+    public IReadOnlyList<ModelCheckpoint> CheckpointCallbacks => _callbacks.OfType<ModelCheckpoint>().ToList();
+
     /// <summary>The loggers; the defaults share the next free <c>lightning_logs/version_N</c>, chosen on first use.</summary>
-    public IReadOnlyList<LightningLogger> Loggers => _loggers ??= Options.Loggers ?? DefaultLoggers();
+    public IReadOnlyList<LightningLogger> Loggers => _loggers ??= Limits.LoggingOff ? [] : Options.Loggers ?? DefaultLoggers();
+
+    /// <summary>The first logger, if any.</summary>
+    public LightningLogger? Logger => Loggers.FirstOrDefault();
 
     /// <summary>The first logger's folder, where the default checkpoints go too.</summary>
-    public string? LogDir => Loggers.FirstOrDefault()?.LogDir;
+    public string? LogDir => Logger?.LogDir;
 
     /// <summary>The optimizers of the running fit.</summary>
     public IReadOnlyList<optim.Optimizer> Optimizers => _optimizers;
+
+    /// <summary>The schedulers of the running fit with their stepping rules.</summary>
+    public IReadOnlyList<LrSchedulerConfig> LrSchedulerConfigs => _schedulers;
 
     /// <summary>The latest value of every logged metric; callbacks such as checkpointing read these.</summary>
     public IReadOnlyDictionary<string, double> CallbackMetrics => Metrics.CallbackMetrics;
@@ -82,71 +136,204 @@ public sealed class Trainer
     public IReadOnlyDictionary<string, double> ProgressBarMetrics => Metrics.ProgressBarMetrics;
 
     internal MetricsConnector Metrics { get; } = new();
+    internal EffectiveLimits Limits { get; }
+    internal IReadOnlyList<LightningOptimizer> LightningOptimizers => _lightningOptimizers;
 
-    /// <summary>Trains <paramref name="module"/> on <paramref name="trainDataLoader"/> until <see cref="TrainerOptions.MaxEpochs"/> or <see cref="ShouldStop"/>.</summary>
-    public void Fit<TBatch>(LightningModule<TBatch> module, IEnumerable<TBatch> trainDataLoader)
+    /// <summary>Set by callbacks that run training steps only for their forward passes (SWA's BatchNorm update).</summary>
+    internal bool SkipBackward { get; set; }
+
+    /// <summary>The running fit, for callbacks that need to run extra training steps (the learning-rate finder).</summary>
+    internal IFitRun? FitRun { get; set; }
+
+    /// <summary>Optimizer steps taken by each scheduler, replayed on resume (TorchSharp schedulers keep no state dict).</summary>
+    internal int[] SchedulerSteps { get; set; } = [];
+
+    /// <summary>Trains <paramref name="module"/>; validates on <paramref name="valDataLoader"/> when given. Resumes from <paramref name="ckptPath"/> ("last", "best" or a file).</summary>
+    public void Fit<TBatch>(LightningModule<TBatch> module, IEnumerable<TBatch> trainDataLoader, IEnumerable<TBatch>? valDataLoader = null,
+        string? ckptPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(trainDataLoader);
+        Fit(module, new DataSource<TBatch>(trainDataLoader, valDataLoader), ckptPath);
+    }
+
+    /// <summary>Trains <paramref name="module"/> on the loaders of <paramref name="datamodule"/>.</summary>
+    public void Fit<TBatch>(LightningModule<TBatch> module, LightningDataModule<TBatch> datamodule, string? ckptPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(datamodule);
+        Fit(module, new DataSource<TBatch>(datamodule), ckptPath);
+    }
+
+    /// <summary>Runs one validation epoch and returns its epoch metrics.</summary>
+    public IReadOnlyDictionary<string, double> Validate<TBatch>(LightningModule<TBatch> module, IEnumerable<TBatch> dataLoader, string? ckptPath = null) =>
+        Evaluate(module, new DataSource<TBatch>(null, dataLoader), Stage.Validate, ckptPath);
+
+    /// <summary>Runs one validation epoch on the datamodule's validation loader.</summary>
+    public IReadOnlyDictionary<string, double> Validate<TBatch>(LightningModule<TBatch> module, LightningDataModule<TBatch> datamodule, string? ckptPath = null) =>
+        Evaluate(module, new DataSource<TBatch>(datamodule), Stage.Validate, ckptPath);
+
+    /// <summary>Runs one test epoch and returns its epoch metrics.</summary>
+    public IReadOnlyDictionary<string, double> Test<TBatch>(LightningModule<TBatch> module, IEnumerable<TBatch> dataLoader, string? ckptPath = null) =>
+        Evaluate(module, new DataSource<TBatch>(null, null, dataLoader), Stage.Test, ckptPath);
+
+    /// <summary>Runs one test epoch on the datamodule's test loader.</summary>
+    public IReadOnlyDictionary<string, double> Test<TBatch>(LightningModule<TBatch> module, LightningDataModule<TBatch> datamodule, string? ckptPath = null) =>
+        Evaluate(module, new DataSource<TBatch>(datamodule), Stage.Test, ckptPath);
+
+    /// <summary>Predicts every batch and returns the predictions (yours to dispose).</summary>
+    public IReadOnlyList<Tensor> Predict<TBatch>(LightningModule<TBatch> module, IEnumerable<TBatch> dataLoader, string? ckptPath = null) =>
+        RunPredict(module, new DataSource<TBatch>(null, null, null, dataLoader), ckptPath);
+
+    /// <summary>Predicts every batch of the datamodule's prediction loader.</summary>
+    public IReadOnlyList<Tensor> Predict<TBatch>(LightningModule<TBatch> module, LightningDataModule<TBatch> datamodule, string? ckptPath = null) =>
+        RunPredict(module, new DataSource<TBatch>(datamodule), ckptPath);
+
+    /// <summary>Writes a checkpoint of the running or finished stage to <paramref name="path"/> (through a temporary file).</summary>
+    /// <param name="path">The file to write.</param>
+    /// <param name="weightsOnly">Leave out optimizer, scheduler, loop and callback state.</param>
+    public void SaveCheckpoint(string path, bool weightsOnly = false)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var module = LightningModule ?? throw new InvalidOperationException("SaveCheckpoint needs a module: call it during or after a stage.");
+        CheckpointConnector.Save(this, module, path, weightsOnly);
+    }
+
+    private void Fit<TBatch>(LightningModule<TBatch> module, DataSource<TBatch> data, string? ckptPath)
     {
         ArgumentNullException.ThrowIfNull(module);
-        ArgumentNullException.ThrowIfNull(trainDataLoader);
-        Run(module, () =>
+        Run(module, data, Stage.Fit, () =>
         {
-            module.EnsureComponentsRegistered();
-            _optimizers = module.ConfigureOptimizers().Optimizers;
-            NumTrainingBatches = Options.LimitTrainBatches.Resolve(DataLoaderLength.Of(trainDataLoader), nameof(TrainerOptions.LimitTrainBatches));
-            ShouldStop = false;
-
-            ForEachCallback(c => c.OnFitStart(this, module));
-            module.OnFitStart();
-            foreach (var logger in Loggers)
-            {
-                logger.LogHyperparams(module.Hparams);
-                logger.Save();
-            }
-
-            new FitLoop<TBatch>(this, module, trainDataLoader).Run();
-
-            ForEachCallback(c => c.OnFitEnd(this, module));
-            module.OnFitEnd();
-            foreach (var logger in Loggers) logger.Complete(RunStatus.Success);
+            ConfigureOptimizers(module);
+            var resume = ckptPath is null ? null : CheckpointConnector.Resolve(this, ckptPath, Stage.Fit);
+            if (resume is not null) CheckpointConnector.RestoreWeightsAndCallbacks(this, module, data, resume);
+            CallHooks("on_fit_start", c => c.OnFitStart(this, module), module.OnFitStart);
+            if (!Limits.LoggingOff)
+                foreach (var logger in Loggers)
+                {
+                    logger.LogHyperparams(module.Hparams);
+                    logger.Save();
+                }
+            var loop = new FitLoop<TBatch>(this, module, data);
+            if (resume is not null) CheckpointConnector.RestoreTrainingState(this, loop, resume);
+            FitRun = loop;
+            loop.Run();
+            FitRun = null;
+            CallHooks("on_fit_end", c => c.OnFitEnd(this, module), module.OnFitEnd);
+            return 0;
         });
     }
 
-    /// <summary>Writes a checkpoint of the running fit to <paramref name="path"/> (through a temporary file).</summary>
-    public void SaveCheckpoint(string path)
+    private IReadOnlyDictionary<string, double> Evaluate<TBatch>(LightningModule<TBatch> module, DataSource<TBatch> data, Stage stage, string? ckptPath)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        var module = LightningModule ?? throw new InvalidOperationException(
-            "SaveCheckpoint needs a module: call it during or after Fit.");
-        var checkpoint = Checkpoint.Capture(module, _optimizers, CurrentEpoch, GlobalStep);
-        module.OnSaveCheckpoint(checkpoint);
-        foreach (var callback in _callbacks)
+        ArgumentNullException.ThrowIfNull(module);
+        return Run(module, data, stage, () =>
         {
-            callback.OnSaveCheckpoint(this, module, checkpoint);
-            if (callback.SaveState() is { } state) checkpoint.Callbacks[callback.StateKey] = state;
-        }
-        checkpoint.Save(path);
+            if (ckptPath is not null) CheckpointConnector.RestoreWeights(module, CheckpointConnector.Resolve(this, ckptPath, stage));
+            var loader = stage == Stage.Validate ? data.Val() : data.Test();
+            if (loader is null) throw new InvalidOperationException($"{stage} needs a data loader; the datamodule's returned none.");
+            return (IReadOnlyDictionary<string, double>)new EvaluationLoop<TBatch>(this, module, stage).Run(loader, sanity: false);
+        });
     }
 
-    internal void ForEachCallback(Action<Callback> hook)
+    private IReadOnlyList<Tensor> RunPredict<TBatch>(LightningModule<TBatch> module, DataSource<TBatch> data, string? ckptPath)
     {
-        foreach (var callback in _callbacks) hook(callback);
+        ArgumentNullException.ThrowIfNull(module);
+        return Run(module, data, Stage.Predict, () =>
+        {
+            if (ckptPath is not null) CheckpointConnector.RestoreWeights(module, CheckpointConnector.Resolve(this, ckptPath, Stage.Predict));
+            return new PredictionLoop<TBatch>(this, module).Run(data.Predict());
+        });
     }
 
-    /// <summary>The one place exceptions leave a run: callbacks and loggers hear of it, then it propagates unchanged.</summary>
-    private void Run(LightningModule module, Action run)
+    private void ConfigureOptimizers(LightningModule module)
+    {
+        var configuration = module.ConfigureOptimizers();
+        if (configuration.Optimizers.Count > 1 && module.AutomaticOptimization)
+            throw new InvalidOperationException(
+                $"ConfigureOptimizers returned {configuration.Optimizers.Count} optimizers; automatic optimization trains with one. " +
+                "Set AutomaticOptimization = false and step them in TrainingStep (manual optimization).");
+        _optimizers = configuration.Optimizers;
+        _lightningOptimizers = _optimizers.Select(o => new LightningOptimizer(o, this)).ToList();
+        _schedulers = configuration.LrSchedulers;
+        SchedulerSteps = new int[_schedulers.Count];
+    }
+
+    /// <summary>The one place exceptions leave a run: callbacks and the module hear of it, loggers close, and it propagates unchanged.</summary>
+    private T Run<T, TBatch>(LightningModule<TBatch> module, DataSource<TBatch> data, Stage stage, Func<T> run)
     {
         LightningModule = module;
         module.Trainer = this;
+        if (data.DataModule is { } datamodule) datamodule.Trainer = this;
+        State = stage;
+        var detectAnomaly = Options.DetectAnomaly ? autograd.detect_anomaly() : null;
+        var deterministic = Options.Deterministic ? LibTorch.UseDeterministicAlgorithms() : null;
         try
         {
-            run();
+            module.EnsureComponentsRegistered();
+            Metrics.Context = HookContext.None;
+            Metrics.Hook = "setup";
+            data.DataModule?.PrepareData();
+            data.DataModule?.Setup(stage);
+            CallHooks("setup", c => c.Setup(this, module, stage), () => module.Setup(stage));
+            var result = run();
+            Metrics.Context = HookContext.None;
+            Metrics.Hook = "teardown";
+            CallHooks("teardown", c => c.Teardown(this, module, stage), () => module.Teardown(stage));
+            data.DataModule?.Teardown(stage);
+            foreach (var logger in Loggers) logger.Complete(RunStatus.Success);
+            if (_profiler is not null) Console.Out.Write(_profiler.Report(stage.ToString().ToUpperInvariant()));
+            return result;
         }
         catch (Exception exception)
         {
             foreach (var callback in _callbacks) callback.OnException(this, module, exception);
+            module.OnException(exception);
             foreach (var logger in Loggers) logger.Complete(RunStatus.Failed);
             throw;
         }
+        finally
+        {
+            State = null;
+            deterministic?.Dispose();
+            detectAnomaly?.Dispose();
+        }
+    }
+
+    /// <summary>Runs a hook on every callback, then on the module (Lightning's order), timed when profiling.</summary>
+    internal void CallHooks(string name, Action<Callback>? onCallback, Action? onModule)
+    {
+        var clock = _profiler is null ? null : Stopwatch.StartNew();
+        if (onCallback is not null)
+            foreach (var callback in _callbacks) onCallback(callback);
+        onModule?.Invoke();
+        if (clock is not null) _profiler!.Record(name, clock.Elapsed);
+    }
+
+    /// <summary>Runs an epoch-end hook in Lightning's order: ordinary callbacks, the module, then monitoring callbacks.</summary>
+    internal void CallEpochEndHooks(string name, Action<Callback> onCallback, Action onModule)
+    {
+        var clock = _profiler is null ? null : Stopwatch.StartNew();
+        foreach (var callback in _callbacks.Where(c => !c.RunsLast)) onCallback(callback);
+        onModule();
+        foreach (var callback in _callbacks.Where(c => c.RunsLast)) onCallback(callback);
+        if (clock is not null) _profiler!.Record(name, clock.Elapsed);
+    }
+
+    internal IDisposable? Profile(string action) => _profiler is null ? null : new ProfileScope(_profiler, action);
+
+    internal void RunBackward(LightningModule module, Tensor loss)
+    {
+        CallHooks("on_before_backward", c => c.OnBeforeBackward(this, module, loss), () => module.OnBeforeBackward(loss));
+        module.Backward(loss);
+        CallHooks("on_after_backward", c => c.OnAfterBackward(this, module), module.OnAfterBackward);
+    }
+
+    internal void RunManualOptimizerStep(optim.Optimizer optimizer, Func<Tensor>? closure)
+    {
+        var module = LightningModule!;
+        CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(this, module, optimizer), () => module.OnBeforeOptimizerStep(optimizer));
+        if (closure is null) optimizer.step();
+        else optimizer.step(closure);
+        GlobalStep++;
     }
 
     private List<LightningLogger> DefaultLoggers()
@@ -155,18 +342,20 @@ public sealed class Trainer
         return [tensorBoard, new CsvLogger(DefaultRootDir, version: tensorBoard.Version)];
     }
 
-    private static List<Callback> BuildCallbacks(TrainerOptions options)
+    private static List<Callback> BuildCallbacks(TrainerOptions options, EffectiveLimits limits)
     {
         var callbacks = options.Callbacks.ToList();
-        if (options.EnableProgressBar && !callbacks.OfType<ProgressBar>().Any()) callbacks.Add(new ProgressBar());
-        if (!options.EnableProgressBar && callbacks.OfType<ProgressBar>().Any())
-            throw new ArgumentException(
-                $"{nameof(TrainerOptions.EnableProgressBar)} = false, but {nameof(TrainerOptions.Callbacks)} holds a ProgressBar; remove one of them.");
-        if (options.EnableCheckpointing && !callbacks.Any(c => c.IsCheckpoint)) callbacks.Add(new ModelCheckpoint());
-        if (!options.EnableCheckpointing && callbacks.Any(c => c.IsCheckpoint))
-            throw new ArgumentException(
-                $"{nameof(TrainerOptions.EnableCheckpointing)} = false, but {nameof(TrainerOptions.Callbacks)} holds a checkpoint callback; remove one of them.");
-        // Checkpoints run last so they see what every other callback did this epoch.
-        return [.. callbacks.Where(c => !c.IsCheckpoint), .. callbacks.Where(c => c.IsCheckpoint)];
+        if (limits.ProgressBar && !callbacks.OfType<ProgressBar>().Any()) callbacks.Add(new ProgressBar());
+        if (limits.ModelSummary && !callbacks.OfType<ModelSummary>().Any()) callbacks.Add(new ModelSummary());
+        if (options.MaxTime is { } maxTime && !callbacks.OfType<Callbacks.Timer>().Any()) callbacks.Add(new Callbacks.Timer(maxTime));
+        if (limits.Checkpointing && !callbacks.OfType<ModelCheckpoint>().Any()) callbacks.Add(new ModelCheckpoint());
+        // Checkpoints and monitors run last so they see what every other callback did.
+        return [.. callbacks.Where(c => !c.RunsLast), .. callbacks.Where(c => c.RunsLast)];
+    }
+
+    private sealed class ProfileScope(SimpleProfiler profiler, string action) : IDisposable
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        public void Dispose() => profiler.Record(action, _clock.Elapsed);
     }
 }

@@ -3,23 +3,95 @@ using Lightning.Loggers;
 
 namespace Lightning;
 
-/// <summary>The flags of a <see cref="Trainer"/>, as Lightning's <c>Trainer(...)</c> arguments. Validated when the trainer is built.</summary>
+/// <summary>
+/// The flags of a <see cref="Trainer"/>, with the meaning of Lightning's <c>Trainer(...)</c> arguments. Validated when
+/// the trainer is built: an invalid value or combination fails with a message naming the option, the value and what is allowed.
+/// </summary>
 public sealed class TrainerOptions
 {
-    /// <summary>Stop after this many epochs (Lightning's <c>max_epochs</c>; default 1000).</summary>
-    public int MaxEpochs { get; init; } = 1000;
+    /// <summary>Stop after this many epochs; -1 for no limit. Default: 1000 unless <see cref="MaxSteps"/> is set, then no limit.</summary>
+    public int? MaxEpochs { get; init; }
 
-    /// <summary>How many training batches to run per epoch: a count or a fraction (default: all).</summary>
+    /// <summary>Keep training at least this many epochs, even when a callback asks to stop.</summary>
+    public int? MinEpochs { get; init; }
+
+    /// <summary>Stop after this many optimizer steps; -1 (default) for no limit.</summary>
+    public long MaxSteps { get; init; } = -1;
+
+    /// <summary>Keep training at least this many optimizer steps.</summary>
+    public long? MinSteps { get; init; }
+
+    /// <summary>Stop once this much training time has passed (adds a <see cref="Timer"/> callback).</summary>
+    public TimeSpan? MaxTime { get; init; }
+
+    /// <summary>Training batches per epoch: a count or a fraction (default: all).</summary>
     public BatchLimit LimitTrainBatches { get; init; } = BatchLimit.All;
 
-    /// <summary>Where logs and checkpoints go when no logger or callback says otherwise (default: the current directory).</summary>
-    public string? DefaultRootDir { get; init; }
+    /// <summary>Validation batches per validation run.</summary>
+    public BatchLimit LimitValBatches { get; init; } = BatchLimit.All;
+
+    /// <summary>Test batches.</summary>
+    public BatchLimit LimitTestBatches { get; init; } = BatchLimit.All;
+
+    /// <summary>Prediction batches.</summary>
+    public BatchLimit LimitPredictBatches { get; init; } = BatchLimit.All;
+
+    /// <summary>
+    /// How often to validate inside an epoch: a fraction of the epoch (0.25 = four times) or a number of training
+    /// batches (which may span epochs when <see cref="CheckValEveryNEpoch"/> is null). Default: once per epoch.
+    /// </summary>
+    public BatchLimit ValCheckInterval { get; init; } = BatchLimit.All;
+
+    /// <summary>Validate every this many epochs (default 1); null for step-driven validation by <see cref="ValCheckInterval"/>.</summary>
+    public int? CheckValEveryNEpoch { get; init; } = 1;
+
+    /// <summary>Validation batches run before training as a sanity check (default 2); -1 for all.</summary>
+    public int NumSanityValSteps { get; init; } = 2;
+
+    /// <summary>Step the optimizer every this many batches, summing their gradients (default 1).</summary>
+    public int AccumulateGradBatches { get; init; } = 1;
+
+    /// <summary>Clip gradients at this value before each optimizer step; null (default) for no clipping.</summary>
+    public double? GradientClipVal { get; init; }
+
+    /// <summary>Clip by total norm (default) or by value.</summary>
+    public GradientClipAlgorithm GradientClipAlgorithm { get; init; } = GradientClipAlgorithm.Norm;
+
+    /// <summary>Run this many batches of training, validation and test once, with no loggers or checkpoints: a smoke test. 0 = off.</summary>
+    public int FastDevRun { get; init; }
+
+    /// <summary>Train and validate on this many training batches (count) or this share (fraction), to check the model can overfit. 0 = off.</summary>
+    public BatchLimit OverfitBatches { get; init; } = 0;
+
+    /// <summary>Send step metrics to the loggers every this many training steps (default 50).</summary>
+    public int LogEveryNSteps { get; init; } = 50;
+
+    /// <summary>Add a default <see cref="ModelCheckpoint"/> when <see cref="Callbacks"/> holds none.</summary>
+    public bool EnableCheckpointing { get; init; } = true;
 
     /// <summary>Show a console progress bar; it also stays off when the console output is redirected.</summary>
     public bool EnableProgressBar { get; init; } = true;
 
-    /// <summary>Add a default <see cref="ModelCheckpoint"/> when <see cref="Callbacks"/> holds none.</summary>
-    public bool EnableCheckpointing { get; init; } = true;
+    /// <summary>Print a table of the module's layers and parameter counts when a fit starts.</summary>
+    public bool EnableModelSummary { get; init; } = true;
+
+    /// <summary>Where logs and checkpoints go when no logger or callback says otherwise (default: the current directory).</summary>
+    public string? DefaultRootDir { get; init; }
+
+    /// <summary>Use only deterministic algorithms in libtorch (<c>use_deterministic_algorithms</c>).</summary>
+    public bool Deterministic { get; init; }
+
+    /// <summary><c>"simple"</c>: time every hook and loop and print a table at the end. Null (default) for none.</summary>
+    public string? Profiler { get; init; }
+
+    /// <summary>Turn on autograd anomaly detection (slow; finds where NaNs come from).</summary>
+    public bool DetectAnomaly { get; init; }
+
+    /// <summary>Run the bare loop: no checkpointing, loggers, progress bar, summary, sanity check or <c>Log</c>; for overhead measurement.</summary>
+    public bool Barebones { get; init; }
+
+    /// <summary>Ask the datamodule for new data loaders every this many epochs (0 = never).</summary>
+    public int ReloadDataloadersEveryNEpochs { get; init; }
 
     /// <summary>
     /// The loggers (Lightning's <c>logger</c>). Null gives the defaults, a <see cref="TensorBoardLogger"/> and a
@@ -27,24 +99,57 @@ public sealed class TrainerOptions
     /// </summary>
     public IReadOnlyList<LightningLogger>? Loggers { get; init; }
 
-    /// <summary>Callbacks to run, in order; checkpoint callbacks always run last.</summary>
+    /// <summary>Callbacks to run, in order; checkpoint and monitoring callbacks run last.</summary>
     public IReadOnlyList<Callback> Callbacks { get; init; } = [];
 
-    /// <summary>Send step metrics to the loggers every this many training steps (default 50).</summary>
-    public int LogEveryNSteps { get; init; } = 50;
+    internal int ResolvedMaxEpochs => MaxEpochs ?? (MaxSteps == -1 ? 1000 : -1);
 
     internal void Validate()
     {
-        if (MaxEpochs < -1)
-            throw new ArgumentOutOfRangeException(nameof(MaxEpochs), MaxEpochs,
-                $"{nameof(MaxEpochs)} = {MaxEpochs} is not allowed: use a number of epochs of 0 or more, or -1 for no limit.");
-        if (LogEveryNSteps < 1)
-            throw new ArgumentOutOfRangeException(nameof(LogEveryNSteps), LogEveryNSteps,
-                $"{nameof(LogEveryNSteps)} = {LogEveryNSteps} is not allowed: it must be 1 or more.");
+        if (MaxEpochs is < -1) Fail(nameof(MaxEpochs), MaxEpochs, "use a number of epochs of 0 or more, or -1 for no limit");
+        if (MinEpochs is < 0) Fail(nameof(MinEpochs), MinEpochs, "it must be 0 or more");
+        if (MaxSteps < -1) Fail(nameof(MaxSteps), MaxSteps, "use a number of steps of 0 or more, or -1 for no limit");
+        if (MinSteps is < 0) Fail(nameof(MinSteps), MinSteps, "it must be 0 or more");
+        if (MaxTime is { } time && time <= TimeSpan.Zero) Fail(nameof(MaxTime), MaxTime, "it must be a positive duration");
+        if (MinEpochs is { } minEpochs && MaxEpochs is { } maxEpochs && maxEpochs != -1 && minEpochs > maxEpochs)
+            Fail(nameof(MinEpochs), minEpochs, $"it must not exceed MaxEpochs = {maxEpochs}");
         LimitTrainBatches.Validate(nameof(LimitTrainBatches));
-        if (Callbacks.Any(c => c is null))
-            throw new ArgumentException($"{nameof(Callbacks)} contains null; every entry must be a callback.", nameof(Callbacks));
-        if (Loggers?.Any(l => l is null) == true)
-            throw new ArgumentException($"{nameof(Loggers)} contains null; every entry must be a logger.", nameof(Loggers));
+        LimitValBatches.Validate(nameof(LimitValBatches));
+        LimitTestBatches.Validate(nameof(LimitTestBatches));
+        LimitPredictBatches.Validate(nameof(LimitPredictBatches));
+        OverfitBatches.Validate(nameof(OverfitBatches));
+        ValCheckInterval.Validate(nameof(ValCheckInterval));
+        if (ValCheckInterval.Count is 0) Fail(nameof(ValCheckInterval), 0, "a batch count must be 1 or more");
+        if (ValCheckInterval.Fraction is 0) Fail(nameof(ValCheckInterval), 0.0, "a fraction must be greater than 0.0");
+        if (CheckValEveryNEpoch is < 1) Fail(nameof(CheckValEveryNEpoch), CheckValEveryNEpoch, "it must be 1 or more, or null for step-driven validation");
+        if (CheckValEveryNEpoch is null && ValCheckInterval.Count is null)
+            Fail(nameof(CheckValEveryNEpoch), "null", "step-driven validation needs ValCheckInterval as a batch count");
+        if (NumSanityValSteps < -1) Fail(nameof(NumSanityValSteps), NumSanityValSteps, "it must be 0 or more, or -1 for all");
+        if (AccumulateGradBatches < 1) Fail(nameof(AccumulateGradBatches), AccumulateGradBatches, "it must be 1 or more");
+        if (GradientClipVal is { } clip && (clip <= 0 || double.IsNaN(clip))) Fail(nameof(GradientClipVal), clip, "it must be greater than 0, or null for no clipping");
+        if (FastDevRun < 0) Fail(nameof(FastDevRun), FastDevRun, "it must be 0 (off) or a number of batches");
+        if (LogEveryNSteps < 1) Fail(nameof(LogEveryNSteps), LogEveryNSteps, "it must be 1 or more");
+        if (Profiler is not (null or "simple")) Fail(nameof(Profiler), $"\"{Profiler}\"", "the profilers are null and \"simple\"");
+        if (ReloadDataloadersEveryNEpochs < 0) Fail(nameof(ReloadDataloadersEveryNEpochs), ReloadDataloadersEveryNEpochs, "it must be 0 (never) or more");
+        if (Callbacks.Any(c => c is null)) throw new ArgumentException($"{nameof(Callbacks)} contains null; every entry must be a callback.", nameof(Callbacks));
+        if (Loggers?.Any(l => l is null) == true) throw new ArgumentException($"{nameof(Loggers)} contains null; every entry must be a logger.", nameof(Loggers));
+        if (Barebones)
+        {
+            if (Loggers is { Count: > 0 }) Conflict(nameof(Loggers), "loggers");
+            if (Callbacks.Any(c => c is ModelCheckpoint)) Conflict(nameof(Callbacks), "a ModelCheckpoint");
+            if (Callbacks.Any(c => c is ProgressBar)) Conflict(nameof(Callbacks), "a ProgressBar");
+        }
+        if (!EnableCheckpointing && Callbacks.Any(c => c is ModelCheckpoint))
+            throw new ArgumentException(
+                $"{nameof(EnableCheckpointing)} = false, but {nameof(Callbacks)} holds a ModelCheckpoint; remove one of them.", nameof(Callbacks));
+        if (!EnableProgressBar && Callbacks.Any(c => c is ProgressBar))
+            throw new ArgumentException(
+                $"{nameof(EnableProgressBar)} = false, but {nameof(Callbacks)} holds a ProgressBar; remove one of them.", nameof(Callbacks));
     }
+
+    private static void Fail(string option, object? value, string allowed) =>
+        throw new ArgumentOutOfRangeException(option, value, $"{option} = {value} is not allowed: {allowed}.");
+
+    private static void Conflict(string option, string what) =>
+        throw new ArgumentException($"{nameof(Barebones)} = true turns off {what}, but {option} holds {what}; remove them or turn Barebones off.", option);
 }

@@ -107,7 +107,7 @@ public class TrainerFitTests
 
         var checkpoints = Directory.GetFiles(Path.Combine(trainer.LogDir!, "checkpoints")).Select(Path.GetFileName);
         Assert.Equal(new[] { "epoch=2-step=15.ckpt" }, checkpoints);
-        Assert.Equal(2, trainer.CurrentEpoch);
+        Assert.Equal(3, trainer.CurrentEpoch);
     }
 
     [Fact]

@@ -18,7 +18,11 @@ public sealed class ModelCheckpoint : Callback
     /// <summary>The path of the best checkpoint; without a monitored metric, the latest.</summary>
     public string? BestModelPath { get; private set; }
 
-    internal override bool IsCheckpoint => true;
+    /// <inheritdoc />
+    protected internal override bool RunsLast => true;
+
+    /// <summary>The path of the latest <c>last.ckpt</c>, when one is saved.</summary>
+    public string? LastModelPath { get; private set; }
 
     /// <inheritdoc />
     public override void OnFitStart(Trainer trainer, LightningModule module) =>

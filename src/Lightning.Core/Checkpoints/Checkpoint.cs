@@ -51,11 +51,27 @@ public sealed class Checkpoint
     /// <summary>The number of optimizer states stored.</summary>
     public int OptimizerCount => _optimizerStates.Count;
 
+    /// <summary>The datamodule's state, if it saved any.</summary>
+    public JsonObject? DataModule { get; internal set; }
+
+    /// <summary>True when the checkpoint holds only weights (no optimizer, loop or callback state).</summary>
+    public bool WeightsOnly { get; private set; }
+
+    /// <summary>Loop progress: epoch, batches done in it, total batches, global step.</summary>
+    internal JsonObject Loops { get; set; } = new();
+
+    /// <summary>libtorch's random generator state when the checkpoint was taken.</summary>
+    internal byte[]? RngState { get; set; }
+
+    /// <summary>Steps taken by each scheduler (replayed on resume).</summary>
+    internal int[] SchedulerSteps { get; set; } = [];
+
     internal static Checkpoint Capture(LightningModule module, IReadOnlyList<torch.optim.Optimizer> optimizers, int epoch,
-        long globalStep)
+        long globalStep, bool weightsOnly)
     {
         var checkpoint = new Checkpoint
         {
+            WeightsOnly = weightsOnly,
             Epoch = epoch,
             GlobalStep = globalStep,
             ModuleType = module.GetType().FullName ?? module.GetType().Name,
@@ -66,7 +82,7 @@ public sealed class Checkpoint
             module.save(weights);
             checkpoint._weights = weights.ToArray();
         }
-        foreach (var optimizer in optimizers)
+        foreach (var optimizer in weightsOnly ? [] : optimizers)
         {
             using var state = new MemoryStream();
             using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true))
@@ -102,6 +118,11 @@ public sealed class Checkpoint
                 Hyperparameters = metadata["hyper_parameters"].Deserialize<Dictionary<string, JsonElement>>() ?? new(),
                 Callbacks = metadata["callbacks"]?.AsObject() is { } callbacks ? (JsonObject)callbacks.DeepClone() : new(),
                 Extra = metadata["extra"]?.AsObject() is { } extra ? (JsonObject)extra.DeepClone() : new(),
+                DataModule = metadata["datamodule"]?.AsObject() is { } dm ? (JsonObject)dm.DeepClone() : null,
+                WeightsOnly = (bool?)metadata["weights_only"] ?? false,
+                Loops = metadata["loops"]?.AsObject() is { } loops ? (JsonObject)loops.DeepClone() : new(),
+                RngState = (string?)metadata["rng_state"] is { } rng ? Convert.FromBase64String(rng) : null,
+                SchedulerSteps = metadata["scheduler_steps"]?.Deserialize<int[]>() ?? [],
                 _weights = ReadEntry(archive, WeightsEntry, path),
             };
             var optimizers = (int?)metadata["optimizer_count"] ?? 0;
@@ -130,7 +151,12 @@ public sealed class Checkpoint
             ["epoch"] = Epoch,
             ["global_step"] = GlobalStep,
             ["hyper_parameters"] = JsonSerializer.SerializeToNode(Hyperparameters),
+            ["weights_only"] = WeightsOnly,
             ["optimizer_count"] = _optimizerStates.Count,
+            ["scheduler_steps"] = JsonSerializer.SerializeToNode(SchedulerSteps),
+            ["loops"] = Loops.DeepClone(),
+            ["rng_state"] = RngState is null ? null : Convert.ToBase64String(RngState),
+            ["datamodule"] = DataModule?.DeepClone(),
             ["callbacks"] = Callbacks.DeepClone(),
             ["extra"] = Extra.DeepClone(),
         };

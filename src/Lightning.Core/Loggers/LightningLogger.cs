@@ -51,6 +51,9 @@ public abstract class LightningLogger
     /// <summary>Makes what was logged durable; the trainer calls it after each logging call.</summary>
     public virtual void Save() { }
 
+    /// <summary>Called after the trainer wrote a checkpoint to <paramref name="path"/>.</summary>
+    public virtual void AfterSaveCheckpoint(string path) { }
+
     /// <summary>Called once when a run ends.</summary>
     public virtual void Complete(RunStatus status) => Save();
 

@@ -1,80 +1,289 @@
+using Lightning.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Lightning.Loops;
 
-/// <summary>Epochs of training batches: hooks in Lightning's order, one dispose scope per step, metrics out as doubles.</summary>
-internal sealed class FitLoop<TBatch>(Trainer trainer, LightningModule<TBatch> module, IEnumerable<TBatch> loader)
+/// <summary>
+/// Epochs of training batches with validation when due, hooks in Lightning's order, one dispose scope per step,
+/// automatic or manual optimization, schedulers, and the progress counters that make resume exact.
+/// </summary>
+internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
 {
-    private readonly optim.Optimizer? _optimizer = trainer.Optimizers.Count switch
+    private readonly Trainer _trainer;
+    private readonly LightningModule<TBatch> _module;
+    private readonly DataSource<TBatch> _data;
+    private readonly EvaluationLoop<TBatch> _validation;
+    private IEnumerable<TBatch> _train;
+    private IEnumerable<TBatch>? _val;
+    private long _totalBatches;
+
+    public FitLoop(Trainer trainer, LightningModule<TBatch> module, DataSource<TBatch> data)
     {
-        0 => null,
-        1 => trainer.Optimizers[0],
-        var n => throw new NotSupportedException(
-            $"ConfigureOptimizers returned {n} optimizers; automatic optimization trains with one."),
-    };
+        (_trainer, _module, _data) = (trainer, module, data);
+        _validation = new EvaluationLoop<TBatch>(trainer, module, Stage.Validate);
+        _train = data.Train();
+        _val = trainer.Limits.ValidateOnTrainData ? _train : data.Val();
+        trainer.MaxEpochs = trainer.Limits.MaxEpochs;
+        trainer.NumTrainingBatches = trainer.Limits.Train.Resolve(DataLoaderLength.Of(_train), nameof(TrainerOptions.LimitTrainBatches));
+        trainer.NumValBatches = _val is null ? null : trainer.Limits.Val.Resolve(DataLoaderLength.Of(_val), nameof(TrainerOptions.LimitValBatches));
+    }
+
+    private optim.Optimizer? Optimizer => _trainer.Optimizers.Count > 0 ? _trainer.Optimizers[0] : null;
+
+    /// <summary>Batches to skip at the start of the first epoch, and the random state to continue with (resume).</summary>
+    public int ResumeBatches { get; set; }
+    public Tensor? ResumeRngState { get; set; }
+    public long TotalBatches { get => _totalBatches; set => _totalBatches = value; }
 
     public void Run()
     {
-        trainer.ForEachCallback(c => c.OnTrainStart(trainer, module));
-        module.OnTrainStart();
-        var maxEpochs = trainer.Options.MaxEpochs;
-        for (; (maxEpochs == -1 || trainer.CurrentEpoch < maxEpochs) && !trainer.ShouldStop; trainer.CurrentEpoch++)
+        if (_val is not null && _trainer.NumValBatches is not 0 && _trainer.Limits.SanitySteps != 0)
+            RunSanityCheck();
+
+        _trainer.CallHooks("on_train_start", c => c.OnTrainStart(_trainer, _module), _module.OnTrainStart);
+        while (!Done())
+        {
+            if (_trainer.Options.ReloadDataloadersEveryNEpochs is var every and > 0 && _data.DataModule is not null
+                && _trainer.CurrentEpoch > 0 && _trainer.CurrentEpoch % every == 0)
+            {
+                _train = _data.Train();
+                _val = _trainer.Limits.ValidateOnTrainData ? _train : _data.Val();
+            }
             RunEpoch();
-        // CurrentEpoch ends on the last epoch run, as Lightning reports it.
-        if (trainer.CurrentEpoch > 0) trainer.CurrentEpoch--;
-        trainer.ForEachCallback(c => c.OnTrainEnd(trainer, module));
-        module.OnTrainEnd();
+        }
+        _trainer.CallHooks("on_train_end", c => c.OnTrainEnd(_trainer, _module), _module.OnTrainEnd);
+    }
+
+    private bool Done()
+    {
+        var t = _trainer;
+        if (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps) return true;
+        if (t.MaxEpochs != -1 && t.CurrentEpoch >= t.MaxEpochs) return true;
+        return t.ShouldStop && MinimumsReached();
+    }
+
+    private bool MinimumsReached() =>
+        _trainer.CurrentEpoch >= (_trainer.Options.MinEpochs ?? 0) && _trainer.GlobalStep >= (_trainer.Options.MinSteps ?? 0);
+
+    private void RunSanityCheck()
+    {
+        var t = _trainer;
+        t.SanityChecking = true;
+        t.CallHooks("on_sanity_check_start", c => c.OnSanityCheckStart(t, _module), null);
+        t.Metrics.BeginSanityCheck();
+        var steps = t.Limits.SanitySteps == -1 ? t.NumValBatches : Math.Min(t.Limits.SanitySteps, t.NumValBatches ?? int.MaxValue);
+        _validation.Run(_val!, sanity: true, limit: steps);
+        t.Metrics.EndSanityCheck();
+        t.CallHooks("on_sanity_check_end", c => c.OnSanityCheckEnd(t, _module), null);
+        t.SanityChecking = false;
     }
 
     private void RunEpoch()
     {
-        module.train();
-        trainer.EpochBatchesDone = 0;
-        trainer.ForEachCallback(c => c.OnTrainEpochStart(trainer, module));
-        module.OnTrainEpochStart();
+        var t = _trainer;
+        var epoch = t.CurrentEpoch;
+        var skip = ResumeBatches;
+        ResumeBatches = 0;
+        EpochShuffler.SetEpochOf(_train, epoch);
+        _module.train();
+        t.EpochBatchesDone = skip;
+        t.Metrics.Context = HookContext.TrainingEpoch;
+        t.Metrics.Hook = "on_train_epoch_start";
+        t.CallHooks("on_train_epoch_start", c => c.OnTrainEpochStart(t, _module), _module.OnTrainEpochStart);
 
-        var limit = trainer.NumTrainingBatches;
+        var limit = t.NumTrainingBatches;
         int batchIdx = 0;
-        foreach (var batch in loader)
+        using (var batches = _train.GetEnumerator())
         {
-            if (limit is { } l && batchIdx >= l) break;
-            RunStep(batch, batchIdx);
-            trainer.EpochBatchesDone = ++batchIdx;
-            if (trainer.ShouldStop) break;
+            for (; batchIdx < skip && batches.MoveNext(); batchIdx++) { }
+            if (ResumeRngState is { } state)
+            {
+                set_rng_state(state);
+                state.Dispose();
+                ResumeRngState = null;
+            }
+            while ((limit is not { } l || batchIdx < l) && batches.MoveNext())
+            {
+                var isLast = limit is { } n ? batchIdx + 1 == n : false;
+                if (!RunBatch(batches.Current, batchIdx, isLast)) break;
+                batchIdx++;
+                if (ValidationDueInEpoch(batchIdx, isLast)) RunValidation();
+                if ((t.ShouldStop && MinimumsReached()) || (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps)) break;
+            }
         }
+        if (ValidationDueAtEpochEnd(batchIdx)) RunValidation();
 
-        trainer.ForEachCallback(c => { if (!c.IsCheckpoint) c.OnTrainEpochEnd(trainer, module); });
-        module.OnTrainEpochEnd();
-        trainer.Metrics.EndEpoch(trainer.Loggers, trainer.CurrentEpoch, Math.Max(trainer.GlobalStep - 1, 0));
-        trainer.ForEachCallback(c => { if (c.IsCheckpoint) c.OnTrainEpochEnd(trainer, module); });
+        t.Metrics.Context = HookContext.TrainingEpoch;
+        t.Metrics.Hook = "on_train_epoch_end";
+        t.Metrics.PublishEpochValues();
+        t.CallEpochEndHooks("on_train_epoch_end", c => c.OnTrainEpochEnd(t, _module), _module.OnTrainEpochEnd);
+        t.Metrics.EndEpoch(t.Loggers, epoch, Math.Max(t.GlobalStep - 1, 0), !t.Limits.LoggingOff);
+        t.Metrics.Context = HookContext.None;
+        StepSchedulers(SchedulerInterval.Epoch);
+        t.CurrentEpoch++;
     }
 
-    private void RunStep(TBatch batch, int batchIdx)
+    private bool ValidationDueInEpoch(int batchesDone, bool isLast)
     {
-        using var scope = torch.NewDisposeScope();
-        trainer.ForEachCallback(c => c.OnTrainBatchStart(trainer, module, batch, batchIdx));
-        module.OnTrainBatchStart(batch, batchIdx);
-
-        trainer.Metrics.BeginTrainingStep();
-        var loss = module.TrainingStep(batch, batchIdx);
-        double? lossValue = null;
-        var stepIndex = trainer.GlobalStep;
-        if (loss is not null && _optimizer is not null)
-        {
-            _optimizer.zero_grad();
-            module.Backward(loss);
-            _optimizer.step();
-            trainer.GlobalStep++;
-            lossValue = loss.ToDouble();
-        }
-        else if (loss is not null) lossValue = loss.ToDouble();
-        trainer.LastTrainLoss = lossValue ?? trainer.LastTrainLoss;
-        // Lightning logs on steps 49, 99, ... with the default LogEveryNSteps = 50.
-        var due = (stepIndex + 1) % trainer.Options.LogEveryNSteps == 0;
-        trainer.Metrics.EndTrainingStep(trainer.Loggers, trainer.CurrentEpoch, stepIndex, due);
-
-        trainer.ForEachCallback(c => c.OnTrainBatchEnd(trainer, module, lossValue, batch, batchIdx));
-        module.OnTrainBatchEnd(lossValue, batch, batchIdx);
+        if (_val is null || _trainer.NumValBatches is 0 || isLast) return false;
+        var interval = _trainer.Options.ValCheckInterval;
+        if (_trainer.Options.CheckValEveryNEpoch is null) return _totalBatches % interval.Count!.Value == 0;
+        if (!EpochValidates()) return false;
+        var every = interval.Count ?? (_trainer.NumTrainingBatches is { } n ? Math.Max(1, (int)(n * interval.Fraction!.Value)) : int.MaxValue);
+        return batchesDone % every == 0;
     }
+
+    private bool ValidationDueAtEpochEnd(int batchesDone)
+    {
+        if (_val is null || _trainer.NumValBatches is 0 || batchesDone == 0) return false;
+        if (_trainer.Options.CheckValEveryNEpoch is null) return _totalBatches % _trainer.Options.ValCheckInterval.Count!.Value == 0;
+        return EpochValidates();
+    }
+
+    private bool EpochValidates() => (_trainer.CurrentEpoch + 1) % _trainer.Options.CheckValEveryNEpoch!.Value == 0;
+
+    private void RunValidation()
+    {
+        _validation.Run(_val!, sanity: false);
+        _module.train();
+    }
+
+    /// <summary>One training batch in its own dispose scope; false when the module asks to end the epoch.</summary>
+    private bool RunBatch(TBatch batch, int batchIdx, bool isLastInEpoch)
+    {
+        var t = _trainer;
+        using var scope = NewDisposeScope();
+        t.Metrics.Context = HookContext.TrainingStep;
+        t.Metrics.Hook = "training_step";
+        t.Metrics.BatchSizeOfCurrentBatch = () => BatchSize.Of(batch);
+        t.CallHooks("on_train_batch_start", c => c.OnTrainBatchStart(t, _module, batch, batchIdx), null);
+        if (!_module.OnTrainBatchStart(batch, batchIdx)) return false;
+
+        var stepsBefore = t.GlobalStep;
+        double? loss = _module.AutomaticOptimization ? AutomaticStep(batch, batchIdx, isLastInEpoch) : ManualStep(batch, batchIdx);
+        if (loss is not null) t.LastTrainLoss = loss;
+        var stepped = t.GlobalStep > stepsBefore;
+        if (stepped) StepSchedulers(SchedulerInterval.Step);
+        t.Metrics.EndTrainingStep(t.Loggers, t.CurrentEpoch, Math.Max(t.GlobalStep - 1, 0),
+            !t.Limits.LoggingOff && stepped && t.GlobalStep % t.Options.LogEveryNSteps == 0);
+
+        // Counted before the batch-end hooks, so a checkpoint written there records this batch as done.
+        t.EpochBatchesDone = batchIdx + 1;
+        _totalBatches++;
+        t.CallHooks("on_train_batch_end", c => c.OnTrainBatchEnd(t, _module, loss, batch, batchIdx), () => _module.OnTrainBatchEnd(loss, batch, batchIdx));
+        t.Metrics.BatchSizeOfCurrentBatch = null;
+        return true;
+    }
+
+    private double? AutomaticStep(TBatch batch, int batchIdx, bool isLastInEpoch)
+    {
+        var t = _trainer;
+        var k = t.AccumulateGradBatches;
+        var optimizer = Optimizer;
+        bool stepping = optimizer is not null && !t.SkipBackward && ((batchIdx + 1) % k == 0 || isLastInEpoch);
+        bool firstOfWindow = batchIdx % k == 0;
+        Tensor? loss = null;
+
+        Tensor Closure()
+        {
+            using (t.Profile("training_step")) loss = _module.TrainingStep(batch, batchIdx);
+            if (loss is null || optimizer is null || t.SkipBackward) return loss!;
+            if (firstOfWindow)
+            {
+                t.CallHooks("on_before_zero_grad", c => c.OnBeforeZeroGrad(t, _module, optimizer), () => _module.OnBeforeZeroGrad(optimizer));
+                _module.OptimizerZeroGrad(t.CurrentEpoch, batchIdx, optimizer);
+            }
+            // Summed over k batches, each batch's loss counts 1/k so the step matches one large batch.
+            t.RunBackward(_module, k > 1 ? loss / k : loss);
+            return loss;
+        }
+
+        if (stepping)
+        {
+            Tensor StepClosure()
+            {
+                var result = Closure();
+                if (result is null) throw new SkippedStep();
+                t.CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(t, _module, optimizer!), () => _module.OnBeforeOptimizerStep(optimizer!));
+                _module.ConfigureGradientClipping(optimizer!, t.Options.GradientClipVal, t.Options.GradientClipAlgorithm);
+                return result;
+            }
+            try
+            {
+                using (t.Profile("optimizer_step")) _module.OptimizerStep(t.CurrentEpoch, batchIdx, optimizer!, StepClosure);
+                t.GlobalStep++;
+            }
+            catch (SkippedStep) { }
+        }
+        else
+        {
+            Closure();
+        }
+        return loss?.ToDouble();
+    }
+
+    private double? ManualStep(TBatch batch, int batchIdx)
+    {
+        Tensor? loss;
+        using (_trainer.Profile("training_step")) loss = _module.TrainingStep(batch, batchIdx);
+        return loss?.ToDouble();
+    }
+
+    private void StepSchedulers(SchedulerInterval interval)
+    {
+        var t = _trainer;
+        if (!_module.AutomaticOptimization) return;
+        for (int i = 0; i < t.LrSchedulerConfigs.Count; i++)
+        {
+            var config = t.LrSchedulerConfigs[i];
+            if (config.Interval != interval) continue;
+            var count = interval == SchedulerInterval.Step ? t.GlobalStep : t.CurrentEpoch + 1;
+            if (count % config.Frequency != 0) continue;
+            double? metric = null;
+            if (config.Monitor is { } monitor)
+            {
+                if (!t.CallbackMetrics.TryGetValue(monitor, out var value))
+                {
+                    if (!config.Strict) continue;
+                    throw new InvalidOperationException(
+                        $"The scheduler monitors '{monitor}', which was not logged. Available metrics: [{string.Join(", ", t.CallbackMetrics.Keys)}]. " +
+                        "Log it, or set Strict: false to skip the step when it is missing.");
+                }
+                metric = value;
+            }
+            _module.LrSchedulerStep(config.Scheduler, metric);
+            t.SchedulerSteps[i]++;
+        }
+    }
+
+    public int RunTuningSteps(int count, Action<int> beforeBatch, Action<int, double?> afterBatch)
+    {
+        var optimizer = Optimizer ?? throw new InvalidOperationException("Tuning needs an optimizer; ConfigureOptimizers returned none.");
+        _module.train();
+        int done = 0;
+        foreach (var batch in _train)
+        {
+            if (done == count) break;
+            using var scope = NewDisposeScope();
+            beforeBatch(done);
+            _trainer.Metrics.Context = HookContext.TrainingStep;
+            var loss = _module.TrainingStep(batch, done);
+            double? value = null;
+            if (loss is not null)
+            {
+                optimizer.zero_grad();
+                loss.backward();
+                optimizer.step();
+                value = loss.ToDouble();
+            }
+            _trainer.Metrics.EndTrainingStep(_trainer.Loggers, _trainer.CurrentEpoch, 0, sendToLoggers: false);
+            afterBatch(done++, value);
+        }
+        _trainer.Metrics.Context = HookContext.None;
+        return done;
+    }
+
+    /// <summary>Thrown out of the optimizer's closure when the training step returned null, so the optimizer does not step.</summary>
+    private sealed class SkippedStep : Exception;
 }

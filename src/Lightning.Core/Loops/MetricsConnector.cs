@@ -3,68 +3,127 @@ using Lightning.Loggers;
 namespace Lightning.Loops;
 
 /// <summary>
-/// Collects what <see cref="LightningModule.Log(string, double, bool, bool?, bool?)"/> records, applies Lightning's
-/// per-hook defaults, reduces epoch values and sends metrics to the loggers. Only doubles are kept.
+/// Collects what <c>Log</c> records, applies Lightning's per-hook defaults and rules, reduces epoch values (weighted by
+/// batch size for means) and sends metrics to the loggers. Only doubles are kept, so no tensor outlives its step.
 /// </summary>
 internal sealed class MetricsConnector
 {
+    private sealed class Accumulator(ReduceFx reduce, bool progBar, bool toLogger)
+    {
+        private double _sum, _weight, _extreme = reduce == ReduceFx.Min ? double.PositiveInfinity : double.NegativeInfinity;
+
+        public bool ProgBar { get; } = progBar;
+        public bool ToLogger { get; } = toLogger;
+
+        public void Add(double value, int batchSize)
+        {
+            _sum += reduce == ReduceFx.Mean ? value * batchSize : value;
+            _weight += batchSize;
+            _extreme = reduce == ReduceFx.Min ? Math.Min(_extreme, value) : Math.Max(_extreme, value);
+        }
+
+        public double Value => reduce switch
+        {
+            ReduceFx.Mean => _sum / _weight,
+            ReduceFx.Sum => _sum,
+            _ => _extreme,
+        };
+    }
+
     private readonly Dictionary<string, double> _callback = new();
     private readonly Dictionary<string, double> _logged = new();
     private readonly Dictionary<string, double> _progressBar = new();
     private readonly Dictionary<string, double> _pendingStep = new();
-    private readonly Dictionary<string, (double Sum, long Count, bool ProgBar)> _epoch = new();
-    private bool _inTrainingStep;
+    private readonly Dictionary<string, Accumulator> _epoch = new();
+    private Dictionary<string, double>? _beforeSanity;
 
     public IReadOnlyDictionary<string, double> CallbackMetrics => _callback;
     public IReadOnlyDictionary<string, double> LoggedMetrics => _logged;
     public IReadOnlyDictionary<string, double> ProgressBarMetrics => _progressBar;
 
-    public void Record(string name, double value, bool progBar, bool? onStep, bool? onEpoch)
+    public HookContext Context { get; set; }
+    public string Hook { get; set; } = "";
+    public bool Disabled { get; set; }
+
+    /// <summary>Batch size of the batch in flight, for weighting means; found on demand from the batch itself.</summary>
+    public Func<int>? BatchSizeOfCurrentBatch { get; set; }
+
+    public void Record(string name, double value, bool progBar, bool? onStep, bool? onEpoch, ReduceFx reduceFx, int? batchSize, bool logger)
     {
-        bool step = onStep ?? _inTrainingStep, epoch = onEpoch ?? !_inTrainingStep;
+        if (Disabled)
+            throw new InvalidOperationException($"Log('{name}') is turned off by Barebones = true; remove the call or turn Barebones off.");
+        if (Context == HookContext.None)
+            throw new InvalidOperationException($"You can't Log() inside {Hook}. Log from a step or an epoch hook.");
+        bool inStep = Context is HookContext.TrainingStep or HookContext.EvaluationStep;
+        bool step = onStep ?? Context == HookContext.TrainingStep;
+        bool epoch = onEpoch ?? Context != HookContext.TrainingStep;
+        if (step && !inStep)
+            throw new InvalidOperationException($"You can't Log(onStep: true) inside {Hook}, must be one of [false].");
         if (!step && !epoch)
             throw new ArgumentException($"Metric '{name}' is logged with onStep = false and onEpoch = false; at least one must be true.");
-        if (step && !_inTrainingStep)
-            throw new InvalidOperationException(
-                $"Metric '{name}' cannot be logged with onStep = true outside a training step; use onEpoch = true.");
+        if (batchSize is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batchSize = {batchSize} for metric '{name}' is not allowed: it must be 1 or more.");
 
         var stepKey = step && epoch ? $"{name}_step" : name;
         if (step)
         {
-            _pendingStep[stepKey] = value;
+            if (logger) _pendingStep[stepKey] = value;
             _callback[stepKey] = value;
+            if (step && epoch) _callback[name] = value;
             if (progBar) _progressBar[stepKey] = value;
         }
         if (epoch)
         {
             var key = step ? $"{name}_epoch" : name;
-            var (sum, count, _) = _epoch.GetValueOrDefault(key);
-            _epoch[key] = (sum + value, count + 1, progBar);
+            if (!_epoch.TryGetValue(key, out var accumulator))
+                _epoch[key] = accumulator = new Accumulator(reduceFx, progBar, logger);
+            var weight = reduceFx == ReduceFx.Mean && inStep ? batchSize ?? BatchSizeOfCurrentBatch?.Invoke() ?? 1 : 1;
+            accumulator.Add(value, weight);
+            // Outside steps the value is final at once, so monitoring callbacks later in the same hook see it.
+            if (!inStep) _callback[key] = accumulator.Value;
         }
     }
 
-    public void BeginTrainingStep() => _inTrainingStep = true;
-
     public void EndTrainingStep(IReadOnlyList<LightningLogger> loggers, int epoch, long step, bool sendToLoggers)
     {
-        _inTrainingStep = false;
         if (_pendingStep.Count == 0) return;
         if (sendToLoggers) Send(loggers, _pendingStep, epoch, step);
         _pendingStep.Clear();
     }
 
-    public void EndEpoch(IReadOnlyList<LightningLogger> loggers, int epoch, long step)
+    /// <summary>Publishes this epoch's reduced values to the callback metrics (Lightning's <c>epoch_end_reached</c>).</summary>
+    public void PublishEpochValues()
     {
-        if (_epoch.Count == 0) return;
-        var values = _epoch.ToDictionary(e => e.Key, e => e.Value.Sum / e.Value.Count);
-        foreach (var (key, value) in values)
+        foreach (var (key, accumulator) in _epoch)
         {
+            var value = accumulator.Value;
             _callback[key] = value;
             if (key.EndsWith("_epoch", StringComparison.Ordinal)) _callback[key[..^"_epoch".Length]] = value;
-            if (_epoch[key].ProgBar) _progressBar[key] = value;
+            if (accumulator.ProgBar) _progressBar[key] = value;
         }
+    }
+
+    /// <summary>Sends this epoch's reduced values to the loggers and starts a new epoch; returns them.</summary>
+    public Dictionary<string, double> EndEpoch(IReadOnlyList<LightningLogger> loggers, int epoch, long step, bool sendToLoggers)
+    {
+        PublishEpochValues();
+        var values = _epoch.ToDictionary(e => e.Key, e => e.Value.Value);
+        var forLoggers = _epoch.Where(e => e.Value.ToLogger).ToDictionary(e => e.Key, e => e.Value.Value);
         _epoch.Clear();
-        Send(loggers, values, epoch, step);
+        if (sendToLoggers && forLoggers.Count > 0) Send(loggers, forLoggers, epoch, step);
+        return values;
+    }
+
+    public void BeginSanityCheck() => _beforeSanity = new Dictionary<string, double>(_callback);
+
+    /// <summary>Sanity-check values are not real results: forget them.</summary>
+    public void EndSanityCheck()
+    {
+        _epoch.Clear();
+        _callback.Clear();
+        foreach (var (key, value) in _beforeSanity!) _callback[key] = value;
+        _progressBar.Clear();
+        _beforeSanity = null;
     }
 
     private void Send(IReadOnlyList<LightningLogger> loggers, IReadOnlyDictionary<string, double> metrics, int epoch, long step)

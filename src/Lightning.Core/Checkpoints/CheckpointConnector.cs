@@ -1,0 +1,117 @@
+using System.Text.Json.Nodes;
+using Lightning.Callbacks;
+using Lightning.Loops;
+using static TorchSharp.torch;
+
+namespace Lightning.Checkpoints;
+
+/// <summary>Writes checkpoints from trainer state and restores them in Lightning's order: weights, datamodule, callbacks, loops, optimizers and schedulers.</summary>
+internal static class CheckpointConnector
+{
+    public static void Save(Trainer trainer, LightningModule module, string path, bool weightsOnly)
+    {
+        var checkpoint = Checkpoint.Capture(module, trainer.Optimizers, trainer.CurrentEpoch, trainer.GlobalStep, weightsOnly);
+        module.OnSaveCheckpoint(checkpoint);
+        if (!weightsOnly)
+        {
+            checkpoint.Loops = new JsonObject
+            {
+                ["epoch"] = trainer.CurrentEpoch,
+                ["batches_done"] = trainer.EpochBatchesDone,
+                ["total_batches"] = (trainer.FitRun as ILoopProgress)?.TotalBatches ?? 0,
+                ["global_step"] = trainer.GlobalStep,
+            };
+            using (var rng = get_rng_state()) checkpoint.RngState = rng.bytes.ToArray();
+            checkpoint.SchedulerSteps = trainer.SchedulerSteps.ToArray();
+            foreach (var callback in trainer.Callbacks)
+            {
+                callback.OnSaveCheckpoint(trainer, module, checkpoint);
+                if (callback.SaveState() is { } state) checkpoint.Callbacks[callback.StateKey] = state;
+            }
+        }
+        checkpoint.Save(path);
+        foreach (var logger in trainer.Loggers) logger.AfterSaveCheckpoint(path);
+    }
+
+    /// <summary>Turns "last", "best" or a path into a checkpoint; "last" with none saved yet means a fresh start, as in Lightning.</summary>
+    public static Checkpoint? Resolve(Trainer trainer, string ckptPath, Stage stage)
+    {
+        switch (ckptPath)
+        {
+            case "best":
+                var best = trainer.CheckpointCallback?.BestModelPath;
+                if (string.IsNullOrEmpty(best))
+                    throw new InvalidOperationException(
+                        $"ckptPath = \"best\" needs a ModelCheckpoint that has saved a checkpoint; {(trainer.CheckpointCallback is null ? "there is none" : "it has saved none yet")}.");
+                return Checkpoint.Load(best);
+            case "last":
+                var last = trainer.CheckpointCallbacks.Select(c => c.LastModelPath ?? c.BestModelPath)
+                    .Concat(trainer.CheckpointCallbacks.Where(c => c.DirPath is not null && Directory.Exists(c.DirPath))
+                        .SelectMany(c => Directory.GetFiles(c.DirPath!, "last*.ckpt")))
+                    .OfType<string>().Where(File.Exists)
+                    .OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault();
+                if (last is null)
+                {
+                    Console.Error.WriteLine($"ckptPath = \"last\" but no checkpoint was found; {stage} starts from scratch.");
+                    return null;
+                }
+                return Checkpoint.Load(last);
+            default:
+                return Checkpoint.Load(ckptPath);
+        }
+    }
+
+    public static void RestoreWeights(LightningModule module, Checkpoint? checkpoint)
+    {
+        if (checkpoint is null) return;
+        module.OnLoadCheckpoint(checkpoint);
+        checkpoint.RestoreWeights(module);
+    }
+
+    public static void RestoreWeightsAndCallbacks<TBatch>(Trainer trainer, LightningModule module, DataSource<TBatch> data, Checkpoint checkpoint)
+    {
+        RestoreWeights(module, checkpoint);
+        if (checkpoint.DataModule is { } state) data.DataModule?.LoadState(state);
+        foreach (var callback in trainer.Callbacks)
+        {
+            callback.OnLoadCheckpoint(trainer, module, checkpoint);
+            if (checkpoint.Callbacks[callback.StateKey] is JsonObject saved) callback.LoadState(saved);
+        }
+    }
+
+    public static void RestoreTrainingState<TBatch>(Trainer trainer, FitLoop<TBatch> loop, Checkpoint checkpoint)
+    {
+        if (checkpoint.WeightsOnly)
+            throw new InvalidOperationException("The checkpoint holds weights only; resuming a fit needs a full checkpoint (weightsOnly: false).");
+        var epoch = (int)checkpoint.Loops["epoch"]!;
+        var batchesDone = (int)checkpoint.Loops["batches_done"]!;
+        var epochFinished = trainer.NumTrainingBatches is { } n && batchesDone >= n;
+
+        // TorchSharp schedulers keep no state dict: replay their steps on the fresh optimizer, then load its state.
+        var configs = trainer.LrSchedulerConfigs;
+        for (int i = 0; i < configs.Count && i < checkpoint.SchedulerSteps.Length; i++)
+            for (int s = 0; s < checkpoint.SchedulerSteps[i]; s++) configs[i].Scheduler.step();
+        trainer.SchedulerSteps = checkpoint.SchedulerSteps.Length == configs.Count ? checkpoint.SchedulerSteps.ToArray() : new int[configs.Count];
+        checkpoint.RestoreOptimizers(trainer.Optimizers);
+
+        trainer.GlobalStep = (long)checkpoint.Loops["global_step"]!;
+        loop.TotalBatches = (long?)checkpoint.Loops["total_batches"] ?? 0;
+        if (epochFinished)
+        {
+            // Saved at the end of an epoch, before that epoch's scheduler steps: take them now.
+            for (int i = 0; i < configs.Count; i++)
+                if (configs[i].Interval == SchedulerInterval.Epoch && !configs[i].ReduceOnPlateau && (epoch + 1) % configs[i].Frequency == 0)
+                {
+                    configs[i].Scheduler.step();
+                    trainer.SchedulerSteps[i]++;
+                }
+            trainer.CurrentEpoch = epoch + 1;
+        }
+        else
+        {
+            trainer.CurrentEpoch = epoch;
+            loop.ResumeBatches = batchesDone;
+        }
+        if (checkpoint.RngState is { } rng) loop.ResumeRngState = tensor(rng, [rng.Length], ScalarType.Byte).DetachFromDisposeScope();
+    }
+}

@@ -1,0 +1,27 @@
+using static TorchSharp.torch;
+
+namespace Lightning;
+
+/// <summary>Seeds every source of randomness a run uses, as Lightning's <c>seed_everything</c>.</summary>
+public static class LightningSeed
+{
+    private static Random _random = new();
+
+    /// <summary>The seed last given to <see cref="SeedEverything"/>, if any.</summary>
+    public static int? GlobalSeed { get; private set; }
+
+    /// <summary>A .NET random generator seeded by <see cref="SeedEverything"/>; use it for data augmentation and the like.</summary>
+    public static Random Random => _random;
+
+    /// <summary>
+    /// Seeds libtorch's generator, <see cref="Random"/>, and the default seed of <see cref="Data.EpochShuffler"/>; returns the seed.
+    /// (.NET's <c>Random.Shared</c> cannot be seeded: draw from <see cref="Random"/> instead.)
+    /// </summary>
+    public static int SeedEverything(int seed)
+    {
+        manual_seed(seed);
+        _random = new Random(seed);
+        GlobalSeed = seed;
+        return seed;
+    }
+}
