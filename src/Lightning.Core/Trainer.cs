@@ -214,9 +214,9 @@ public sealed class Trainer
                 }
             var loop = new FitLoop<TBatch>(this, module, data);
             if (resume is not null) CheckpointConnector.RestoreTrainingState(this, loop, resume);
+            // Kept after the fit, so SaveCheckpoint afterwards still records where training ended.
             FitRun = loop;
             loop.Run();
-            FitRun = null;
             CallHooks("on_fit_end", c => c.OnFitEnd(this, module), module.OnFitEnd);
             return 0;
         });

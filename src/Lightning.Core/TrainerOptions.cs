@@ -7,7 +7,7 @@ namespace Lightning;
 /// The flags of a <see cref="Trainer"/>, with the meaning of Lightning's <c>Trainer(...)</c> arguments. Validated when
 /// the trainer is built: an invalid value or combination fails with a message naming the option, the value and what is allowed.
 /// </summary>
-public sealed class TrainerOptions
+public sealed record TrainerOptions
 {
     /// <summary>Stop after this many epochs; -1 for no limit. Default: 1000 unless <see cref="MaxSteps"/> is set, then no limit.</summary>
     public int? MaxEpochs { get; init; }

@@ -19,6 +19,7 @@ internal static class CheckpointConnector
                 ["epoch"] = trainer.CurrentEpoch,
                 ["batches_done"] = trainer.EpochBatchesDone,
                 ["total_batches"] = (trainer.FitRun as ILoopProgress)?.TotalBatches ?? 0,
+                ["phase"] = ((trainer.FitRun as ILoopProgress)?.Phase ?? EpochPhase.BetweenEpochs).ToString(),
                 ["global_step"] = trainer.GlobalStep,
             };
             using (var rng = get_rng_state()) checkpoint.RngState = rng.bytes.ToArray();
@@ -85,7 +86,7 @@ internal static class CheckpointConnector
             throw new InvalidOperationException("The checkpoint holds weights only; resuming a fit needs a full checkpoint (weightsOnly: false).");
         var epoch = (int)checkpoint.Loops["epoch"]!;
         var batchesDone = (int)checkpoint.Loops["batches_done"]!;
-        var epochFinished = trainer.NumTrainingBatches is { } n && batchesDone >= n;
+        var phase = Enum.Parse<EpochPhase>((string?)checkpoint.Loops["phase"] ?? nameof(EpochPhase.BetweenEpochs));
 
         // TorchSharp schedulers keep no state dict: replay their steps on the fresh optimizer, then load its state.
         var configs = trainer.LrSchedulerConfigs;
@@ -96,7 +97,7 @@ internal static class CheckpointConnector
 
         trainer.GlobalStep = (long)checkpoint.Loops["global_step"]!;
         loop.TotalBatches = (long?)checkpoint.Loops["total_batches"] ?? 0;
-        if (epochFinished)
+        if (phase == EpochPhase.AfterBatches)
         {
             // Saved at the end of an epoch, before that epoch's scheduler steps: take them now.
             for (int i = 0; i < configs.Count; i++)
@@ -110,7 +111,7 @@ internal static class CheckpointConnector
         else
         {
             trainer.CurrentEpoch = epoch;
-            loop.ResumeBatches = batchesDone;
+            loop.ResumeBatches = phase == EpochPhase.InBatches ? batchesDone : 0;
         }
         if (checkpoint.RngState is { } rng) loop.ResumeRngState = tensor(rng, [rng.Length], ScalarType.Byte).DetachFromDisposeScope();
     }

@@ -35,6 +35,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
     public int ResumeBatches { get; set; }
     public Tensor? ResumeRngState { get; set; }
     public long TotalBatches { get => _totalBatches; set => _totalBatches = value; }
+    public EpochPhase Phase { get; private set; }
 
     public void Run()
     {
@@ -87,6 +88,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
         ResumeBatches = 0;
         EpochShuffler.SetEpochOf(_train, epoch);
         _module.train();
+        Phase = EpochPhase.InBatches;
         t.EpochBatchesDone = skip;
         t.Metrics.Context = HookContext.TrainingEpoch;
         t.Metrics.Hook = "on_train_epoch_start";
@@ -112,6 +114,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
                 if ((t.ShouldStop && MinimumsReached()) || (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps)) break;
             }
         }
+        Phase = EpochPhase.AfterBatches;
         if (ValidationDueAtEpochEnd(batchIdx)) RunValidation();
 
         t.Metrics.Context = HookContext.TrainingEpoch;
@@ -122,6 +125,8 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
         t.Metrics.Context = HookContext.None;
         StepSchedulers(SchedulerInterval.Epoch);
         t.CurrentEpoch++;
+        t.EpochBatchesDone = 0;
+        Phase = EpochPhase.BetweenEpochs;
     }
 
     private bool ValidationDueInEpoch(int batchesDone, bool isLast)

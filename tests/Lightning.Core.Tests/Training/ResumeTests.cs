@@ -1,0 +1,159 @@
+using Lightning.Callbacks;
+using Lightning.Checkpoints;
+using Lightning.Data;
+using Lightning.Testing;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Lightning.Core.Tests.Training;
+
+/// <summary>Resuming must be exact: same weights, bit for bit, as the run that was never interrupted.</summary>
+public class ResumeTests
+{
+    private static TrainerOptions Quiet(TempDirectory root) => new()
+    {
+        DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
+        NumSanityValSteps = 0,
+    };
+
+    [Fact]
+    public void TwoEpochsStraight_EqualOneEpochThenResume()
+    {
+        using var root = new TempDirectory();
+        var straight = Train(root, Quiet(root) with { MaxEpochs = 2 });
+
+        var first = Train(root, Quiet(root) with { MaxEpochs = 1 }, saveAfterFit: root.Combine("after-epoch-0.ckpt"));
+        var resumed = Train(root, Quiet(root) with { MaxEpochs = 2 }, ckptPath: root.Combine("after-epoch-0.ckpt"), seed: 999);
+
+        Assert.NotEqual(Weights(straight.Model), Weights(first.Model));
+        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+        Assert.Equal(straight.Trainer.GlobalStep, resumed.Trainer.GlobalStep);
+        Assert.Equal(2, resumed.Trainer.CurrentEpoch);
+        Assert.Equal(Lr(straight.Trainer), Lr(resumed.Trainer));
+    }
+
+    [Fact]
+    public void CheckpointFromInsideAnEpoch_ResumesToTheSameWeights()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("mid-epoch.ckpt");
+        var straight = Train(root, Quiet(root) with { MaxEpochs = 3, Callbacks = [new SaveAtStep(13, path)] });
+
+        var resumed = Train(root, Quiet(root) with { MaxEpochs = 3 }, ckptPath: path, seed: 12345);
+
+        Assert.Equal(13, Checkpoint.Load(path).GlobalStep);
+        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+        Assert.Equal(straight.Trainer.GlobalStep, resumed.Trainer.GlobalStep);
+    }
+
+    [Fact]
+    public void CheckpointFromTheEpochEndHook_ResumesAtTheNextEpoch()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("epoch-end.ckpt");
+        var straight = Train(root, Quiet(root) with { MaxEpochs = 3, Callbacks = [new SaveAtEpochEnd(0, path)] });
+
+        var resumed = Train(root, Quiet(root) with { MaxEpochs = 3 }, ckptPath: path, seed: 7);
+
+        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+        Assert.Equal(Lr(straight.Trainer), Lr(resumed.Trainer));
+    }
+
+    [Fact]
+    public void WeightsOnlyCheckpoint_CannotResumeAFit()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("weights.ckpt");
+        var run = Train(root, Quiet(root) with { MaxEpochs = 1 });
+        run.Trainer.SaveCheckpoint(path, weightsOnly: true);
+
+        Assert.Equal(0, Checkpoint.Load(path).OptimizerCount);
+        var error = Assert.Throws<InvalidOperationException>(() => Train(root, Quiet(root) with { MaxEpochs = 2 }, ckptPath: path));
+        Assert.Contains("holds weights only", error.Message);
+    }
+
+    [Fact]
+    public void ValidateWithCheckpointPath_LoadsThoseWeights()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("trained.ckpt");
+        var run = Train(root, Quiet(root) with { MaxEpochs = 1 }, saveAfterFit: path);
+        var expected = new Trainer(Quiet(root)).Validate(run.Model, ValBatches());
+
+        manual_seed(5);
+        var fresh = new DropoutModel();
+        var metrics = new Trainer(Quiet(root)).Validate(fresh, ValBatches(), ckptPath: path);
+
+        Assert.Equal(expected["val_loss"], metrics["val_loss"]);
+        Assert.Equal(Weights(run.Model), Weights(fresh));
+    }
+
+    private static (DropoutModel Model, Trainer Trainer) Train(TempDirectory root, TrainerOptions options, string? ckptPath = null,
+        string? saveAfterFit = null, int seed = 0)
+    {
+        manual_seed(seed);
+        var model = new DropoutModel();
+        var trainer = new Trainer(options);
+        trainer.Fit(model, Loader(), ckptPath: ckptPath);
+        if (saveAfterFit is not null) trainer.SaveCheckpoint(saveAfterFit);
+        return (model, trainer);
+    }
+
+    private static IterableDataLoader Loader()
+    {
+        using var generator = new Generator(42);
+        var x = randn([40, 8], generator: generator);
+        var y = randn([40, 1], generator: generator);
+        return utils.data.DataLoader(utils.data.TensorDataset(x, y), 4, new EpochShuffler(40, seed: 3));
+    }
+
+    private static List<IList<Tensor>> ValBatches()
+    {
+        using var generator = new Generator(9);
+        return [[randn([5, 8], generator: generator), randn([5, 1], generator: generator)]];
+    }
+
+    private static float[] Weights(nn.Module module) =>
+        module.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
+
+    private static double Lr(Trainer trainer) => ((OptimizerHelper)trainer.Optimizers[0]).ParamGroups.First().LearningRate;
+
+    /// <summary>Dropout draws from libtorch's generator, Adam keeps moments, StepLR changes the LR: all must resume exactly.</summary>
+    private sealed class DropoutModel : LightningModule<IList<Tensor>>
+    {
+        private readonly Sequential net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1));
+
+        public DropoutModel() : base(nameof(DropoutModel)) => RegisterComponents();
+
+        public override Tensor? TrainingStep(IList<Tensor> batch, int batchIdx) =>
+            nn.functional.mse_loss(net.forward(batch[0]), batch[1]);
+
+        public override void ValidationStep(IList<Tensor> batch, int batchIdx) =>
+            Log("val_loss", nn.functional.mse_loss(net.forward(batch[0]), batch[1]));
+
+        public override OptimizerConfiguration ConfigureOptimizers()
+        {
+            var optimizer = optim.Adam(parameters(), 0.01);
+            return new OptimizerConfiguration(optimizer, optim.lr_scheduler.StepLR(optimizer, 1, 0.7));
+        }
+    }
+
+    private sealed class SaveAtStep(long step, string path) : Callback
+    {
+        public override void OnTrainBatchEnd(Trainer trainer, LightningModule module, double? loss, object? batch, int batchIdx)
+        {
+            if (trainer.GlobalStep == step) trainer.SaveCheckpoint(path);
+        }
+    }
+
+    private sealed class SaveAtEpochEnd(int epoch, string path) : Callback
+    {
+        protected internal override bool RunsLast => true;
+
+        public override void OnTrainEpochEnd(Trainer trainer, LightningModule module)
+        {
+            if (trainer.CurrentEpoch == epoch) trainer.SaveCheckpoint(path);
+        }
+    }
+}
