@@ -1,0 +1,156 @@
+using Lightning.Onnx;
+using Lightning.Testing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lightning.Core.Tests.Onnx;
+
+/// <summary>Requests the exporter refuses, each with a message that says what to change, and nothing written.</summary>
+public class OnnxExportErrorTests
+{
+    [Fact]
+    public void ToOnnx_ConvNetWithUnbatchedSample_NamesTheLayerAndTheExpectedRank()
+    {
+        using var directory = new TempDirectory();
+        var error = Assert.Throws<ArgumentException>(() =>
+            FashionMnistCnn.Create().ToOnnx(directory.Combine("cnn.onnx"), rand(1, 28, 28)));
+
+        Assert.Contains("Conv2d '0' expects a 4-D input [batch, channels, height, width]", error.Message);
+        Assert.Contains("rank 3 (shape [1, 28, 28])", error.Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(directory.Path));
+    }
+
+    [Fact]
+    public void ToOnnx_SampleOfTheWrongShape_NamesTheFailingLayer()
+    {
+        var encoder = nn.Sequential(nn.Linear(28 * 28, 64), nn.ReLU(), nn.Linear(64, 3));
+        using var directory = new TempDirectory();
+
+        var error = Assert.Throws<ArgumentException>(() => encoder.ToOnnx(directory.Combine("e.onnx"), rand(4, 28, 28)));
+
+        Assert.Contains("'0' (Linear) fails on its input of shape [4, 28, 28]", error.Message);
+        Assert.Equal("inputSample", error.ParamName);
+    }
+
+    [Theory]
+    [InlineData(12)]
+    [InlineData(22)]
+    public void ToOnnx_UnsupportedOpset_IsRefusedWithTheRange(int opset)
+    {
+        using var directory = new TempDirectory();
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            nn.Linear(2, 2).ToOnnx(directory.Combine("m.onnx"), randn(1, 2), new OnnxExportOptions { Opset = opset }));
+
+        Assert.Contains($"Opset = {opset} is not allowed: the exporter writes opsets 13 to 21", error.Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(directory.Path));
+    }
+
+    [Fact]
+    public void ToOnnx_IntoAMissingFolder_FailsBeforeWritingAnything()
+    {
+        using var directory = new TempDirectory();
+        var path = directory.Combine("missing", "m.onnx");
+
+        var error = Assert.Throws<DirectoryNotFoundException>(() => nn.Linear(2, 2).ToOnnx(path, randn(1, 2)));
+
+        Assert.Contains("does not exist", error.Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(directory.Path));
+    }
+
+    [Fact]
+    public void ToOnnx_OntoADirectory_FailsAndLeavesNoFile()
+    {
+        using var directory = new TempDirectory();
+        var path = directory.Combine("model.onnx");
+        Directory.CreateDirectory(path);
+
+        var error = Assert.Throws<IOException>(() => nn.Linear(2, 2).ToOnnx(path, randn(1, 2)));
+
+        Assert.Contains("it is a directory", error.Message);
+        Assert.Equal([path], Directory.EnumerateFileSystemEntries(directory.Path));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(path));
+    }
+
+    [Fact]
+    public void ToOnnx_OverAnExistingFile_ReplacesItWholeAndLeavesNoTemporaryFile()
+    {
+        using var directory = new TempDirectory();
+        var path = directory.Combine("model.onnx");
+        File.WriteAllText(path, "old");
+
+        nn.Linear(2, 2).ToOnnx(path, randn(1, 2));
+
+        Assert.NotEqual("old", File.ReadAllText(path));
+        Assert.Equal([path], Directory.EnumerateFileSystemEntries(directory.Path));
+    }
+
+    [Fact]
+    public void ToOnnx_ModuleWithoutConverter_NamesItsPathTypeAndTheFix()
+    {
+        var model = new Wrapper(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), new Doubler()));
+        using var directory = new TempDirectory();
+
+        var error = Assert.Throws<NotSupportedException>(() => model.ToOnnx(directory.Combine("m.onnx"), randn(2, 4)));
+
+        Assert.Contains("Cannot export 'encoder.2' (Doubler) to ONNX", error.Message);
+        Assert.Contains("implementing Lightning.Onnx.IOnnxExportable on Doubler", error.Message);
+        Assert.Contains("OnnxConverters.Register<Doubler>", error.Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(directory.Path));
+    }
+
+    [Fact]
+    public void ToOnnx_LightningModuleWithoutGraph_SaysToImplementIOnnxExportable()
+    {
+        using var directory = new TempDirectory();
+        var error = Assert.Throws<NotSupportedException>(() => new BoringModel().ToOnnx(directory.Combine("m.onnx"), randn(2, 32)));
+
+        Assert.Contains("BoringModel is a LightningModule", error.Message);
+        Assert.Contains("implement IOnnxExportable", error.Message);
+    }
+
+    [Fact]
+    public void ToOnnx_RegisteredConverter_MakesAModuleExportable()
+    {
+        OnnxConverters.Register<Halver>((_, graph, inputs) => [graph.Mul(inputs[0], graph.Scalar(0.5, inputs[0]))]);
+        OnnxParity.AssertMatches(nn.Sequential(nn.Linear(4, 4), new Halver()), b => randn(b, 4));
+    }
+
+    [Fact]
+    public void ToOnnx_DynamicAxisBeyondTheSampleRank_IsRefused()
+    {
+        using var directory = new TempDirectory();
+        var options = new OnnxExportOptions
+        {
+            DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>> { ["input"] = new Dictionary<int, string> { [2] = "time" } },
+        };
+
+        var error = Assert.Throws<ArgumentException>(() => nn.Linear(2, 2).ToOnnx(directory.Combine("m.onnx"), randn(1, 2), options));
+
+        Assert.Contains("DynamicAxes['input'] names axis 2, but the input sample has rank 2", error.Message);
+    }
+
+    private sealed class Doubler() : nn.Module<Tensor, Tensor>(nameof(Doubler))
+    {
+        public override Tensor forward(Tensor x) => x * 2;
+    }
+
+    private sealed class Halver() : nn.Module<Tensor, Tensor>(nameof(Halver))
+    {
+        public override Tensor forward(Tensor x) => x / 2;
+    }
+
+    private sealed class Wrapper : nn.Module<Tensor, Tensor>, IOnnxExportable
+    {
+        private readonly nn.Module<Tensor, Tensor> encoder;
+
+        public Wrapper(nn.Module<Tensor, Tensor> encoder) : base(nameof(Wrapper))
+        {
+            this.encoder = encoder;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x) => encoder.forward(x);
+
+        public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs) => [graph.Call(encoder, inputs[0])];
+    }
+}
