@@ -1,6 +1,8 @@
 using System.Globalization;
 using Lightning;
 using Lightning.Data;
+using Lightning.Onnx;
+using Microsoft.ML.OnnxRuntime;
 using QuickStart;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -37,9 +39,27 @@ using (no_grad())
     Console.WriteLine(new string('⚡', 20));
     Console.WriteLine("Predictions (4 image embeddings):");
     for (int i = 0; i < embeddings.shape[0]; i++)
-        Console.WriteLine(string.Join("  ", embeddings[i].data<float>().ToArray().Select(v => v.ToString("+0.0000;-0.0000", CultureInfo.InvariantCulture))));
+        Console.WriteLine(Row(embeddings[i].data<float>().ToArray()));
     Console.WriteLine(new string('⚡', 20));
+
+    // export the encoder for production and embed the same images with ONNX Runtime
+    trainedEncoder.ToOnnx("encoder.onnx", fakeImageBatch);
+    using var session = new InferenceSession("encoder.onnx");
+    using var input = OrtValue.CreateTensorValueFromMemory(fakeImageBatch.data<float>().ToArray(), fakeImageBatch.shape);
+    using var runOptions = new RunOptions();
+    using var outputs = session.Run(runOptions, session.InputNames, [input], session.OutputNames);
+    var onnxEmbeddings = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+    var width = (int)embeddings.shape[1];
+    Console.WriteLine($"ONNX export: encoder.onnx ({session.ModelMetadata.ProducerName}, input '{session.InputNames[0]}' [batch, 784])");
+    Console.WriteLine($"{"TorchSharp",-28}ONNX Runtime");
+    for (int i = 0; i < embeddings.shape[0]; i++)
+        Console.WriteLine($"{Row(embeddings[i].data<float>().ToArray()),-28}{Row(onnxEmbeddings[(i * width)..((i + 1) * width)])}");
+    var difference = embeddings.data<float>().ToArray().Zip(onnxEmbeddings, (a, b) => Math.Abs(a - b)).Max();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"max |TorchSharp - ONNX Runtime| = {difference:0.0e+0}"));
 }
 
 Console.WriteLine($"TensorBoard logs: {Path.GetRelativePath(Directory.GetCurrentDirectory(), trainer.LogDir!)}");
 Console.WriteLine("View them with: tensorboard --logdir .");
+
+static string Row(float[] values) =>
+    string.Join("  ", values.Select(v => v.ToString("+0.0000;-0.0000", CultureInfo.InvariantCulture)));
