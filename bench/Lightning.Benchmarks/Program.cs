@@ -3,6 +3,7 @@ using Lightning.Benchmarks;
 var benchmarks = new Dictionary<string, Action<string[]>>
 {
     ["parity"] = ParityBenchmark.Run,
+    ["onnx"] = OnnxBenchmark.Run,
 };
 
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
