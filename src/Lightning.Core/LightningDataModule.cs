@@ -4,10 +4,10 @@ namespace Lightning;
 
 /// <summary>
 /// Everything about the data in one place, as Lightning's <c>LightningDataModule</c>: download once
-/// (<see cref="PrepareData"/>), build datasets per stage (<see cref="Setup"/>), hand out the four data loaders, clean up.
+/// (<see cref="PrepareData"/>), build datasets per stage (<see cref="Setup"/>), hand out the data loaders
+/// (<see cref="LightningDataModule{TBatch}"/>), clean up. This base is what trainers and checkpoints see.
 /// </summary>
-/// <typeparam name="TBatch">The batch type its loaders yield.</typeparam>
-public abstract class LightningDataModule<TBatch>
+public abstract class LightningDataModule
 {
     private Dictionary<string, object?> _hparams = new();
 
@@ -37,6 +37,20 @@ public abstract class LightningDataModule<TBatch>
     /// <summary>Releases what <see cref="Setup"/> built.</summary>
     public virtual void Teardown(Stage stage) { }
 
+    /// <summary>State to keep in checkpoints; null when there is none.</summary>
+    public virtual JsonObject? SaveState() => null;
+
+    /// <summary>Restores what <see cref="SaveState"/> returned.</summary>
+    public virtual void LoadState(JsonObject state) { }
+
+    internal void RestoreHyperparameters(IReadOnlyDictionary<string, System.Text.Json.JsonElement> saved) =>
+        _hparams = Hyperparameters.Materialize(saved, new Dictionary<string, object?>());
+}
+
+/// <summary>A <see cref="LightningDataModule"/> whose loaders yield batches of type <typeparamref name="TBatch"/>.</summary>
+/// <typeparam name="TBatch">The batch type its loaders yield.</typeparam>
+public abstract class LightningDataModule<TBatch> : LightningDataModule
+{
     /// <summary>The training loader.</summary>
     public virtual IEnumerable<TBatch> TrainDataLoader() => throw Missing(nameof(TrainDataLoader), Stage.Fit);
 
@@ -48,12 +62,6 @@ public abstract class LightningDataModule<TBatch>
 
     /// <summary>The prediction loader.</summary>
     public virtual IEnumerable<TBatch> PredictDataLoader() => throw Missing(nameof(PredictDataLoader), Stage.Predict);
-
-    /// <summary>State to keep in checkpoints; null when there is none.</summary>
-    public virtual JsonObject? SaveState() => null;
-
-    /// <summary>Restores what <see cref="SaveState"/> returned.</summary>
-    public virtual void LoadState(JsonObject state) { }
 
     private NotImplementedException Missing(string method, Stage stage) =>
         new($"{GetType().Name} does not override {method}, which {stage} needs.");

@@ -102,6 +102,9 @@ public sealed class Trainer
     /// <summary>The module being run, once a stage has started.</summary>
     public LightningModule? LightningModule { get; private set; }
 
+    /// <summary>The datamodule of the running stage, if one was given.</summary>
+    public LightningDataModule? DataModule { get; private set; }
+
     /// <summary>The callbacks in the order they run (checkpoint and monitoring callbacks last).</summary>
     public IReadOnlyList<Callback> Callbacks => _callbacks;
 
@@ -262,7 +265,8 @@ public sealed class Trainer
     {
         LightningModule = module;
         module.Trainer = this;
-        if (data.DataModule is { } datamodule) datamodule.Trainer = this;
+        DataModule = data.DataModule;
+        if (DataModule is not null) DataModule.Trainer = this;
         State = stage;
         var detectAnomaly = Options.DetectAnomaly ? autograd.detect_anomaly() : null;
         var deterministic = Options.Deterministic ? LibTorch.UseDeterministicAlgorithms() : null;

@@ -54,6 +54,9 @@ public sealed class Checkpoint
     /// <summary>The datamodule's state, if it saved any.</summary>
     public JsonObject? DataModule { get; internal set; }
 
+    /// <summary>The datamodule's hyperparameters, if it saved any.</summary>
+    public IReadOnlyDictionary<string, JsonElement> DataModuleHyperparameters { get; internal set; } = new Dictionary<string, JsonElement>();
+
     /// <summary>True when the checkpoint holds only weights (no optimizer, loop or callback state).</summary>
     public bool WeightsOnly { get; private set; }
 
@@ -119,6 +122,7 @@ public sealed class Checkpoint
                 Callbacks = metadata["callbacks"]?.AsObject() is { } callbacks ? (JsonObject)callbacks.DeepClone() : new(),
                 Extra = metadata["extra"]?.AsObject() is { } extra ? (JsonObject)extra.DeepClone() : new(),
                 DataModule = metadata["datamodule"]?.AsObject() is { } dm ? (JsonObject)dm.DeepClone() : null,
+                DataModuleHyperparameters = metadata["datamodule_hyper_parameters"].Deserialize<Dictionary<string, JsonElement>>() ?? new(),
                 WeightsOnly = (bool?)metadata["weights_only"] ?? false,
                 Loops = metadata["loops"]?.AsObject() is { } loops ? (JsonObject)loops.DeepClone() : new(),
                 RngState = (string?)metadata["rng_state"] is { } rng ? Convert.FromBase64String(rng) : null,
@@ -157,6 +161,7 @@ public sealed class Checkpoint
             ["loops"] = Loops.DeepClone(),
             ["rng_state"] = RngState is null ? null : Convert.ToBase64String(RngState),
             ["datamodule"] = DataModule?.DeepClone(),
+            ["datamodule_hyper_parameters"] = JsonSerializer.SerializeToNode(DataModuleHyperparameters),
             ["callbacks"] = Callbacks.DeepClone(),
             ["extra"] = Extra.DeepClone(),
         };

@@ -12,8 +12,11 @@ internal static class CheckpointConnector
     {
         var checkpoint = Checkpoint.Capture(module, trainer.Optimizers, trainer.CurrentEpoch, trainer.GlobalStep, weightsOnly);
         module.OnSaveCheckpoint(checkpoint);
+        if (trainer.DataModule is { } datamodule)
+            checkpoint.DataModuleHyperparameters = Hyperparameters.ToJson(datamodule.Hparams);
         if (!weightsOnly)
         {
+            checkpoint.DataModule = trainer.DataModule?.SaveState();
             checkpoint.Loops = new JsonObject
             {
                 ["epoch"] = trainer.CurrentEpoch,
@@ -72,7 +75,12 @@ internal static class CheckpointConnector
     public static void RestoreWeightsAndCallbacks<TBatch>(Trainer trainer, LightningModule module, DataSource<TBatch> data, Checkpoint checkpoint)
     {
         RestoreWeights(module, checkpoint);
-        if (checkpoint.DataModule is { } state) data.DataModule?.LoadState(state);
+        if (data.DataModule is { } datamodule)
+        {
+            if (checkpoint.DataModule is { } state) datamodule.LoadState(state);
+            if (datamodule.Hparams.Count == 0 && checkpoint.DataModuleHyperparameters.Count > 0)
+                datamodule.RestoreHyperparameters(checkpoint.DataModuleHyperparameters);
+        }
         foreach (var callback in trainer.Callbacks)
         {
             callback.OnLoadCheckpoint(trainer, module, checkpoint);
