@@ -5,6 +5,11 @@ namespace Lightning.Onnx;
 /// chain children (residual adds, concatenation, reshapes) and on a <see cref="LightningModule"/> to export it
 /// with <see cref="OnnxExportExtensions.ToOnnx(TorchSharp.torch.nn.Module, string, TorchSharp.torch.Tensor, OnnxExportOptions?)"/>.
 /// </summary>
+/// <remarks>
+/// Builder ops compute each value's TorchSharp result on the export sample, so shapes are known throughout; when a
+/// <c>nn.Module&lt;Tensor, Tensor&gt;</c> returns a value made without one (an <see cref="OnnxGraph.Node(string, IReadOnlyList{OnnxValue?}, IReadOnlyDictionary{string, object}?, Func{IReadOnlyList{TorchSharp.torch.Tensor}, TorchSharp.torch.Tensor}?)"/>
+/// without <c>evaluate</c>), the exporter takes the shape from the module's own forward.
+/// </remarks>
 /// <example>
 /// A residual block:
 /// <code>

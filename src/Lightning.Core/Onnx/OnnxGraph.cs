@@ -34,8 +34,6 @@ public sealed class OnnxGraph
     /// <summary>The path of the module whose graph is being described (<c>encoder.2</c>; empty for the exported module).</summary>
     public string ModulePath => _scopes.Peek().Path;
 
-    internal IReadOnlyList<OnnxValue> Inputs => _inputs;
-
     /// <summary>Adds the nodes of one call of a child module and returns its output.</summary>
     /// <param name="module">A child module; its path in the model comes from where it is registered.</param>
     /// <param name="input">The input of its forward.</param>
@@ -67,7 +65,7 @@ public sealed class OnnxGraph
                 throw Unsupported(module, path);
 
             // Converters of single-tensor layers leave their outputs' samples to the layer's own forward.
-            if (outputs is [{ HasShape: false } output] && inputs is [{ HasShape: true } input] && module is nn.Module<Tensor, Tensor> layer)
+            if (outputs is [{ HasShape: false } output] && inputs is [{ HasShape: true }] && module is nn.Module<Tensor, Tensor> layer)
             {
                 var (sample, probe) = Evaluate(s => layer.forward(s[0]), inputs);
                 output.SetSamples(sample, probe);
@@ -223,6 +221,10 @@ public sealed class OnnxGraph
         Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>> compute, IReadOnlyList<OnnxValue> inputs, int outputCount)
     {
         var (module, path) = _scopes.Peek();
+        if (inputs.FirstOrDefault(i => !i.HasShape) is { } unknown)
+            throw new InvalidOperationException(
+                $"{DisplayPath(path)}: ONNX value '{unknown.Name}' has no known shape, so nothing computed from it can be evaluated; " +
+                "pass evaluate: to the OnnxGraph.Node that makes it.");
         var shapes = string.Join(", ", inputs.Select(i => i.ShapeText));
         var samples = Run(compute, [.. inputs.Select(i => i.Sample!)], module, path,
             $"fails on its input of shape {shapes}, computed from the input sample");
@@ -258,8 +260,6 @@ public sealed class OnnxGraph
             // The probe repeats the sample's own entries, so indices (an Embedding's input) stay in range.
             long size = sample.size(axis), longer = size + growth[dimParam];
             probe = probe.index_select(axis, arange(longer, ScalarType.Int64) % size);
-            if (_dimParams.TryGetValue((size, longer), out var other) && other != dimParam)
-                throw new ArgumentException($"Dynamic axes '{other}' and '{dimParam}' have the same sample size {size}; give the sample different sizes on them.");
             _dimParams[(size, longer)] = dimParam;
         }
         var value = new OnnxValue(name);

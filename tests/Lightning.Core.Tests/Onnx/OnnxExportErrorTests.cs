@@ -111,7 +111,9 @@ public class OnnxExportErrorTests
     [Fact]
     public void ToOnnx_RegisteredConverter_MakesAModuleExportable()
     {
+        Assert.False(OnnxConverters.IsRegistered(typeof(Halver)));
         OnnxConverters.Register<Halver>((_, graph, inputs) => [graph.Mul(inputs[0], graph.Scalar(0.5, inputs[0]))]);
+        Assert.True(OnnxConverters.IsRegistered(typeof(Halver)));
         OnnxParity.AssertMatches(nn.Sequential(nn.Linear(4, 4), new Halver()), b => randn(b, 4));
     }
 
@@ -127,6 +129,24 @@ public class OnnxExportErrorTests
         var error = Assert.Throws<ArgumentException>(() => nn.Linear(2, 2).ToOnnx(directory.Combine("m.onnx"), randn(1, 2), options));
 
         Assert.Contains("DynamicAxes['input'] names axis 2, but the input sample has rank 2", error.Message);
+    }
+
+    [Fact]
+    public void ToOnnx_GraphOutputWithoutEvaluate_SaysHowToGiveItAShape()
+    {
+        using var directory = new TempDirectory();
+        var error = Assert.Throws<InvalidOperationException>(() =>
+            new NoShape().ToOnnx(directory.Combine("m.onnx"), randn(2, 3)));
+
+        Assert.Contains("returned ONNX value '/Relu_output_0' whose shape is unknown", error.Message);
+        Assert.Contains("pass evaluate:", error.Message);
+    }
+
+    /// <summary>No single-tensor forward, so the exporter cannot fill in the shape of a node made without evaluate.</summary>
+    private sealed class NoShape() : nn.Module(nameof(NoShape)), IOnnxExportable
+    {
+        public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs) =>
+            [graph.Node("Relu", [inputs[0]])];
     }
 
     private sealed class Doubler() : nn.Module<Tensor, Tensor>(nameof(Doubler))

@@ -87,7 +87,7 @@ internal sealed class ResidualStack : nn.Module<Tensor, Tensor>, IOnnxExportable
     {
         foreach (var block in blocks) x = x + block.forward(x);
         var both = cat([heads["left"].forward(x), heads["right"].forward(x)], 1);
-        return both.reshape(both.size(0), 2, 4) * x[.., ..4].reshape(x.size(0), 1, 4);
+        return both.reshape(both.size(0), 2, 4) * x[.., ..4].reshape(x.size(0), 1, 4) - x[.., ..4].reshape(x.size(0), 1, 4);
     }
 
     public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs)
@@ -97,6 +97,7 @@ internal sealed class ResidualStack : nn.Module<Tensor, Tensor>, IOnnxExportable
         var both = graph.Concat(1, graph.Call(heads["left"], x), graph.Call(heads["right"], x));
         var firstFour = graph.Node("Slice", [x, graph.Constant(0), graph.Constant(4), graph.Constant(1)],
             evaluate: s => s[0][.., ..4]);
-        return [graph.Mul(graph.Reshape(both, 0, 2, 4), graph.Reshape(firstFour, 0, 1, 4))];
+        var column = graph.Reshape(firstFour, 0, 1, 4);
+        return [graph.Sub(graph.Mul(graph.Reshape(both, 0, 2, 4), column), column)];
     }
 }
