@@ -24,6 +24,7 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
 {
     private List<(string Name, Tensor Average, bool Averaged)> _average = [];
     private JsonObject? _pendingState;
+    private bool _inFit;
     private long _averagedCount;
     private long _latestUpdateStep;
     private int _latestUpdateEpoch = -1;
@@ -108,12 +109,22 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
         _averagedCount = 0;
         _latestUpdateStep = 0;
         _latestUpdateEpoch = -1;
+        _inFit = true;
         if (_pendingState is { } state)
         {
             _pendingState = null;
             LoadState(state);
         }
     }
+
+    /// <inheritdoc />
+    public override void Teardown(Trainer trainer, LightningModule module, Stage stage)
+    {
+        if (stage == Stage.Fit) _inFit = false;
+    }
+
+    /// <inheritdoc />
+    public override void OnException(Trainer trainer, LightningModule module, Exception exception) => _inFit = false;
 
     /// <inheritdoc />
     public override void OnTrainBatchEnd(Trainer trainer, LightningModule module, double? loss, object? batch, int batchIdx)
@@ -173,9 +184,9 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     public override void LoadState(JsonObject state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        if (_average.Count == 0)
+        if (!_inFit)
         {
-            // Restored before the fit's Setup made the average: apply it then.
+            // Restored before the fit's Setup, which makes a fresh average: apply it then.
             _pendingState = (JsonObject)state.DeepClone();
             return;
         }

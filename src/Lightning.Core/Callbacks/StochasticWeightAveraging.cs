@@ -261,11 +261,17 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     /// <inheritdoc />
     public override void OnException(Trainer trainer, LightningModule module, Exception exception)
     {
+        _inFit = false;
         RestoreMomenta();
         if (_skippingBackward)
         {
             trainer.SkipBackward = false;
             _skippingBackward = false;
+        }
+        if (_maxEpochsRaised)
+        {
+            trainer.MaxEpochs -= 1;
+            _maxEpochsRaised = false;
         }
     }
 

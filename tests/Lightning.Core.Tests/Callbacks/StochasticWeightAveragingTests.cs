@@ -141,6 +141,23 @@ public class StochasticWeightAveragingTests
         Assert.Equal(new[] { 0.01, 0.02 }, lrs[1]);
     }
 
+    [Fact]
+    public void Fit_WithAStepScheduler_HoldsTheSwaRatesDuringSwaEpochs()
+    {
+        using var root = new TempDirectory();
+        var lrs = new List<double>();
+        var swa = new StochasticWeightAveraging(0.01, swaEpochStart: 2, annealingEpochs: 1, SwaAnnealingStrategy.Linear);
+        var trainer = Trainer(root, maxEpochs: 3, swa,
+            new LambdaCallback(onTrainBatchStart: (t, _, _, _) => lrs.Add(t.Optimizers[0].ParamGroups.Single().LearningRate)));
+
+        trainer.Fit(new HalvingModel(), RandomBatches.Create(2));
+
+        // Epoch 0 follows the scheduler (halving every step); from epoch 1 SWA anneals from 0.025 to 0.01 in one epoch.
+        double[] expected = [0.1, 0.05, 0.025, 0.025, 0.01, 0.01];
+        Assert.Equal(expected.Length, lrs.Count);
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], lrs[i], 12);
+    }
+
     [Theory]
     [InlineData(0, "swaEpochStart = 0")]
     [InlineData(-2, "swaEpochStart = -2")]
@@ -217,6 +234,15 @@ public class StochasticWeightAveragingTests
         }
 
         public override OptimizerConfiguration ConfigureOptimizers() => optim.SGD(parameters(), 0.1);
+    }
+
+    private sealed class HalvingModel : BoringModel
+    {
+        public override OptimizerConfiguration ConfigureOptimizers()
+        {
+            var sgd = optim.SGD(parameters(), Lr);
+            return new OptimizerConfiguration(sgd, new LrSchedulerConfig(optim.lr_scheduler.StepLR(sgd, 1, 0.5), SchedulerInterval.Step));
+        }
     }
 
     private sealed class TwoGroupModel : LightningModule<Tensor>
