@@ -18,6 +18,29 @@ internal static partial class LibTorch
     [return: MarshalAs(UnmanagedType.U1)]
     private static partial bool DeterministicAlgorithms(IntPtr context);
 
+    // c10::DeviceType and c10::ScalarType are int8 enums; autocast state is thread-local in libtorch.
+    [LibraryImport(Library, EntryPoint = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb")]
+    internal static partial void SetAutocastEnabled(sbyte device, [MarshalAs(UnmanagedType.U1)] bool enabled);
+
+    [LibraryImport(Library, EntryPoint = "_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE")]
+    [return: MarshalAs(UnmanagedType.U1)]
+    internal static partial bool IsAutocastEnabled(sbyte device);
+
+    [LibraryImport(Library, EntryPoint = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE")]
+    internal static partial void SetAutocastDtype(sbyte device, sbyte dtype);
+
+    [LibraryImport(Library, EntryPoint = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE")]
+    internal static partial sbyte GetAutocastDtype(sbyte device);
+
+    [LibraryImport(Library, EntryPoint = "_ZN2at8autocast17increment_nestingEv")]
+    internal static partial int IncrementAutocastNesting();
+
+    [LibraryImport(Library, EntryPoint = "_ZN2at8autocast17decrement_nestingEv")]
+    internal static partial int DecrementAutocastNesting();
+
+    [LibraryImport(Library, EntryPoint = "_ZN2at8autocast11clear_cacheEv")]
+    internal static partial void ClearAutocastCache();
+
     /// <summary>Turns on deterministic algorithms (<c>torch.use_deterministic_algorithms(True)</c>) until disposed.</summary>
     public static IDisposable UseDeterministicAlgorithms()
     {

@@ -1,8 +1,10 @@
+using TorchSharp;
 using System.Diagnostics;
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Loggers;
 using Lightning.Loops;
+using Lightning.Precision;
 using static TorchSharp.torch;
 
 namespace Lightning;
@@ -24,6 +26,7 @@ public sealed class Trainer
     private IReadOnlyList<LightningOptimizer> _lightningOptimizers = [];
     private IReadOnlyList<LrSchedulerConfig> _schedulers = [];
     private int _accumulateGradBatches;
+    private readonly bool _transferBatches;
 
     /// <summary>Creates a trainer; invalid options fail here, before any work.</summary>
     public Trainer(TrainerOptions? options = null)
@@ -32,6 +35,8 @@ public sealed class Trainer
         Options.Validate();
         DefaultRootDir = Path.GetFullPath(Options.DefaultRootDir ?? Directory.GetCurrentDirectory());
         Limits = EffectiveLimits.From(Options);
+        Selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
+        _transferBatches = Selection.Root.type != DeviceType.CPU || Selection.Precision.Dtype is not null;
         _accumulateGradBatches = Options.AccumulateGradBatches;
         _callbacks = BuildCallbacks(Options, Limits);
         if (Options.Profiler == "simple") _profiler = new SimpleProfiler();
@@ -43,6 +48,12 @@ public sealed class Trainer
 
     /// <summary>The folder for logs and checkpoints when nothing else is configured.</summary>
     public string DefaultRootDir { get; }
+
+    /// <summary>The device the module and batches live on.</summary>
+    public Device RootDevice => Selection.Root;
+
+    /// <summary>The precision in force, in canonical form (e.g. "bf16-mixed"; "16-mixed" becomes "bf16-mixed" on the CPU).</summary>
+    public string Precision => Selection.Precision.Name;
 
     /// <summary>The stage running now, if any.</summary>
     public Stage? State { get; private set; }
@@ -140,6 +151,8 @@ public sealed class Trainer
 
     internal MetricsConnector Metrics { get; } = new();
     internal EffectiveLimits Limits { get; }
+    internal DeviceSelection Selection { get; }
+    internal GradScaler? Scaler => Selection.Precision.Scaler;
     internal IReadOnlyList<LightningOptimizer> LightningOptimizers => _lightningOptimizers;
 
     /// <summary>Set by callbacks that run training steps only for their forward passes (SWA's BatchNorm update).</summary>
@@ -273,6 +286,9 @@ public sealed class Trainer
         try
         {
             module.EnsureComponentsRegistered();
+            // Before ConfigureOptimizers: optimizers must hold the moved and cast parameters.
+            if (Selection.Root.type != DeviceType.CPU) module.to(Selection.Root);
+            if (Selection.Precision.Dtype is { } dtype) module.to(dtype);
             Metrics.Context = HookContext.None;
             Metrics.Hook = "setup";
             data.DataModule?.PrepareData();
@@ -322,21 +338,40 @@ public sealed class Trainer
         if (clock is not null) _profiler!.Record(name, clock.Elapsed);
     }
 
+    /// <summary>The batch on the run's device and in its input dtype; the same object when nothing needs to change.</summary>
+    internal TBatch Transfer<TBatch>(TBatch batch) =>
+        _transferBatches ? BatchTransfer.Apply(batch, Selection.Root, Selection.Precision.Dtype) : batch;
+
+    /// <summary>The precision's scope around a step's forward (autocast for mixed precision), or null.</summary>
+    internal IDisposable? ForwardContext() => Selection.Precision.ForwardContext();
+
     internal IDisposable? Profile(string action) => _profiler is null ? null : new ProfileScope(_profiler, action);
 
     internal void RunBackward(LightningModule module, Tensor loss)
     {
         CallHooks("on_before_backward", c => c.OnBeforeBackward(this, module, loss), () => module.OnBeforeBackward(loss));
-        module.Backward(loss);
+        module.Backward(Scaler?.ScaleLoss(loss) ?? loss);
         CallHooks("on_after_backward", c => c.OnAfterBackward(this, module), module.OnAfterBackward);
     }
 
     internal void RunManualOptimizerStep(optim.Optimizer optimizer, Func<Tensor>? closure)
     {
         var module = LightningModule!;
-        CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(this, module, optimizer), () => module.OnBeforeOptimizerStep(optimizer));
-        if (closure is null) optimizer.step();
-        else optimizer.step(closure);
+        if (Scaler is { } scaler)
+        {
+            // Gradients come from ManualBackward, scaled: run the closure first, unscale, skip the step on overflow.
+            closure?.Invoke();
+            scaler.Unscale(optimizer);
+            CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(this, module, optimizer), () => module.OnBeforeOptimizerStep(optimizer));
+            if (!scaler.FoundInf) optimizer.step();
+            scaler.Update();
+        }
+        else
+        {
+            CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(this, module, optimizer), () => module.OnBeforeOptimizerStep(optimizer));
+            if (closure is null) optimizer.step();
+            else optimizer.step(closure);
+        }
         GlobalStep++;
     }
 

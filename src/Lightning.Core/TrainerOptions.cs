@@ -9,6 +9,22 @@ namespace Lightning;
 /// </summary>
 public sealed record TrainerOptions
 {
+    /// <summary>"auto" (default: CUDA when present, else CPU), "cpu", "cuda" or "gpu".</summary>
+    public string Accelerator { get; init; } = "auto";
+
+    /// <summary>Which devices: "auto", a count, -1 for all, or indices.</summary>
+    public Devices Devices { get; init; } = Devices.Auto;
+
+    /// <summary>How work is spread over devices: "auto" or "single_device".</summary>
+    public string Strategy { get; init; } = "auto";
+
+    /// <summary>
+    /// Numeric precision: "32-true" (default), "64-true", "16-true", "bf16-true" (weights and inputs in that dtype),
+    /// "16-mixed", "bf16-mixed" (libtorch autocast around each step, float32 master weights; float16 adds loss scaling and
+    /// needs CUDA, falling back to bf16 on the CPU). Aliases: "32", "64", "16", "bf16".
+    /// </summary>
+    public string Precision { get; init; } = "32-true";
+
     /// <summary>Stop after this many epochs; -1 for no limit. Default: 1000 unless <see cref="MaxSteps"/> is set, then no limit.</summary>
     public int? MaxEpochs { get; init; }
 

@@ -27,6 +27,7 @@ internal static class CheckpointConnector
             };
             using (var rng = get_rng_state()) checkpoint.RngState = rng.bytes.ToArray();
             checkpoint.SchedulerSteps = trainer.SchedulerSteps.ToArray();
+            if (trainer.Selection.Precision.SaveState() is { } precision) checkpoint.Callbacks[PrecisionKey(trainer)] = precision;
             foreach (var callback in trainer.Callbacks)
             {
                 callback.OnSaveCheckpoint(trainer, module, checkpoint);
@@ -65,6 +66,9 @@ internal static class CheckpointConnector
         }
     }
 
+    /// <summary>Precision state sits beside callback state under the plugin's name, as Lightning's "MixedPrecision" key.</summary>
+    private static string PrecisionKey(Trainer trainer) => trainer.Selection.Precision.StateKey;
+
     public static void RestoreWeights(LightningModule module, Checkpoint? checkpoint)
     {
         if (checkpoint is null) return;
@@ -81,6 +85,7 @@ internal static class CheckpointConnector
             if (datamodule.Hparams.Count == 0 && checkpoint.DataModuleHyperparameters.Count > 0)
                 datamodule.RestoreHyperparameters(checkpoint.DataModuleHyperparameters);
         }
+        if (checkpoint.Callbacks[PrecisionKey(trainer)] is JsonObject precision) trainer.Selection.Precision.LoadState(precision);
         foreach (var callback in trainer.Callbacks)
         {
             callback.OnLoadCheckpoint(trainer, module, checkpoint);

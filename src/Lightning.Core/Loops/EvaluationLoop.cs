@@ -50,19 +50,24 @@ internal sealed class EvaluationLoop<TBatch>(Trainer trainer, LightningModule<TB
     {
         var t = trainer;
         using var scope = NewDisposeScope();
+        batch = t.Transfer(batch);
         t.Metrics.Context = HookContext.EvaluationStep;
         t.Metrics.Hook = Validating ? "validation_step" : "test_step";
         t.Metrics.BatchSizeOfCurrentBatch = () => BatchSize.Of(batch);
         if (Validating)
         {
             t.CallHooks("on_validation_batch_start", c => c.OnValidationBatchStart(t, module, batch, batchIdx), () => module.OnValidationBatchStart(batch, batchIdx));
-            using (t.Profile("validation_step")) module.ValidationStep(batch, batchIdx);
+            using (t.Profile("validation_step"))
+            using (t.ForwardContext())
+                module.ValidationStep(batch, batchIdx);
             t.CallHooks("on_validation_batch_end", c => c.OnValidationBatchEnd(t, module, batch, batchIdx), () => module.OnValidationBatchEnd(batch, batchIdx));
         }
         else
         {
             t.CallHooks("on_test_batch_start", c => c.OnTestBatchStart(t, module, batch, batchIdx), () => module.OnTestBatchStart(batch, batchIdx));
-            using (t.Profile("test_step")) module.TestStep(batch, batchIdx);
+            using (t.Profile("test_step"))
+            using (t.ForwardContext())
+                module.TestStep(batch, batchIdx);
             t.CallHooks("on_test_batch_end", c => c.OnTestBatchEnd(t, module, batch, batchIdx), () => module.OnTestBatchEnd(batch, batchIdx));
         }
         t.Metrics.BatchSizeOfCurrentBatch = null;

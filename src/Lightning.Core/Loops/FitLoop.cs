@@ -159,6 +159,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
     {
         var t = _trainer;
         using var scope = NewDisposeScope();
+        batch = t.Transfer(batch);
         t.Metrics.Context = HookContext.TrainingStep;
         t.Metrics.Hook = "training_step";
         t.Metrics.BatchSizeOfCurrentBatch = () => BatchSize.Of(batch);
@@ -192,7 +193,9 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
 
         Tensor Closure()
         {
-            using (t.Profile("training_step")) loss = _module.TrainingStep(batch, batchIdx);
+            using (t.Profile("training_step"))
+            using (t.ForwardContext())
+                loss = _module.TrainingStep(batch, batchIdx);
             if (loss is null || optimizer is null || t.SkipBackward) return loss!;
             if (firstOfWindow)
             {
@@ -209,9 +212,12 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
             Tensor StepClosure()
             {
                 var result = Closure();
-                if (result is null) throw new SkippedStep();
+                if (result is null) throw new SkippedStep(counted: false);
+                // Clipping and the hook see true gradients, so undo loss scaling first.
+                t.Scaler?.Unscale(optimizer!);
                 t.CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(t, _module, optimizer!), () => _module.OnBeforeOptimizerStep(optimizer!));
                 _module.ConfigureGradientClipping(optimizer!, t.Options.GradientClipVal, t.Options.GradientClipAlgorithm);
+                if (t.Scaler is { FoundInf: true }) throw new SkippedStep(counted: true);
                 return result;
             }
             try
@@ -219,7 +225,12 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
                 using (t.Profile("optimizer_step")) _module.OptimizerStep(t.CurrentEpoch, batchIdx, optimizer!, StepClosure);
                 t.GlobalStep++;
             }
-            catch (SkippedStep) { }
+            catch (SkippedStep skipped)
+            {
+                // An overflow skip still counts as a step, as in Lightning, so schedules stay aligned.
+                if (skipped.Counted) t.GlobalStep++;
+            }
+            t.Scaler?.Update();
         }
         else
         {
@@ -231,7 +242,9 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
     private double? ManualStep(TBatch batch, int batchIdx)
     {
         Tensor? loss;
-        using (_trainer.Profile("training_step")) loss = _module.TrainingStep(batch, batchIdx);
+        using (_trainer.Profile("training_step"))
+        using (_trainer.ForwardContext())
+            loss = _module.TrainingStep(batch, batchIdx);
         return loss?.ToDouble();
     }
 
@@ -273,7 +286,8 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
             using var scope = NewDisposeScope();
             beforeBatch(done);
             _trainer.Metrics.Context = HookContext.TrainingStep;
-            var loss = _module.TrainingStep(batch, done);
+            Tensor? loss;
+            using (_trainer.ForwardContext()) loss = _module.TrainingStep(_trainer.Transfer(batch), done);
             double? value = null;
             if (loss is not null)
             {
@@ -289,6 +303,9 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
         return done;
     }
 
-    /// <summary>Thrown out of the optimizer's closure when the training step returned null, so the optimizer does not step.</summary>
-    private sealed class SkippedStep : Exception;
+    /// <summary>Thrown out of the optimizer's closure so the optimizer does not step: the training step returned null, or scaled gradients overflowed.</summary>
+    private sealed class SkippedStep(bool counted) : Exception
+    {
+        public bool Counted { get; } = counted;
+    }
 }

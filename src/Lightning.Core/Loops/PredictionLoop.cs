@@ -21,10 +21,13 @@ internal sealed class PredictionLoop<TBatch>(Trainer trainer, LightningModule<TB
                 if (limit is { } l && batchIdx >= l) break;
                 using var scope = NewDisposeScope();
                 var idx = batchIdx++;
-                t.CallHooks("on_predict_batch_start", c => c.OnPredictBatchStart(t, module, batch, idx), () => module.OnPredictBatchStart(batch, idx));
+                var input = t.Transfer(batch);
+                t.CallHooks("on_predict_batch_start", c => c.OnPredictBatchStart(t, module, input, idx), () => module.OnPredictBatchStart(input, idx));
                 Tensor prediction;
-                using (t.Profile("predict_step")) prediction = module.PredictStep(batch, idx);
-                t.CallHooks("on_predict_batch_end", c => c.OnPredictBatchEnd(t, module, prediction, batch, idx), () => module.OnPredictBatchEnd(prediction, batch, idx));
+                using (t.Profile("predict_step"))
+                using (t.ForwardContext())
+                    prediction = module.PredictStep(input, idx);
+                t.CallHooks("on_predict_batch_end", c => c.OnPredictBatchEnd(t, module, prediction, input, idx), () => module.OnPredictBatchEnd(prediction, input, idx));
                 predictions.Add(prediction.MoveToOuterDisposeScope());
                 t.EpochBatchesDone = idx + 1;
             }

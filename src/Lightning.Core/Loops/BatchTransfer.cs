@@ -1,0 +1,26 @@
+using static TorchSharp.torch;
+
+namespace Lightning.Loops;
+
+/// <summary>Moves a batch to the run's device and casts its floating tensors to the run's dtype (Lightning's <c>transfer_batch_to_device</c> plus precision input conversion).</summary>
+internal static class BatchTransfer
+{
+    public static TBatch Apply<TBatch>(TBatch batch, Device device, ScalarType? dtype)
+    {
+        Tensor Convert(Tensor t)
+        {
+            var moved = t.device == device ? t : t.to(device);
+            return dtype is { } d && moved.is_floating_point() && moved.dtype != d ? moved.to(d) : moved;
+        }
+
+        object? converted = batch switch
+        {
+            Tensor t => Convert(t),
+            Tensor[] array => array.Select(Convert).ToArray(),
+            IList<Tensor> list => list.Select(Convert).ToList(),
+            IDictionary<string, Tensor> dictionary => dictionary.ToDictionary(p => p.Key, p => Convert(p.Value)),
+            _ => null,
+        };
+        return converted is TBatch result ? result : batch;
+    }
+}
