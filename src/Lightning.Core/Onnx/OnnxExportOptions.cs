@@ -59,9 +59,10 @@ public sealed partial class OnnxExportOptions
         if (inputs.Count != sampleShapes.Count)
             throw new ArgumentException(
                 $"{nameof(InputNames)} has {inputs.Count} names for {sampleShapes.Count} input samples; give one name per sample.", nameof(InputNames));
-        foreach (var name in inputs.Concat(OutputNames ?? []))
-            if (string.IsNullOrWhiteSpace(name))
-                throw new ArgumentException("Input and output names must not be empty.", name is null ? nameof(InputNames) : nameof(OutputNames));
+        if (inputs.Any(string.IsNullOrWhiteSpace))
+            throw new ArgumentException($"{nameof(InputNames)} holds an empty name; every input needs one.", nameof(InputNames));
+        if (OutputNames?.Any(string.IsNullOrWhiteSpace) == true)
+            throw new ArgumentException($"{nameof(OutputNames)} holds an empty name; every output needs one.", nameof(OutputNames));
         if (OutputNames is not null && OutputNames.Intersect(inputs).FirstOrDefault() is { } clash)
             throw new ArgumentException($"'{clash}' names both an input and an output; ONNX names each value once.", nameof(OutputNames));
         foreach (var input in DynamicAxes?.Keys ?? [])
