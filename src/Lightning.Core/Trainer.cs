@@ -113,6 +113,9 @@ public sealed class Trainer
     /// <summary>The module being run, once a stage has started.</summary>
     public LightningModule? LightningModule { get; private set; }
 
+    /// <summary>The checkpoint the running stage was restored from, if any (never deleted by checkpoint callbacks).</summary>
+    public string? CkptPath { get; internal set; }
+
     /// <summary>The datamodule of the running stage, if one was given.</summary>
     public LightningDataModule? DataModule { get; private set; }
 
@@ -221,6 +224,10 @@ public sealed class Trainer
             ConfigureOptimizers(module);
             var resume = ckptPath is null ? null : CheckpointConnector.Resolve(this, ckptPath, Stage.Fit);
             if (resume is not null) CheckpointConnector.RestoreWeightsAndCallbacks(this, module, data, resume);
+            // Built before on_fit_start so callbacks there see the loader sizes and can run tuning steps;
+            // kept after the fit, so SaveCheckpoint afterwards still records where training ended.
+            var loop = new FitLoop<TBatch>(this, module, data);
+            FitRun = loop;
             CallHooks("on_fit_start", c => c.OnFitStart(this, module), module.OnFitStart);
             if (!Limits.LoggingOff)
                 foreach (var logger in Loggers)
@@ -228,10 +235,7 @@ public sealed class Trainer
                     logger.LogHyperparams(module.Hparams);
                     logger.Save();
                 }
-            var loop = new FitLoop<TBatch>(this, module, data);
             if (resume is not null) CheckpointConnector.RestoreTrainingState(this, loop, resume);
-            // Kept after the fit, so SaveCheckpoint afterwards still records where training ended.
-            FitRun = loop;
             loop.Run();
             CallHooks("on_fit_end", c => c.OnFitEnd(this, module), module.OnFitEnd);
             return 0;
@@ -305,9 +309,15 @@ public sealed class Trainer
         }
         catch (Exception exception)
         {
-            foreach (var callback in _callbacks) callback.OnException(this, module, exception);
-            module.OnException(exception);
-            foreach (var logger in Loggers) logger.Complete(RunStatus.Failed);
+            // A failing handler must not hide the original exception or keep the others from running.
+            var handlers = _callbacks.Select(c => (Action)(() => c.OnException(this, module, exception)))
+                .Append(() => module.OnException(exception))
+                .Concat(Loggers.Select(l => (Action)(() => l.Complete(RunStatus.Failed))));
+            foreach (var handler in handlers)
+            {
+                try { handler(); }
+                catch (Exception secondary) { exception.Data[$"Lightning.OnException.{exception.Data.Count}"] = secondary.ToString(); }
+            }
             throw;
         }
         finally

@@ -408,7 +408,7 @@ public sealed partial class ModelCheckpoint : Callback
                  $"(best {BestModelScore:0.00000}), saving model to '{path}' as top {k}");
 
         Save(trainer, path);
-        if (toDelete is not null && ShouldRemove(toDelete, path)) File.Delete(toDelete);
+        if (toDelete is not null && ShouldRemove(trainer, toDelete, path)) File.Delete(toDelete);
     }
 
     /// <summary>The worst kept checkpoint; the first saved among equals, as Python's <c>max</c>/<c>min</c> pick.</summary>
@@ -420,7 +420,7 @@ public sealed partial class ModelCheckpoint : Callback
         var previous = BestModelPath;
         BestModelPath = path; // before saving: it is part of the saved state
         Save(trainer, path);
-        if (SaveTopK == 1 && previous is not null && ShouldRemove(previous, path)) File.Delete(previous);
+        if (SaveTopK == 1 && previous is not null && ShouldRemove(trainer, previous, path)) File.Delete(previous);
     }
 
     private void SaveLastCheckpoint(Trainer trainer, Dictionary<string, double> candidates)
@@ -430,7 +430,7 @@ public sealed partial class ModelCheckpoint : Callback
         var previous = LastModelPath;
         LastModelPath = path;
         Save(trainer, path);
-        if (previous is not null && ShouldRemove(previous, path)) File.Delete(previous);
+        if (previous is not null && ShouldRemove(trainer, previous, path)) File.Delete(previous);
     }
 
     /// <summary>The formatted path, with the first free <c>-vN</c> suffix when the name is taken by a file other than <paramref name="replacing"/>.</summary>
@@ -449,10 +449,10 @@ public sealed partial class ModelCheckpoint : Callback
         _lastGlobalStepSaved = trainer.GlobalStep;
     }
 
-    /// <summary>Only files inside this callback's folder are ever deleted, and never the one just written.</summary>
-    private bool ShouldRemove(string previous, string current)
+    /// <summary>Only files inside this callback's folder are ever deleted; never the one just written, nor the one the fit resumed from.</summary>
+    private bool ShouldRemove(Trainer trainer, string previous, string current)
     {
-        if (previous == current || DirPath is null) return false;
+        if (previous == current || DirPath is null || SamePath(previous, trainer.CkptPath)) return false;
         var folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(DirPath)) + Path.DirectorySeparatorChar;
         return Path.GetFullPath(previous).StartsWith(folder, StringComparison.Ordinal);
     }

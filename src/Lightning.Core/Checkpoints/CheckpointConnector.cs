@@ -41,6 +41,13 @@ internal static class CheckpointConnector
     /// <summary>Turns "last", "best" or a path into a checkpoint; "last" with none saved yet means a fresh start, as in Lightning.</summary>
     public static Checkpoint? Resolve(Trainer trainer, string ckptPath, Stage stage)
     {
+        var path = ResolvePath(trainer, ckptPath, stage);
+        trainer.CkptPath = path;
+        return path is null ? null : Checkpoint.Load(path);
+    }
+
+    private static string? ResolvePath(Trainer trainer, string ckptPath, Stage stage)
+    {
         switch (ckptPath)
         {
             case "best":
@@ -48,9 +55,10 @@ internal static class CheckpointConnector
                 if (string.IsNullOrEmpty(best))
                     throw new InvalidOperationException(
                         $"ckptPath = \"best\" needs a ModelCheckpoint that has saved a checkpoint; {(trainer.CheckpointCallback is null ? "there is none" : "it has saved none yet")}.");
-                return Checkpoint.Load(best);
+                return best;
             case "last":
                 var last = trainer.CheckpointCallbacks.Select(c => c.LastModelPath ?? c.BestModelPath)
+                    .Concat(trainer.Callbacks.OfType<OnExceptionCheckpoint>().Select(c => c.CheckpointPath))
                     .Concat(trainer.CheckpointCallbacks.Where(c => c.DirPath is not null && Directory.Exists(c.DirPath))
                         .SelectMany(c => Directory.GetFiles(c.DirPath!, "last*.ckpt")))
                     .OfType<string>().Where(File.Exists)
@@ -60,9 +68,9 @@ internal static class CheckpointConnector
                     Console.Error.WriteLine($"ckptPath = \"last\" but no checkpoint was found; {stage} starts from scratch.");
                     return null;
                 }
-                return Checkpoint.Load(last);
+                return last;
             default:
-                return Checkpoint.Load(ckptPath);
+                return ckptPath;
         }
     }
 

@@ -71,6 +71,5 @@ internal sealed class EvaluationLoop<TBatch>(Trainer trainer, LightningModule<TB
             t.CallHooks("on_test_batch_end", c => c.OnTestBatchEnd(t, module, batch, batchIdx), () => module.OnTestBatchEnd(batch, batchIdx));
         }
         t.Metrics.BatchSizeOfCurrentBatch = null;
-        t.EpochBatchesDone = batchIdx + 1;
     }
 }

@@ -29,7 +29,6 @@ internal sealed class PredictionLoop<TBatch>(Trainer trainer, LightningModule<TB
                     prediction = module.PredictStep(input, idx);
                 t.CallHooks("on_predict_batch_end", c => c.OnPredictBatchEnd(t, module, prediction, input, idx), () => module.OnPredictBatchEnd(prediction, input, idx));
                 predictions.Add(prediction.MoveToOuterDisposeScope());
-                t.EpochBatchesDone = idx + 1;
             }
             t.CallHooks("on_predict_epoch_end", c => c.OnPredictEpochEnd(t, module, predictions), module.OnPredictEpochEnd);
             t.CallHooks("on_predict_end", c => c.OnPredictEnd(t, module), module.OnPredictEnd);

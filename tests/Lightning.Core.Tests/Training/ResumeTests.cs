@@ -61,6 +61,37 @@ public class ResumeTests
     }
 
     [Fact]
+    public void CheckpointFromAValidationInsideTheEpoch_ResumesAtTheNextTrainingBatch()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("in-epoch-validation.ckpt");
+        var options = Quiet(root) with { MaxEpochs = 1, ValCheckInterval = 0.5, LimitValBatches = 3 };
+        var straight = Train(root, options with { Callbacks = [new SaveAfterFirstValidation(path)] }, val: ValBatches(3));
+
+        var resumed = Train(root, options, ckptPath: path, seed: 77, val: ValBatches(3));
+
+        Assert.Equal(5, (int)Checkpoint.Load(path).GlobalStep);
+        Assert.Equal(10, resumed.Trainer.GlobalStep);
+        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+    }
+
+    [Fact]
+    public void ModelCheckpoint_NeverDeletesTheFileTheFitResumedFrom()
+    {
+        using var root = new TempDirectory();
+        var first = new Trainer(Quiet(root) with { MaxEpochs = 1, EnableCheckpointing = true });
+        first.Fit(new DropoutModel(), Loader());
+        var resumedFrom = first.CheckpointCallback!.BestModelPath!;
+
+        var second = new Trainer(Quiet(root) with { MaxEpochs = 3, EnableCheckpointing = true });
+        second.Fit(new DropoutModel(), Loader(), ckptPath: resumedFrom);
+
+        Assert.Equal(resumedFrom, second.CkptPath);
+        Assert.True(File.Exists(resumedFrom));
+        Assert.NotEqual(resumedFrom, second.CheckpointCallback!.BestModelPath);
+    }
+
+    [Fact]
     public void WeightsOnlyCheckpoint_CannotResumeAFit()
     {
         using var root = new TempDirectory();
@@ -90,12 +121,12 @@ public class ResumeTests
     }
 
     private static (DropoutModel Model, Trainer Trainer) Train(TempDirectory root, TrainerOptions options, string? ckptPath = null,
-        string? saveAfterFit = null, int seed = 0)
+        string? saveAfterFit = null, int seed = 0, List<IList<Tensor>>? val = null)
     {
         manual_seed(seed);
         var model = new DropoutModel();
         var trainer = new Trainer(options);
-        trainer.Fit(model, Loader(), ckptPath: ckptPath);
+        trainer.Fit(model, Loader(), val, ckptPath: ckptPath);
         if (saveAfterFit is not null) trainer.SaveCheckpoint(saveAfterFit);
         return (model, trainer);
     }
@@ -108,10 +139,11 @@ public class ResumeTests
         return utils.data.DataLoader(utils.data.TensorDataset(x, y), 4, new EpochShuffler(40, seed: 3));
     }
 
-    private static List<IList<Tensor>> ValBatches()
+    private static List<IList<Tensor>> ValBatches(int count = 1)
     {
         using var generator = new Generator(9);
-        return [[randn([5, 8], generator: generator), randn([5, 1], generator: generator)]];
+        return Enumerable.Range(0, count)
+            .Select(_ => (IList<Tensor>)[randn([5, 8], generator: generator), randn([5, 1], generator: generator)]).ToList();
     }
 
     private static float[] Weights(nn.Module module) =>
@@ -144,6 +176,14 @@ public class ResumeTests
         public override void OnTrainBatchEnd(Trainer trainer, LightningModule module, double? loss, object? batch, int batchIdx)
         {
             if (trainer.GlobalStep == step) trainer.SaveCheckpoint(path);
+        }
+    }
+
+    private sealed class SaveAfterFirstValidation(string path) : Callback
+    {
+        public override void OnValidationEnd(Trainer trainer, LightningModule module)
+        {
+            if (!File.Exists(path)) trainer.SaveCheckpoint(path);
         }
     }
 

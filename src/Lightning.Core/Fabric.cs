@@ -1,0 +1,259 @@
+using System.IO.Compression;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Lightning.Loggers;
+using Lightning.Loops;
+using Lightning.Precision;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Lightning;
+
+/// <summary>The options of a <see cref="Fabric"/>: the same accelerator, device, strategy and precision choices as <see cref="TrainerOptions"/>.</summary>
+public sealed record FabricOptions
+{
+    /// <summary>"auto" (CUDA when present), "cpu", "cuda" or "gpu".</summary>
+    public string Accelerator { get; init; } = "auto";
+
+    /// <summary>Which devices: "auto", a count, -1 for all, or indices.</summary>
+    public Devices Devices { get; init; } = Devices.Auto;
+
+    /// <summary>"auto" or "single_device".</summary>
+    public string Strategy { get; init; } = "auto";
+
+    /// <summary>As <see cref="TrainerOptions.Precision"/>.</summary>
+    public string Precision { get; init; } = "32-true";
+
+    /// <summary>Loggers that <see cref="Fabric.Log"/> writes to.</summary>
+    public IReadOnlyList<LightningLogger> Loggers { get; init; } = [];
+}
+
+/// <summary>
+/// Lightning's Fabric for people who keep their own training loop: it puts the module, optimizers and batches on the
+/// right device and dtype, applies the precision (autocast, loss scaling) in <see cref="Backward"/> and
+/// <see cref="Step"/>, and saves and loads state. The Trainer uses the same precision and device code.
+/// </summary>
+/// <example><code>
+/// var fabric = new Fabric(new FabricOptions { Precision = "bf16-mixed" });
+/// fabric.Setup(model);
+/// var optimizer = fabric.SetupOptimizer(optim.Adam(model.parameters()));
+/// foreach (var (x, y) in fabric.SetupDataLoader(loader)) { ... fabric.Backward(loss); fabric.Step(optimizer); }
+/// </code></example>
+public sealed class Fabric
+{
+    private readonly DeviceSelection _selection;
+
+    /// <summary>Resolves the options; invalid ones fail here.</summary>
+    public Fabric(FabricOptions? options = null)
+    {
+        Options = options ?? new FabricOptions();
+        _selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
+    }
+
+    /// <summary>The options this Fabric was built with.</summary>
+    public FabricOptions Options { get; }
+
+    /// <summary>The device modules and batches are put on.</summary>
+    public Device Device => _selection.Root;
+
+    /// <summary>The precision in force (canonical name).</summary>
+    public string Precision => _selection.Precision.Name;
+
+    /// <summary>This process's rank among all processes (0 without distributed training).</summary>
+    public int GlobalRank => 0;
+
+    /// <summary>The number of processes (1 without distributed training).</summary>
+    public int WorldSize => 1;
+
+    /// <summary>True for the process that writes files.</summary>
+    public bool IsGlobalZero => GlobalRank == 0;
+
+    /// <summary>The loss scaler in use, for float16 mixed precision.</summary>
+    public GradScaler? Scaler => _selection.Precision.Scaler;
+
+    /// <summary>Moves <paramref name="module"/> to the device and casts it for the precision; call before creating its optimizers.</summary>
+    public T Setup<T>(T module) where T : nn.Module
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        if (Device.type != DeviceType.CPU) module.to(Device);
+        if (_selection.Precision.Dtype is { } dtype) module.to(dtype);
+        return module;
+    }
+
+    /// <summary>Returns <paramref name="optimizer"/> ready for <see cref="Step"/>; its parameters must already be set up.</summary>
+    public optim.Optimizer SetupOptimizer(optim.Optimizer optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        var misplaced = optimizer.parameters().FirstOrDefault(p => p.device_type != Device.type || (Device.type != DeviceType.CPU && p.device_index != Device.index));
+        if (misplaced is not null)
+            throw new ArgumentException($"The optimizer holds a parameter on {misplaced.device}, not on {Device}: call Setup(module) before creating the optimizer.", nameof(optimizer));
+        return optimizer;
+    }
+
+    /// <summary>Wraps a data loader so each batch arrives on the device, floating tensors in the precision's input dtype.</summary>
+    public IEnumerable<TBatch> SetupDataLoader<TBatch>(IEnumerable<TBatch> loader)
+    {
+        ArgumentNullException.ThrowIfNull(loader);
+        return Transfer(loader);
+    }
+
+    private IEnumerable<TBatch> Transfer<TBatch>(IEnumerable<TBatch> loader)
+    {
+        foreach (var batch in loader) yield return ToDevice(batch);
+    }
+
+    /// <summary>A batch (tensor, list or dictionary of tensors) on the device and in the input dtype.</summary>
+    public TBatch ToDevice<TBatch>(TBatch batch) => BatchTransfer.Apply(batch, Device, _selection.Precision.Dtype);
+
+    /// <summary>The precision's forward scope (autocast for mixed precision); wrap the forward pass and loss in it.</summary>
+    public IDisposable Autocast() => _selection.Precision.ForwardContext() ?? NoScope.Instance;
+
+    /// <summary>Backward pass of <paramref name="loss"/>, scaled when the precision scales losses.</summary>
+    public void Backward(Tensor loss)
+    {
+        ArgumentNullException.ThrowIfNull(loss);
+        (Scaler?.ScaleLoss(loss) ?? loss).backward();
+    }
+
+    /// <summary>Steps <paramref name="optimizer"/> (unscaling first, skipping on overflow with loss scaling); returns whether it stepped.</summary>
+    public bool Step(optim.Optimizer optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if (Scaler is not { } scaler)
+        {
+            optimizer.step();
+            return true;
+        }
+        var stepped = scaler.Step(optimizer);
+        scaler.Update();
+        return stepped;
+    }
+
+    /// <summary>Clips the gradients of <paramref name="optimizer"/>'s parameters by total norm (<paramref name="maxNorm"/>) or by value (<paramref name="clipVal"/>); returns the total norm before clipping when clipping by norm.</summary>
+    public double? ClipGradients(optim.Optimizer optimizer, double? clipVal = null, double? maxNorm = null)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if ((clipVal is null) == (maxNorm is null))
+            throw new ArgumentException("ClipGradients needs exactly one of clipVal (clip by value) or maxNorm (clip by norm).");
+        Scaler?.Unscale(optimizer);
+        var parameters = optimizer.parameters().Where(p => p.grad is not null).ToArray();
+        if (parameters.Length == 0) return null;
+        if (clipVal is { } value)
+        {
+            nn.utils.clip_grad_value_(parameters, value);
+            return null;
+        }
+        return nn.utils.clip_grad_norm_(parameters, maxNorm!.Value);
+    }
+
+    /// <summary>Reduces a tensor across processes ("mean", "sum", "min", "max"); with one process it is returned unchanged (a copy).</summary>
+    public Tensor AllReduce(Tensor tensor, string reduceOp = "mean")
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (reduceOp is not ("mean" or "sum" or "min" or "max"))
+            throw new ArgumentOutOfRangeException(nameof(reduceOp), reduceOp, $"reduceOp = \"{reduceOp}\" is not allowed: use \"mean\", \"sum\", \"min\" or \"max\".");
+        return tensor.clone();
+    }
+
+    /// <summary>Waits for every process; with one process it returns at once.</summary>
+    public void Barrier() { }
+
+    /// <summary>Sends one metric to the loggers.</summary>
+    public void Log(string name, double value, long step = 0) => LogDict(new Dictionary<string, double> { [name] = value }, step);
+
+    /// <summary>Sends metrics to the loggers.</summary>
+    public void LogDict(IReadOnlyDictionary<string, double> metrics, long step = 0)
+    {
+        ArgumentNullException.ThrowIfNull(metrics);
+        foreach (var logger in Options.Loggers)
+        {
+            logger.LogMetrics(metrics, step);
+            logger.Save();
+        }
+    }
+
+    /// <summary>
+    /// Saves a state dictionary: modules and optimizers as their state dicts, everything else (numbers, strings, lists)
+    /// as JSON. Written to a temporary file and renamed.
+    /// </summary>
+    public void Save(string path, IReadOnlyDictionary<string, object> state)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(state);
+        if (!IsGlobalZero) return;
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Directory.CreateDirectory(directory);
+        var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var archive = ZipFile.Open(temp, ZipArchiveMode.Create))
+            {
+                var values = new JsonObject();
+                foreach (var (key, value) in state)
+                {
+                    switch (value)
+                    {
+                        case nn.Module module:
+                            using (var stream = archive.CreateEntry($"modules/{key}", CompressionLevel.NoCompression).Open()) module.save(stream);
+                            break;
+                        case OptimizerHelper optimizer:
+                            using (var writer = new BinaryWriter(archive.CreateEntry($"optimizers/{key}", CompressionLevel.NoCompression).Open()))
+                                optimizer.save_state_dict(writer);
+                            break;
+                        default:
+                            values[key] = JsonSerializer.SerializeToNode(value);
+                            break;
+                    }
+                }
+                using var json = archive.CreateEntry("state.json").Open();
+                JsonSerializer.Serialize(json, values);
+            }
+            File.Move(temp, path, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    /// <summary>
+    /// Loads what <see cref="Save"/> wrote: modules and optimizers named in <paramref name="state"/> are restored in place;
+    /// the other saved values are returned.
+    /// </summary>
+    public Dictionary<string, JsonNode?> Load(string path, IReadOnlyDictionary<string, object>? state = null, bool strict = true)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"Fabric checkpoint '{path}' does not exist.", path);
+        using var archive = ZipFile.OpenRead(path);
+        foreach (var (key, value) in state ?? new Dictionary<string, object>())
+        {
+            switch (value)
+            {
+                case nn.Module module:
+                    using (var stream = Entry(archive, $"modules/{key}", path).Open()) module.load(stream, strict);
+                    break;
+                case OptimizerHelper optimizer:
+                    using (var reader = new BinaryReader(Entry(archive, $"optimizers/{key}", path).Open())) optimizer.load_state_dict(reader);
+                    break;
+                default:
+                    throw new ArgumentException($"State entry '{key}' is a {value.GetType().Name}; only modules and optimizers are restored in place (other values are returned).", nameof(state));
+            }
+        }
+        using var json = Entry(archive, "state.json", path).Open();
+        var values = JsonNode.Parse(json)?.AsObject() ?? new JsonObject();
+        return values.ToDictionary(p => p.Key, p => p.Value?.DeepClone());
+    }
+
+    /// <summary>Seeds every source of randomness; see <see cref="LightningSeed.SeedEverything"/>.</summary>
+    public static int SeedEverything(int seed) => LightningSeed.SeedEverything(seed);
+
+    private static ZipArchiveEntry Entry(ZipArchive archive, string name, string path) =>
+        archive.GetEntry(name) ?? throw new InvalidDataException($"Fabric checkpoint '{path}' has no entry '{name}'.");
+
+    private sealed class NoScope : IDisposable
+    {
+        public static readonly NoScope Instance = new();
+        public void Dispose() { }
+    }
+}
