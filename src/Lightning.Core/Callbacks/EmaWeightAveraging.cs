@@ -170,7 +170,7 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     {
         if (_average.Count == 0) return null;
         var tensors = new JsonObject();
-        foreach (var (name, average, _) in _average) tensors[name] = TensorToJson(average);
+        foreach (var (name, average, _) in _average) tensors[name] = TensorJson.ToJson(average);
         return new JsonObject
         {
             ["n_averaged"] = _averagedCount,
@@ -200,7 +200,7 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
                 if (tensors[name] is not JsonObject saved)
                     throw new InvalidOperationException(
                         $"The checkpoint's {nameof(EmaWeightAveraging)} state has no average for '{name}'; it was saved for a different module.");
-                using var value = TensorFromJson(saved, name);
+                using var value = TensorJson.FromJson(saved, $"average for '{name}'");
                 average.copy_(value);
             }
     }
@@ -250,27 +250,5 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     {
         foreach (var (_, average, _) in _average) average.Dispose();
         _average = [];
-    }
-
-    private static JsonObject TensorToJson(Tensor tensor)
-    {
-        using var scope = NewDisposeScope();
-        var contiguous = tensor.detach().cpu().contiguous();
-        return new JsonObject
-        {
-            ["dtype"] = contiguous.dtype.ToString(),
-            ["shape"] = new JsonArray(contiguous.shape.Select(d => (JsonNode)d).ToArray()),
-            ["data"] = Convert.ToBase64String(contiguous.bytes),
-        };
-    }
-
-    private static Tensor TensorFromJson(JsonObject saved, string name)
-    {
-        if (!Enum.TryParse<ScalarType>((string?)saved["dtype"], out var dtype) || saved["shape"] is not JsonArray shape
-            || (string?)saved["data"] is not { } data)
-            throw new InvalidDataException($"The saved average for '{name}' is malformed: it needs dtype, shape and data.");
-        var tensor = empty(shape.Select(d => (long)d!).ToArray(), dtype);
-        tensor.bytes = Convert.FromBase64String(data);
-        return tensor;
     }
 }

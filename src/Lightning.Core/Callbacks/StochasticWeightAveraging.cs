@@ -1,3 +1,4 @@
+using Lightning.Checkpoints;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using TorchSharp.Modules;
@@ -279,7 +280,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     public override JsonObject SaveState()
     {
         var tensors = new JsonObject();
-        foreach (var (name, average) in _average) tensors[name] = TensorToJson(average);
+        foreach (var (name, average) in _average) tensors[name] = TensorJson.ToJson(average);
         return new JsonObject
         {
             ["n_averaged"] = _averagedCount,
@@ -305,7 +306,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
         _initialLrs = state["initial_lrs"] is JsonArray lrs ? lrs.Select(lr => (double)lr!).ToArray() : null;
         if (state["average_model_state"] is JsonObject tensors)
             foreach (var (name, saved) in tensors)
-                _average.Add((name, TensorFromJson(saved as JsonObject, name).DetachFromDisposeScope()));
+                _average.Add((name, TensorJson.FromJson(saved as JsonObject, $"SWA average for '{name}'").DetachFromDisposeScope()));
     }
 
     /// <summary>Releases the averaged tensors.</summary>
@@ -383,27 +384,5 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     {
         foreach (var (_, average) in _average) average.Dispose();
         _average = [];
-    }
-
-    private static JsonObject TensorToJson(Tensor tensor)
-    {
-        using var scope = NewDisposeScope();
-        var contiguous = tensor.detach().cpu().contiguous();
-        return new JsonObject
-        {
-            ["dtype"] = contiguous.dtype.ToString(),
-            ["shape"] = new JsonArray(contiguous.shape.Select(d => (JsonNode)d).ToArray()),
-            ["data"] = Convert.ToBase64String(contiguous.bytes),
-        };
-    }
-
-    private static Tensor TensorFromJson(JsonObject? saved, string name)
-    {
-        if (saved is null || !Enum.TryParse<ScalarType>((string?)saved["dtype"], out var dtype) || saved["shape"] is not JsonArray shape
-            || (string?)saved["data"] is not { } data)
-            throw new InvalidDataException($"The saved SWA average for '{name}' is malformed: it needs dtype, shape and data.");
-        var tensor = empty(shape.Select(d => (long)d!).ToArray(), dtype);
-        tensor.bytes = Convert.FromBase64String(data);
-        return tensor;
     }
 }
