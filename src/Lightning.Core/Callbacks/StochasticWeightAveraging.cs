@@ -1,6 +1,6 @@
-using Lightning.Checkpoints;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Lightning.Checkpoints;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
