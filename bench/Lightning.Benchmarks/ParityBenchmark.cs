@@ -16,7 +16,9 @@ internal static class ParityBenchmark
 
     public static void Run(string[] args)
     {
-        torch.set_num_threads(Environment.ProcessorCount);
+        // One libtorch thread by default: on a 2-core machine .NET's own threads (GC, JIT) otherwise steal time from
+        // one side or the other and the ratio measures noise. --threads=all uses every core.
+        torch.set_num_threads(args.Contains("--threads=all") ? Environment.ProcessorCount : 1);
         var results = new List<(string Name, double Ratio, double LossDiff)>
         {
             Compare("autoencoder (Fashion-MNIST 60k, batch 64)", AutoEncoderCase()),
