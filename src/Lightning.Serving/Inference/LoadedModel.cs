@@ -1,0 +1,199 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
+
+namespace Lightning.Serving;
+
+/// <summary>One loaded generation of a served model: its ONNX Runtime session, signature and execution provider.</summary>
+internal sealed class LoadedModel : IDisposable
+{
+    public const string CpuProvider = "CPUExecutionProvider";
+    public const string CudaProvider = "CUDAExecutionProvider";
+
+    private readonly InferenceSession _session;
+    private readonly RunOptions _runOptions = new();
+    private readonly string[] _outputNames;
+
+    private LoadedModel(string name, InferenceSession session, string provider, long generation)
+    {
+        Name = name;
+        _session = session;
+        ExecutionProvider = provider;
+        Generation = generation;
+        Inputs = [.. session.InputMetadata.Select(p => Spec(name, "input", p.Key, p.Value))];
+        Outputs = [.. session.OutputMetadata.Select(p => Spec(name, "output", p.Key, p.Value))];
+        _outputNames = [.. Outputs.Select(o => o.Name)];
+        // Requests merge along dim 0 only when every input and output has a free (symbolic) dim 0.
+        Batchable = Inputs.Concat(Outputs).All(s => s.Shape.Length > 0 && s.Shape[0] < 0);
+    }
+
+    public string Name { get; }
+
+    /// <summary>The provider the session runs on (<c>CUDAExecutionProvider</c> or <c>CPUExecutionProvider</c>).</summary>
+    public string ExecutionProvider { get; }
+
+    /// <summary>1 for the model loaded at start, +1 per successful reload.</summary>
+    public long Generation { get; }
+
+    public IReadOnlyList<TensorSpec> Inputs { get; }
+
+    public IReadOnlyList<TensorSpec> Outputs { get; }
+
+    /// <summary>True when requests can be merged along dim 0.</summary>
+    public bool Batchable { get; }
+
+    /// <summary>Loads a model from its bytes; a CUDA failure falls back to the CPU (with a warning) or throws, per the options.</summary>
+    public static LoadedModel Load(string name, byte[] bytes, OnnxModelOptions options, ILogger logger, long generation)
+    {
+        InferenceSession? session = null;
+        string provider = CpuProvider;
+        if (options.ExecutionProvider == OnnxExecutionProvider.Cuda)
+        {
+            try
+            {
+                using var cudaOptions = CreateOptions(options);
+                cudaOptions.AppendExecutionProvider_CUDA(options.CudaDeviceId);
+                session = new InferenceSession(bytes, cudaOptions);
+                provider = CudaProvider;
+            }
+            catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+            {
+                var why = $"ONNX Runtime could not create the CUDA execution provider on device {options.CudaDeviceId}: {ex.Message}";
+                if (!options.AllowCpuFallback)
+                    throw new InvalidOperationException(
+                        $"Model '{name}' asks for {nameof(OnnxExecutionProvider.Cuda)} with {nameof(OnnxModelOptions.AllowCpuFallback)} = false, but {why}. " +
+                        "Install Microsoft.ML.OnnxRuntime.Gpu with CUDA 12 and cuDNN 9, or allow the CPU fallback.", ex);
+                logger.LogWarning("Model '{Model}' asked for CUDA, but {Why}; serving it on the CPU instead.", name, why);
+            }
+        }
+        if (session is null)
+        {
+            using var cpuOptions = CreateOptions(options);
+            session = new InferenceSession(bytes, cpuOptions);
+        }
+        try
+        {
+            return new LoadedModel(name, session, provider, generation);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    private static SessionOptions CreateOptions(OnnxModelOptions options) => new()
+    {
+        IntraOpNumThreads = options.IntraOpNumThreads,
+        LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+    };
+
+    private static TensorSpec Spec(string model, string kind, string name, NodeMetadata meta)
+    {
+        if (!meta.IsTensor)
+            throw new NotSupportedException($"Model '{model}': {kind} '{name}' is a {meta.OnnxValueType}; only tensor {kind}s are served.");
+        if (!TensorTypes.IsSupported(meta.ElementDataType))
+            throw new NotSupportedException(
+                $"Model '{model}': {kind} '{name}' has element type {TensorTypes.ToV2(meta.ElementDataType)}; the supported datatypes are [{string.Join(", ", TensorTypes.SupportedDatatypes)}].");
+        return new TensorSpec(name, meta.ElementDataType, [.. meta.Dimensions.Select(d => (long)d)]);
+    }
+
+    /// <summary>
+    /// Checks a request against the signature: every input once, datatypes and shapes, one batch size on batchable
+    /// models, requested outputs. Returns the inputs in graph order, the rows (dim 0) and the key of the non-batch dims.
+    /// </summary>
+    /// <exception cref="InferenceRequestException">The message names the input, the expected and the received shape/type.</exception>
+    public (InferenceTensor[] Ordered, long Rows, string Key) Validate(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs, int maxBatchSize)
+    {
+        var byName = new Dictionary<string, InferenceTensor>(StringComparer.Ordinal);
+        foreach (var input in inputs)
+        {
+            if (!byName.TryAdd(input.Name, input))
+                throw new InferenceRequestException($"input '{input.Name}' appears more than once in the request for model '{Name}'.");
+            if (Inputs.All(s => s.Name != input.Name))
+                throw new InferenceRequestException(
+                    $"unexpected input '{input.Name}' for model '{Name}'; its inputs are [{string.Join(", ", Inputs.Select(s => $"'{s.Name}'"))}].");
+        }
+        var missing = Inputs.Where(s => !byName.ContainsKey(s.Name)).Select(s => $"'{s.Name}'").ToList();
+        if (missing.Count > 0)
+            throw new InferenceRequestException(
+                $"expected {Inputs.Count} inputs but got {inputs.Count} inputs for model '{Name}'. Got input(s) [{string.Join(", ", inputs.Select(i => $"'{i.Name}'"))}], " +
+                $"but missing required input(s) [{string.Join(", ", missing)}]. Please provide all required input(s).");
+
+        var ordered = new InferenceTensor[Inputs.Count];
+        long rows = 1;
+        string? rowsFrom = null;
+        var key = new System.Text.StringBuilder();
+        for (int i = 0; i < Inputs.Count; i++)
+        {
+            var spec = Inputs[i];
+            var input = byName[spec.Name];
+            if (input.ElementType != spec.ElementType)
+                throw new InferenceRequestException(
+                    $"input '{spec.Name}' of model '{Name}' expects datatype {spec.Datatype}, but the request has {input.Datatype}.");
+            bool fits = input.Shape.Length == spec.Shape.Length;
+            for (int d = 0; fits && d < spec.Shape.Length; d++)
+                fits = spec.Shape[d] < 0 || spec.Shape[d] == input.Shape[d];
+            if (!fits)
+                throw new InferenceRequestException(
+                    $"input '{spec.Name}' of model '{Name}' expects shape {TensorTypes.Format(spec.Shape)} (-1 = any size), but the request has shape {TensorTypes.Format(input.Shape)}.");
+            if (Batchable)
+            {
+                var n = input.Shape[0];
+                if (n < 1)
+                    throw new InferenceRequestException($"input '{spec.Name}' of model '{Name}' has batch size {n} (dim 0 of shape {TensorTypes.Format(input.Shape)}); it must be at least 1.");
+                if (n > maxBatchSize)
+                    throw new InferenceRequestException(
+                        $"input '{spec.Name}' of model '{Name}' has batch size {n} (dim 0 of shape {TensorTypes.Format(input.Shape)}), over the model's max batch size {maxBatchSize}.");
+                if (rowsFrom is not null && n != rows)
+                    throw new InferenceRequestException(
+                        $"input '{spec.Name}' of model '{Name}' has batch size {n}, but input '{rowsFrom}' has {rows}; every input needs the same dim 0.");
+                rows = n;
+                rowsFrom = spec.Name;
+                key.Append(TensorTypes.Format(input.Shape.Skip(1))).Append(';');
+            }
+            ordered[i] = input;
+        }
+        if (outputs is not null)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var output in outputs)
+            {
+                if (!seen.Add(output))
+                    throw new InferenceRequestException($"output '{output}' already exists in request for model '{Name}'.");
+                if (Outputs.All(s => s.Name != output))
+                    throw new InferenceRequestException(
+                        $"unexpected output '{output}' for model '{Name}'; its outputs are [{string.Join(", ", Outputs.Select(s => $"'{s.Name}'"))}].");
+            }
+        }
+        return (ordered, rows, key.ToString());
+    }
+
+    /// <summary>Runs the session on inputs in graph order and returns every output in graph order.</summary>
+    public InferenceTensor[] Run(IReadOnlyList<InferenceTensor> ordered)
+    {
+        var values = new List<OrtValue>(ordered.Count);
+        try
+        {
+            foreach (var input in ordered) values.Add(TensorTypes.ToOrtValue(input));
+            using var results = _session.Run(_runOptions, [.. Inputs.Select(s => s.Name)], values, _outputNames);
+            var outputs = new InferenceTensor[_outputNames.Length];
+            int i = 0;
+            foreach (var value in results)
+            {
+                outputs[i] = TensorTypes.FromOrtValue(_outputNames[i], value);
+                i++;
+            }
+            return outputs;
+        }
+        finally
+        {
+            foreach (var value in values) value.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        _session.Dispose();
+        _runOptions.Dispose();
+    }
+}

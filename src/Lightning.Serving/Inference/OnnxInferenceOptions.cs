@@ -1,0 +1,41 @@
+using Microsoft.Extensions.Options;
+using Prometheus;
+
+namespace Lightning.Serving;
+
+/// <summary>Server-wide settings of the Open Inference Protocol endpoints mapped by <c>MapOpenInference</c>.</summary>
+public sealed class OnnxInferenceOptions
+{
+    /// <summary>The largest infer request body in bytes (default 30,000,000, Kestrel's default); a larger one gets 413.</summary>
+    public long MaxRequestBodySize { get; set; } = 30_000_000;
+
+    /// <summary>The <c>Retry-After</c> seconds sent with a 503 for a full queue or a stopping server (default 1; at least 1).</summary>
+    public int RetryAfterSeconds { get; set; } = 1;
+
+    /// <summary>The route of the Prometheus metrics (default <c>/metrics</c>); null maps none.</summary>
+    public string? MetricsPath { get; set; } = "/metrics";
+
+    /// <summary>The Prometheus registry the inference metrics go to; null (default) gives each host its own registry.</summary>
+    public CollectorRegistry? MetricsRegistry { get; set; }
+
+    /// <summary>The model names added through <see cref="OnnxInferenceBuilder.AddModel"/>, in order.</summary>
+    internal List<string> ModelNames { get; } = [];
+}
+
+internal sealed class OnnxInferenceOptionsValidator : IValidateOptions<OnnxInferenceOptions>
+{
+    public ValidateOptionsResult Validate(string? name, OnnxInferenceOptions options)
+    {
+        var failures = new List<string>();
+        if (options.MaxRequestBodySize < 1)
+            failures.Add($"{nameof(OnnxInferenceOptions.MaxRequestBodySize)} = {options.MaxRequestBodySize} is not allowed; it must be at least 1 byte.");
+        if (options.RetryAfterSeconds < 1)
+            failures.Add($"{nameof(OnnxInferenceOptions.RetryAfterSeconds)} = {options.RetryAfterSeconds} is not allowed; it must be at least 1.");
+        if (options.MetricsPath is { } path && !path.StartsWith('/'))
+            failures.Add($"{nameof(OnnxInferenceOptions.MetricsPath)} = '{path}' is not allowed; it must start with '/' (or be null for none).");
+        var duplicate = options.ModelNames.GroupBy(n => n, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+            failures.Add($"Model '{duplicate.Key}' is added {duplicate.Count()} times; each name serves one model.");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

@@ -1,0 +1,321 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace Lightning.Serving;
+
+/// <summary>
+/// One served model: the current <see cref="LoadedModel"/>, its dynamic batcher (one queue, one run at a time, requests
+/// merged along dim 0 up to <see cref="OnnxModelOptions.MaxBatchSize"/> rows or <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>)
+/// and the file watcher that reloads it.
+/// </summary>
+internal sealed class ServedModel : IDisposable
+{
+    private readonly Channel<Pending> _queue;
+    private readonly InferenceMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly object _runLock = new();
+    private readonly object _reloadLock = new();
+    private readonly List<LoadedModel> _retired = [];
+    private LoadedModel? _current;
+    private bool _running;
+    private Task _loop = Task.CompletedTask;
+    private FileSystemWatcher? _watcher;
+    private Timer? _debounce;
+    private long _runs;
+    private volatile bool _stopping;
+
+    public ServedModel(string name, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
+    {
+        Name = name;
+        Options = options;
+        _metrics = metrics;
+        _logger = logger;
+        _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(options.MaxQueueSize)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = true,
+        });
+    }
+
+    public string Name { get; }
+
+    public OnnxModelOptions Options { get; }
+
+    /// <summary>The generation serving now; null before the start.</summary>
+    public LoadedModel? Current => Volatile.Read(ref _current);
+
+    /// <summary>ONNX Runtime runs so far (fewer than requests when the batcher merges them).</summary>
+    public long RunCount => Interlocked.Read(ref _runs);
+
+    public bool IsReady => Current is not null && !_stopping;
+
+    /// <summary>Loads the file (a failure ends the start), starts the batcher and, if asked, the file watcher.</summary>
+    public void Start()
+    {
+        var path = System.IO.Path.GetFullPath(Options.Path);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Model '{Name}': the ONNX file '{path}' does not exist.", path);
+        try
+        {
+            _current = LoadedModel.Load(Name, File.ReadAllBytes(path), Options, _logger, 1);
+        }
+        catch (Exception ex) when (ex is not InvalidOperationException)
+        {
+            throw new InvalidOperationException($"Model '{Name}': ONNX Runtime could not load '{path}': {ex.Message}", ex);
+        }
+        _logger.LogInformation("Model '{Model}' loaded from '{Path}' on {Provider}.", Name, path, _current.ExecutionProvider);
+        _loop = Task.Run(RunLoopAsync);
+        if (Options.WatchForChanges)
+        {
+            _debounce = new Timer(_ => TryReload(), null, Timeout.Infinite, Timeout.Infinite);
+            _watcher = new FileSystemWatcher(System.IO.Path.GetDirectoryName(path)!, System.IO.Path.GetFileName(path))
+            {
+                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+            };
+            var fileName = System.IO.Path.GetFileName(path);
+            _watcher.Changed += (_, _) => ScheduleReload();
+            _watcher.Created += (_, _) => ScheduleReload();
+            _watcher.Renamed += (_, e) => { if (string.Equals(e.Name, fileName, StringComparison.Ordinal)) ScheduleReload(); };
+            _watcher.EnableRaisingEvents = true;
+        }
+    }
+
+    private void ScheduleReload()
+    {
+        if (!_stopping) _debounce?.Change(Options.ReloadDebounceMilliseconds, Timeout.Infinite);
+    }
+
+    /// <summary>Loads the file again and swaps it in; on failure the old generation keeps serving. Returns whether it swapped.</summary>
+    public bool TryReload()
+    {
+        lock (_reloadLock)
+        {
+            if (_stopping || _current is null) return false;
+            var path = System.IO.Path.GetFullPath(Options.Path);
+            LoadedModel next;
+            try
+            {
+                next = LoadedModel.Load(Name, File.ReadAllBytes(path), Options, _logger, _current.Generation + 1);
+            }
+            catch (Exception ex)
+            {
+                _metrics.Reloads.WithLabels(Name, "failure").Inc();
+                _logger.LogWarning(ex, "Model '{Model}': reloading '{Path}' failed, so generation {Generation} keeps serving: {Message}",
+                    Name, path, _current.Generation, ex.Message);
+                return false;
+            }
+            LoadedModel old;
+            bool inUse;
+            lock (_runLock)
+            {
+                old = _current;
+                Volatile.Write(ref _current, next);
+                inUse = _running;
+                if (inUse) _retired.Add(old); // the batcher disposes it after its run
+            }
+            if (!inUse) old.Dispose();
+            _metrics.Reloads.WithLabels(Name, "success").Inc();
+            _logger.LogInformation("Model '{Model}' reloaded from '{Path}' (generation {Generation}, {Provider}).",
+                Name, path, next.Generation, next.ExecutionProvider);
+            return true;
+        }
+    }
+
+    /// <summary>Validates a request against the current model and queues it for the batcher.</summary>
+    /// <exception cref="InferenceRequestException">The request does not fit the model.</exception>
+    /// <exception cref="InferenceUnavailableException">The queue is full or the model is stopping.</exception>
+    public Task<InferenceTensor[]> InferAsync(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs)
+    {
+        var model = Current ?? throw new InferenceUnavailableException($"model '{Name}' is not loaded yet.");
+        if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
+        var (ordered, rows, key) = model.Validate(inputs, outputs, Options.MaxBatchSize);
+        var pending = new Pending(inputs, outputs) { Model = model, Ordered = ordered, Rows = rows, Key = key };
+        if (!_queue.Writer.TryWrite(pending))
+        {
+            if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
+            throw new InferenceUnavailableException(
+                $"model '{Name}' exceeds maximum queue size: {Options.MaxQueueSize} requests are already waiting; retry later.");
+        }
+        _metrics.QueueDepth.WithLabels(Name).Inc();
+        return pending.Completion.Task;
+    }
+
+    private async Task RunLoopAsync()
+    {
+        var reader = _queue.Reader;
+        var batch = new List<Pending>();
+        long delayTicks = Options.MaxQueueDelayMicroseconds * Stopwatch.Frequency / 1_000_000;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            if (!reader.TryRead(out var first)) continue;
+            _metrics.QueueDepth.WithLabels(Name).Dec();
+            LoadedModel model;
+            lock (_runLock)
+            {
+                model = _current!;
+                _running = true;
+            }
+            try
+            {
+                batch.Clear();
+                if (!Revalidate(first, model)) continue;
+                batch.Add(first);
+                long rows = first.Rows;
+                long deadline = Stopwatch.GetTimestamp() + delayTicks;
+                while (model.Batchable && rows < Options.MaxBatchSize)
+                {
+                    if (reader.TryPeek(out var next))
+                    {
+                        if (!Revalidate(next, model))
+                        {
+                            reader.TryRead(out _);
+                            _metrics.QueueDepth.WithLabels(Name).Dec();
+                            continue;
+                        }
+                        if (next.Key != first.Key || rows + next.Rows > Options.MaxBatchSize) break;
+                        reader.TryRead(out _);
+                        _metrics.QueueDepth.WithLabels(Name).Dec();
+                        batch.Add(next);
+                        rows += next.Rows;
+                        continue;
+                    }
+                    long remaining = deadline - Stopwatch.GetTimestamp();
+                    if (remaining <= 0 || _stopping) break;
+                    var more = reader.WaitToReadAsync().AsTask();
+                    var timeout = Task.Delay(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
+                    if (await Task.WhenAny(more, timeout).ConfigureAwait(false) != more || !more.Result) break;
+                }
+                Execute(model, batch);
+            }
+            finally
+            {
+                lock (_runLock)
+                {
+                    _running = false;
+                    foreach (var old in _retired) old.Dispose();
+                    _retired.Clear();
+                }
+            }
+        }
+    }
+
+    private bool Revalidate(Pending pending, LoadedModel model)
+    {
+        if (ReferenceEquals(pending.Model, model)) return true;
+        try
+        {
+            (pending.Ordered, pending.Rows, pending.Key) = model.Validate(pending.Inputs, pending.Outputs, Options.MaxBatchSize);
+            pending.Model = model;
+            return true;
+        }
+        catch (InferenceRequestException ex)
+        {
+            pending.Completion.TrySetException(ex);
+            return false;
+        }
+    }
+
+    private void Execute(LoadedModel model, List<Pending> batch)
+    {
+        if (batch.Count == 1)
+        {
+            RunOne(model, batch[0]);
+            return;
+        }
+        InferenceTensor[] outputs;
+        try
+        {
+            var merged = new InferenceTensor[model.Inputs.Count];
+            for (int i = 0; i < merged.Length; i++)
+                merged[i] = TensorTypes.Concat([.. batch.Select(p => p.Ordered[i])]);
+            outputs = Count(model, batch.Sum(p => p.Rows), () => model.Run(merged));
+            long total = batch.Sum(p => p.Rows);
+            if (outputs.Any(o => o.Shape.Length == 0 || o.Shape[0] != total))
+                throw new InvalidOperationException("an output's dim 0 does not follow the batch.");
+        }
+        catch (Exception ex)
+        {
+            // The merged run failed: run each request on its own, so one bad request cannot fail the others.
+            _logger.LogDebug(ex, "Model '{Model}': a merged run of {Count} requests failed; running them one by one.", Name, batch.Count);
+            foreach (var pending in batch) RunOne(model, pending);
+            return;
+        }
+        long start = 0;
+        foreach (var pending in batch)
+        {
+            var mine = outputs.Select(o => TensorTypes.SliceRows(o, start, pending.Rows)).ToArray();
+            start += pending.Rows;
+            pending.Completion.TrySetResult(Select(mine, pending.Outputs));
+        }
+    }
+
+    private void RunOne(LoadedModel model, Pending pending)
+    {
+        try
+        {
+            var outputs = Count(model, pending.Rows, () => model.Run(pending.Ordered));
+            pending.Completion.TrySetResult(Select(outputs, pending.Outputs));
+        }
+        catch (Exception ex)
+        {
+            pending.Completion.TrySetException(new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex));
+        }
+    }
+
+    private InferenceTensor[] Count(LoadedModel model, long rows, Func<InferenceTensor[]> run)
+    {
+        Interlocked.Increment(ref _runs);
+        _metrics.Runs.WithLabels(Name).Inc();
+        _metrics.BatchSize.WithLabels(Name).Observe(model.Batchable ? rows : 1);
+        return run();
+    }
+
+    private static InferenceTensor[] Select(InferenceTensor[] outputs, IReadOnlyList<string>? names) =>
+        names is null ? outputs : [.. names.Select(n => outputs.First(o => o.Name == n))];
+
+    /// <summary>Refuses new requests, lets the queued ones finish (until <paramref name="cancellationToken"/>), then disposes the session.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopping = true;
+        _watcher?.Dispose();
+        _queue.Writer.TryComplete();
+        try
+        {
+            await _loop.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            while (_queue.Reader.TryRead(out var left))
+                left.Completion.TrySetException(new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _watcher?.Dispose();
+        _debounce?.Dispose();
+        _queue.Writer.TryComplete();
+        lock (_reloadLock)
+        lock (_runLock)
+        {
+            if (!_running)
+            {
+                _current?.Dispose();
+                _current = null;
+            }
+        }
+    }
+
+    private sealed class Pending(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs)
+    {
+        public IReadOnlyList<InferenceTensor> Inputs { get; } = inputs;
+        public IReadOnlyList<string>? Outputs { get; } = outputs;
+        public required LoadedModel Model { get; set; }
+        public required InferenceTensor[] Ordered { get; set; }
+        public required long Rows { get; set; }
+        public required string Key { get; set; }
+        public TaskCompletionSource<InferenceTensor[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
