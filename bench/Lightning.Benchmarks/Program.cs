@@ -3,6 +3,7 @@ using Lightning.Benchmarks;
 var benchmarks = new Dictionary<string, Action<string[]>>
 {
     ["parity"] = ParityBenchmark.Run,
+    ["precision"] = PrecisionBenchmark.Run,
     ["onnx"] = OnnxBenchmark.Run,
 };
 
