@@ -1,0 +1,178 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using HttpJsonOptions = Microsoft.AspNetCore.Http.Json.JsonOptions;
+
+namespace Lightning.Serving;
+
+/// <summary><c>MapPredict</c>: a JSON prediction endpoint over a <see cref="PredictionEnginePool{TData, TPrediction}"/>.</summary>
+public static class PredictEndpointRouteBuilderExtensions
+{
+    /// <summary>Maps <c>POST pattern</c> to the default model; see <see cref="MapPredict{TData, TPrediction}(IEndpointRouteBuilder, string, string)"/>.</summary>
+    /// <param name="endpoints">The route builder (e.g. the <c>WebApplication</c>).</param>
+    /// <param name="pattern">The route pattern, e.g. <c>"/predict"</c>.</param>
+    /// <returns>The endpoint's builder, for auth, rate limiting, OpenAPI and other conventions.</returns>
+    public static RouteHandlerBuilder MapPredict<TData, TPrediction>(this IEndpointRouteBuilder endpoints, string pattern)
+        where TData : class
+        where TPrediction : class, new()
+        => endpoints.MapPredict<TData, TPrediction>(pattern, string.Empty);
+
+    /// <summary>
+    /// Maps <c>POST pattern</c> to a model of the pool: the body is one JSON example (answered with one prediction)
+    /// or an array of examples (scored through one engine rental, answered with an array in the same order).
+    /// Malformed JSON, a body that is neither an object nor an array, or an example that does not fit
+    /// <typeparamref name="TData"/> is answered 400 with a ProblemDetails body that names the problem.
+    /// </summary>
+    /// <param name="endpoints">The route builder (e.g. the <c>WebApplication</c>).</param>
+    /// <param name="pattern">The route pattern, e.g. <c>"/predict/sentiment"</c>.</param>
+    /// <param name="modelName">The pool's model name; <c>""</c> for the default model.</param>
+    /// <returns>The endpoint's builder, for auth, rate limiting, OpenAPI and other conventions.</returns>
+    /// <exception cref="InvalidOperationException"><c>AddPredictionEnginePool</c> was not called for these types, or no model of that name is configured.</exception>
+    public static RouteHandlerBuilder MapPredict<TData, TPrediction>(this IEndpointRouteBuilder endpoints, string pattern, string modelName)
+        where TData : class
+        where TPrediction : class, new()
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(modelName);
+        var services = endpoints.ServiceProvider;
+        var poolType = $"PredictionEnginePool<{typeof(TData).Name}, {typeof(TPrediction).Name}>";
+        var isService = services.GetService<IServiceProviderIsService>();
+        if (isService is not null && !isService.IsService(typeof(PredictionEnginePool<TData, TPrediction>)))
+            throw new InvalidOperationException(
+                $"Unable to find the required services for MapPredict: no {poolType} is registered. " +
+                $"Call 'services.AddPredictionEnginePool<{typeof(TData).Name}, {typeof(TPrediction).Name}>().FromFile(...)' in the application startup code.");
+        EnsureModelConfigured<TData, TPrediction>(services, modelName, poolType);
+
+        var json = new JsonSerializerOptions(services.GetService<IOptions<HttpJsonOptions>>()?.Value.SerializerOptions ?? new JsonSerializerOptions(JsonSerializerDefaults.Web))
+        {
+            // ML.NET input/output classes are usually written with public fields.
+            IncludeFields = true,
+        };
+        // A regression score or probability can be NaN; plain JSON numbers cannot say so.
+        json.NumberHandling |= JsonNumberHandling.AllowNamedFloatingPointLiterals;
+        var handler = new PredictHandler<TData, TPrediction>(modelName, json);
+        return endpoints.MapPost(pattern, (Func<HttpContext, Task<IResult>>)handler.HandleAsync)
+            .Accepts<TData>("application/json")
+            .Produces<TPrediction>(StatusCodes.Status200OK, "application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+    }
+
+    private static void EnsureModelConfigured<TData, TPrediction>(IServiceProvider services, string modelName, string poolType)
+        where TData : class
+        where TPrediction : class, new()
+    {
+        var names = services.GetService<IOptions<PredictionEnginePoolModelNames<TData, TPrediction>>>()?.Value.Names;
+        if (names is not null && names.Contains(modelName)) return;
+        // Not added with FromFile/FromUri: a custom ModelLoader configured through named options is fine too.
+        var factory = services.GetService<IOptionsFactory<PredictionEnginePoolOptions<TData, TPrediction>>>();
+        if (factory?.Create(modelName).ModelLoader is not null) return;
+        var what = modelName.Length == 0 ? "no default model" : $"no model named '{modelName}'";
+        throw new InvalidOperationException(
+            $"MapPredict: {poolType} has {what}. Add it with AddPredictionEnginePool<{typeof(TData).Name}, {typeof(TPrediction).Name}>()" +
+            (modelName.Length == 0 ? ".FromFile(path)" : $".FromFile(\"{modelName}\", path)") + " or FromUri.");
+    }
+}
+
+/// <summary>The request handler behind one <c>MapPredict</c> endpoint.</summary>
+internal sealed class PredictHandler<TData, TPrediction>(string modelName, JsonSerializerOptions json)
+    where TData : class
+    where TPrediction : class, new()
+{
+    private PredictionEnginePool<TData, TPrediction>? _pool;
+
+    public async Task<IResult> HandleAsync(HttpContext context)
+    {
+        var pool = _pool ??= context.RequestServices.GetRequiredService<PredictionEnginePool<TData, TPrediction>>();
+        byte[] body;
+        try
+        {
+            body = await ReadBodyAsync(context.Request, context.RequestAborted);
+        }
+        catch (BadHttpRequestException e)
+        {
+            // e.g. the body is over Kestrel's MaxRequestBodySize: 413, not a 500.
+            return Problem(e.StatusCode, "Unreadable request body", e.Message);
+        }
+
+        // The serializer reads no byte order mark.
+        var payload = body.AsMemory(body.AsSpan().StartsWith("\uFEFF"u8) ? 3 : 0);
+        var start = FirstToken(payload.Span);
+        try
+        {
+            if (start == (byte)'{')
+            {
+                var example = JsonSerializer.Deserialize<TData>(payload.Span, json);
+                if (example is null) return Problem(400, "Invalid example", "The example is null.");
+                return TypedResults.Json(pool.Predict(modelName, example), json);
+            }
+            if (start == (byte)'[')
+            {
+                var examples = JsonSerializer.Deserialize<TData?[]>(payload.Span, json)!;
+                var nullAt = Array.IndexOf(examples, null);
+                if (nullAt >= 0) return Problem(400, "Invalid example", $"Example [{nullAt}] is null; every element of the array must be a JSON object.");
+                return TypedResults.Json(PredictAll(pool, examples!), json);
+            }
+        }
+        catch (JsonException e)
+        {
+            return Problem(400, "Invalid JSON", $"The request body does not hold {Expected}: {e.Message}");
+        }
+
+        if (start is null) return Problem(400, "Empty request body", $"The request body is empty; send {Expected}.");
+        // Say what it is when it is valid JSON, or where it breaks when it is not.
+        try
+        {
+            using var document = JsonDocument.Parse(payload);
+            return Problem(400, "Invalid example", $"The request body is a JSON {document.RootElement.ValueKind}; send {Expected}.");
+        }
+        catch (JsonException e)
+        {
+            return Problem(400, "Invalid JSON", $"The request body is not valid JSON: {e.Message}");
+        }
+    }
+
+    private static string Expected => $"one {typeof(TData).Name} as a JSON object or an array of them";
+
+    private TPrediction[] PredictAll(PredictionEnginePool<TData, TPrediction> pool, TData[] examples)
+    {
+        var results = new TPrediction[examples.Length];
+        if (examples.Length == 0) return results;
+        var engine = pool.GetPredictionEngine(modelName);
+        try
+        {
+            for (var i = 0; i < examples.Length; i++) results[i] = engine.Predict(examples[i]);
+        }
+        finally
+        {
+            pool.ReturnPredictionEngine(modelName, engine);
+        }
+        return results;
+    }
+
+    private static ProblemHttpResult Problem(int status, string title, string detail) =>
+        TypedResults.Problem(detail: detail, statusCode: status, title: title);
+
+    private static async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var buffer = new MemoryStream(request.ContentLength is long n and > 0 and < int.MaxValue ? (int)n : 256);
+        await request.Body.CopyToAsync(buffer, cancellationToken);
+        return buffer.ToArray();
+    }
+
+    /// <summary>The first byte that is not whitespace; null for an empty body.</summary>
+    private static byte? FirstToken(ReadOnlySpan<byte> body)
+    {
+        foreach (var b in body)
+        {
+            if (b is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') continue;
+            return b;
+        }
+        return null;
+    }
+}
