@@ -75,6 +75,9 @@ public class PredictionEnginePool<TData, TPrediction> : IDisposable
     /// <param name="modelName">The model name; <c>""</c> for the default model.</param>
     public ModelInfo GetModelInfo(string modelName) => GetPool(modelName).Current.Info;
 
+    /// <summary>The generation serving the named model now (for tests and diagnostics).</summary>
+    internal EngineGeneration<TData, TPrediction> GetGeneration(string modelName) => GetPool(modelName).Current;
+
     /// <summary>Rents an engine of the default model; give it back with <see cref="ReturnPredictionEngine(PredictionEngine{TData, TPrediction})"/>.</summary>
     public PredictionEngine<TData, TPrediction> GetPredictionEngine() => GetPredictionEngine(string.Empty);
 

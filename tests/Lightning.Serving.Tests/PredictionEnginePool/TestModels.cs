@@ -1,0 +1,130 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Lightning.Serving.Tests;
+
+/// <summary>One example: a size in [0, 1].</summary>
+public sealed class SizeInput
+{
+    public float Size { get; set; }
+}
+
+/// <summary>The regression score.</summary>
+public sealed class ScoreOutput
+{
+    public float Score { get; set; }
+}
+
+/// <summary>
+/// Two small SDCA regressions trained here on generated rows: model A answers positive scores (label = 10x + 5) and
+/// model B negative ones (label = -10x - 5), so every answer tells which model gave it.
+/// </summary>
+public static class TestModels
+{
+    private static readonly Lazy<byte[]> s_a = new(() => Train(10f, 5f));
+    private static readonly Lazy<byte[]> s_b = new(() => Train(-10f, -5f));
+
+    public static byte[] A => s_a.Value;
+
+    public static byte[] B => s_b.Value;
+
+    /// <summary>Bytes that are not a model: a zip header followed by junk, as a half-written file might look.</summary>
+    public static byte[] Corrupt => [.. "PK\u0003\u0004"u8, .. Enumerable.Repeat((byte)7, 200)];
+
+    public static bool IsA(float score) => score > 2f;
+
+    public static bool IsB(float score) => score < -2f;
+
+    /// <summary>Writes the bytes next to the target and renames them over it, as deployment tools do.</summary>
+    public static void ReplaceAtomically(string path, byte[] bytes)
+    {
+        var temp = path + "." + Guid.NewGuid().ToString("N") + ".tmp";
+        File.WriteAllBytes(temp, bytes);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>Waits, bounded, until the condition holds.</summary>
+    public static bool WaitUntil(Func<bool> condition, int timeoutMs = 10_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (Environment.TickCount64 < deadline)
+        {
+            if (condition()) return true;
+            Thread.Sleep(20);
+        }
+        return condition();
+    }
+
+    public static ServiceProvider Services(Action<PredictionEnginePoolBuilder<SizeInput, ScoreOutput>> configure)
+    {
+        var services = new ServiceCollection();
+        configure(services.AddPredictionEnginePool<SizeInput, ScoreOutput>());
+        return services.BuildServiceProvider();
+    }
+
+    private static byte[] Train(float slope, float intercept)
+    {
+        var ml = new MLContext(seed: 1);
+        var random = new Random(7);
+        var rows = Enumerable.Range(0, 300).Select(_ =>
+        {
+            var x = (float)random.NextDouble();
+            return new TrainRow { Size = x, Label = slope * x + intercept + (float)(random.NextDouble() - 0.5) * 0.1f };
+        }).ToList();
+        var data = ml.Data.LoadFromEnumerable(rows);
+        // SDCA diverges on raw features at this size; normalized with a little L2 it converges in a few passes.
+        var pipeline = ml.Transforms.Concatenate("Features", nameof(TrainRow.Size))
+            .Append(ml.Transforms.NormalizeMeanVariance("Features"))
+            .Append(ml.Regression.Trainers.Sdca(labelColumnName: nameof(TrainRow.Label), l2Regularization: 0.01f, maximumNumberOfIterations: 50));
+        var model = pipeline.Fit(data);
+        using var stream = new MemoryStream();
+        ml.Model.Save(model, data.Schema, stream);
+        return stream.ToArray();
+    }
+
+    private sealed class TrainRow
+    {
+        public float Size { get; set; }
+
+        public float Label { get; set; }
+    }
+}
+
+/// <summary>Wraps a model and counts how often it is disposed.</summary>
+public sealed class CountingTransformer(ITransformer inner) : ITransformer, IDisposable
+{
+    public int DisposeCount;
+
+    public bool IsRowToRowMapper => inner.IsRowToRowMapper;
+
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => inner.GetOutputSchema(inputSchema);
+
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => inner.GetRowToRowMapper(inputSchema);
+
+    public IDataView Transform(IDataView input) => inner.Transform(input);
+
+    public void Save(ModelSaveContext ctx) => inner.Save(ctx);
+
+    public void Dispose() => Interlocked.Increment(ref DisposeCount);
+}
+
+/// <summary>A loader whose model the test swaps by hand.</summary>
+public sealed class ManualModelLoader(ITransformer model) : ModelLoader
+{
+    private ModelReloadToken _token = new();
+
+    public ITransformer Model { get; private set; } = model;
+
+    public override Microsoft.Extensions.Primitives.IChangeToken GetReloadToken() => _token;
+
+    public override ITransformer GetModel() => Model;
+
+    public void Reload(ITransformer model)
+    {
+        var previous = _token;
+        Model = model;
+        _token = new ModelReloadToken();
+        previous.OnReload();
+    }
+}
