@@ -50,6 +50,12 @@ internal sealed class ServedModel : IDisposable
 
     public bool IsReady => Current is not null && !_stopping;
 
+    /// <summary>Requests waiting in the queue.</summary>
+    internal int QueueLength => _queue.Reader.Count;
+
+    /// <summary>Test hook: while set, the batcher waits for this task before taking the next batch.</summary>
+    internal Task? RunGate { get; set; }
+
     /// <summary>Loads the file (a failure ends the start), starts the batcher and, if asked, the file watcher.</summary>
     public void Start()
     {
@@ -148,6 +154,7 @@ internal sealed class ServedModel : IDisposable
         long delayTicks = Options.MaxQueueDelayMicroseconds * Stopwatch.Frequency / 1_000_000;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
+            if (RunGate is { } gate) await gate.ConfigureAwait(false);
             if (!reader.TryRead(out var first)) continue;
             _metrics.QueueDepth.WithLabels(Name).Dec();
             LoadedModel model;

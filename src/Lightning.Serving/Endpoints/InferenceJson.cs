@@ -1,0 +1,229 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace Lightning.Serving;
+
+/// <summary>A parsed v2 infer request: the optional id, the inputs and the requested outputs (null = all).</summary>
+internal sealed record InferRequest(string? Id, List<InferenceTensor> Inputs, List<string>? Outputs);
+
+/// <summary>The v2 error body, <c>{"error": "..."}</c>.</summary>
+internal sealed record InferenceError([property: JsonPropertyName("error")] string Error);
+
+/// <summary>The v2 server liveness and readiness bodies.</summary>
+internal sealed record ServerHealth(
+    [property: JsonPropertyName("live")] bool Live,
+    [property: JsonPropertyName("ready"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? Ready);
+
+/// <summary>The v2 model readiness body.</summary>
+internal sealed record ModelReadiness([property: JsonPropertyName("name")] string Name, [property: JsonPropertyName("ready")] bool Ready);
+
+/// <summary>A tensor of the v2 model metadata.</summary>
+internal sealed record TensorMetadata(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("datatype")] string Datatype,
+    [property: JsonPropertyName("shape")] long[] Shape);
+
+/// <summary>The v2 model metadata body, with the execution provider in use under <c>parameters</c>.</summary>
+internal sealed record ModelMetadata(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("versions")] string[] Versions,
+    [property: JsonPropertyName("platform")] string Platform,
+    [property: JsonPropertyName("inputs")] IReadOnlyList<TensorMetadata> Inputs,
+    [property: JsonPropertyName("outputs")] IReadOnlyList<TensorMetadata> Outputs,
+    [property: JsonPropertyName("parameters")] IReadOnlyDictionary<string, object> Parameters);
+
+/// <summary>An output tensor of the v2 infer response; <c>data</c> is flat, row-major.</summary>
+internal sealed record OutputTensor(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("shape")] long[] Shape,
+    [property: JsonPropertyName("datatype")] string Datatype,
+    [property: JsonPropertyName("data")] object Data);
+
+/// <summary>The v2 infer response body.</summary>
+internal sealed record InferResponse(
+    [property: JsonPropertyName("model_name")] string ModelName,
+    [property: JsonPropertyName("id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Id,
+    [property: JsonPropertyName("outputs")] IReadOnlyList<OutputTensor> Outputs);
+
+/// <summary>Reads v2 infer requests (flat or nested <c>data</c>) into typed tensors; every failure is an <see cref="InferenceRequestException"/>.</summary>
+internal static class InferenceJson
+{
+    /// <summary>Serializer settings of the v2 bodies: property names as declared, NaN and infinities as named literals.</summary>
+    public static readonly JsonSerializerOptions SerializerOptions = new()
+    {
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
+
+    public static InferRequest Parse(ReadOnlyMemory<byte> body)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(body, DocumentOptions);
+        }
+        catch (JsonException ex)
+        {
+            throw new InferenceRequestException($"malformed JSON in the request body: {ex.Message}");
+        }
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new InferenceRequestException($"the request body must be a JSON object with \"inputs\", but it is a JSON {Kind(root)}.");
+            string? id = null;
+            if (root.TryGetProperty("id", out var idElement) && idElement.ValueKind != JsonValueKind.Null)
+                id = idElement.ValueKind == JsonValueKind.String ? idElement.GetString()
+                    : throw new InferenceRequestException($"\"id\" must be a string, but it is a JSON {Kind(idElement)}.");
+            if (!root.TryGetProperty("inputs", out var inputsElement))
+                throw new InferenceRequestException("the request has no \"inputs\"; give an array of {\"name\", \"shape\", \"datatype\", \"data\"}.");
+            if (inputsElement.ValueKind != JsonValueKind.Array || inputsElement.GetArrayLength() == 0)
+                throw new InferenceRequestException($"\"inputs\" must be a non-empty array, but it is {Describe(inputsElement)}.");
+            var inputs = new List<InferenceTensor>();
+            int index = 0;
+            foreach (var input in inputsElement.EnumerateArray())
+                inputs.Add(ParseInput(input, index++, body.Length));
+            List<string>? outputs = null;
+            if (root.TryGetProperty("outputs", out var outputsElement) && outputsElement.ValueKind != JsonValueKind.Null)
+            {
+                if (outputsElement.ValueKind != JsonValueKind.Array)
+                    throw new InferenceRequestException($"\"outputs\" must be an array of {{\"name\"}}, but it is a JSON {Kind(outputsElement)}.");
+                outputs = [];
+                int o = 0;
+                foreach (var output in outputsElement.EnumerateArray())
+                {
+                    outputs.Add(output.ValueKind == JsonValueKind.Object ? RequiredString(output, "name", $"outputs[{o}]")
+                        : throw new InferenceRequestException($"outputs[{o}] must be an object with \"name\", but it is a JSON {Kind(output)}."));
+                    o++;
+                }
+            }
+            return new InferRequest(id, inputs, outputs);
+        }
+    }
+
+    private static InferenceTensor ParseInput(JsonElement input, int index, long bodyLength)
+    {
+        if (input.ValueKind != JsonValueKind.Object)
+            throw new InferenceRequestException($"inputs[{index}] must be an object with \"name\", \"shape\", \"datatype\" and \"data\", but it is a JSON {Kind(input)}.");
+        var name = RequiredString(input, "name", $"inputs[{index}]");
+        var where = $"input '{name}'";
+        var datatype = RequiredString(input, "datatype", where);
+        if (!TensorTypes.TryFromV2(datatype, out var type) || !TensorTypes.IsSupported(type))
+            throw new InferenceRequestException(
+                $"{where} has datatype '{datatype}'; the supported datatypes are [{string.Join(", ", TensorTypes.SupportedDatatypes)}].");
+
+        if (!input.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
+            throw new InferenceRequestException($"{where} needs \"shape\", an array of non-negative integers.");
+        var shape = new long[shapeElement.GetArrayLength()];
+        int d = 0;
+        foreach (var dim in shapeElement.EnumerateArray())
+        {
+            if (dim.ValueKind != JsonValueKind.Number || !dim.TryGetInt64(out var size) || size < 0)
+                throw new InferenceRequestException($"{where} has shape element {d} = {Describe(dim)}; shape dims must be non-negative integers.");
+            shape[d++] = size;
+        }
+
+        if (!input.TryGetProperty("data", out var dataElement))
+            throw new InferenceRequestException($"{where} has no \"data\".");
+        var leaves = new List<JsonElement>();
+        Flatten(dataElement, leaves, bodyLength, where);
+        var expected = TensorTypes.ElementCount(shape, int.MaxValue);
+        if (expected != leaves.Count)
+            throw new InferenceRequestException(
+                $"{where} has shape {TensorTypes.Format(shape)}, which needs {(expected < 0 ? "more than 2^31" : expected.ToString())} elements, but \"data\" holds {leaves.Count}.");
+        var data = TensorTypes.Allocate(type, leaves.Count);
+        for (int i = 0; i < leaves.Count; i++)
+            if (!TrySet(leaves[i], type, data, i))
+                throw new InferenceRequestException($"{where}: data element {i} is {Describe(leaves[i])}, not a {datatype} value.");
+        return new InferenceTensor(name, type, shape, data);
+    }
+
+    private static void Flatten(JsonElement element, List<JsonElement> leaves, long limit, string where)
+    {
+        if (element.ValueKind != JsonValueKind.Array)
+        {
+            leaves.Add(element);
+            return;
+        }
+        foreach (var item in element.EnumerateArray())
+        {
+            if (leaves.Count > limit)
+                throw new InferenceRequestException($"{where} holds more data elements than the body has bytes.");
+            Flatten(item, leaves, limit, where);
+        }
+    }
+
+    private static bool TrySet(JsonElement e, TensorElementType type, Array data, int i)
+    {
+        if (type == TensorElementType.Bool)
+        {
+            if (e.ValueKind is JsonValueKind.True or JsonValueKind.False) { ((bool[])data)[i] = e.GetBoolean(); return true; }
+            if (e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var b) && b is 0 or 1) { ((bool[])data)[i] = b == 1; return true; }
+            return false;
+        }
+        if (e.ValueKind != JsonValueKind.Number) return false;
+        switch (type)
+        {
+            case TensorElementType.Float:
+                if (!e.TryGetDouble(out var f) || Math.Abs(f) > float.MaxValue) return false;
+                ((float[])data)[i] = (float)f;
+                return true;
+            case TensorElementType.Double:
+                if (!e.TryGetDouble(out var x)) return false;
+                ((double[])data)[i] = x;
+                return true;
+            case TensorElementType.Int64:
+                if (!e.TryGetInt64(out var l)) return false;
+                ((long[])data)[i] = l;
+                return true;
+            case TensorElementType.Int32:
+                if (!e.TryGetInt32(out var n)) return false;
+                ((int[])data)[i] = n;
+                return true;
+            case TensorElementType.Int16:
+                if (!e.TryGetInt16(out var s)) return false;
+                ((short[])data)[i] = s;
+                return true;
+            case TensorElementType.Int8:
+                if (!e.TryGetSByte(out var sb)) return false;
+                ((sbyte[])data)[i] = sb;
+                return true;
+            case TensorElementType.UInt64:
+                if (!e.TryGetUInt64(out var ul)) return false;
+                ((ulong[])data)[i] = ul;
+                return true;
+            case TensorElementType.UInt32:
+                if (!e.TryGetUInt32(out var ui)) return false;
+                ((uint[])data)[i] = ui;
+                return true;
+            case TensorElementType.UInt16:
+                if (!e.TryGetUInt16(out var us)) return false;
+                ((ushort[])data)[i] = us;
+                return true;
+            case TensorElementType.UInt8:
+                if (!e.TryGetByte(out var u8)) return false;
+                ((byte[])data)[i] = u8;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private static string RequiredString(JsonElement owner, string property, string where) =>
+        owner.TryGetProperty(property, out var value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text
+            ? text
+            : throw new InferenceRequestException($"{where} needs \"{property}\", a non-empty string.");
+
+    /// <summary>The JSON of an output's data: numbers (UINT8 as numbers, not base64).</summary>
+    public static object DataForJson(Array data) => data is byte[] bytes ? Array.ConvertAll(bytes, b => (int)b) : data;
+
+    private static string Kind(JsonElement e) => e.ValueKind.ToString().ToLowerInvariant();
+
+    private static string Describe(JsonElement e)
+    {
+        var raw = e.GetRawText();
+        return raw.Length <= 40 ? raw : raw[..40] + "…";
+    }
+}
