@@ -1,0 +1,202 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Lightning.Testing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Lightning.Serving.Tests;
+
+public sealed class PredictEndpointTests : IAsyncLifetime
+{
+    private readonly TempDirectory _dir = new();
+    private WebApplication _app = null!;
+    private HttpClient _client = null!;
+
+    public async Task InitializeAsync()
+    {
+        File.WriteAllBytes(_dir.Combine("a.zip"), TestModels.A);
+        File.WriteAllBytes(_dir.Combine("b.zip"), TestModels.B);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseTestServer();
+        builder.Logging.ClearProviders();
+        builder.Services.AddPredictionEnginePool<SizeInput, ScoreOutput>()
+            .FromFile(_dir.Combine("a.zip"), watchForChanges: false)
+            .FromFile("b", _dir.Combine("b.zip"), watchForChanges: false);
+        _app = builder.Build();
+        _app.MapPredict<SizeInput, ScoreOutput>("/predict");
+        _app.MapPredict<SizeInput, ScoreOutput>("/predict/b", "b");
+        await _app.StartAsync();
+        _client = _app.GetTestClient();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _app.DisposeAsync();
+        _dir.Dispose();
+    }
+
+    private Task<HttpResponseMessage> PostAsync(string path, string body) =>
+        _client.PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
+
+    [Fact]
+    public async Task MapPredict_OneExample_ReturnsOnePrediction()
+    {
+        var response = await PostAsync("/predict", """{"size": 0.5}""");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var prediction = await response.Content.ReadFromJsonAsync<ScoreOutput>();
+        Assert.True(TestModels.IsA(prediction!.Score));
+    }
+
+    [Fact]
+    public async Task MapPredict_Array_ReturnsPredictionsInOrder()
+    {
+        var response = await PostAsync("/predict/b", """[{"size": 0.0}, {"size": 1.0}, {"Size": 0.5}]""");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var predictions = await response.Content.ReadFromJsonAsync<ScoreOutput[]>();
+        Assert.Equal(3, predictions!.Length);
+        Assert.All(predictions, p => Assert.True(TestModels.IsB(p.Score)));
+        // Model B is label = -10x - 5: the score falls with the size.
+        Assert.True(predictions[0].Score > predictions[1].Score);
+    }
+
+    [Fact]
+    public async Task MapPredict_EmptyArray_ReturnsEmptyArray()
+    {
+        var response = await PostAsync("/predict", "[]");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("[]", await response.Content.ReadAsStringAsync());
+    }
+
+    [Theory]
+    [InlineData("""{"size": 0.5""", "Invalid JSON")]
+    [InlineData("""{"size": "big"}""", "$.size")]
+    [InlineData("42", "JSON Number")]
+    [InlineData("", "empty")]
+    [InlineData("[{\"size\": 1}, null]", "Example [1] is null")]
+    [InlineData("nonsense", "not valid JSON")]
+    public async Task MapPredict_BadBody_Returns400ProblemNamingIt(string body, string expected)
+    {
+        var response = await PostAsync("/predict", body);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal(400, problem.RootElement.GetProperty("status").GetInt32());
+        Assert.Contains(expected, problem.RootElement.GetProperty("title").GetString() + " " + problem.RootElement.GetProperty("detail").GetString());
+    }
+
+    [Fact]
+    public async Task MapPredict_RandomCorruptions_NeverAnswer500()
+    {
+        var valid = Encoding.UTF8.GetBytes("""[{"size": 0.25}, {"size": 0.75}]""");
+        var random = new Random(11);
+        for (var i = 0; i < 200; i++)
+        {
+            var body = valid.ToArray();
+            for (var k = random.Next(1, 4); k > 0; k--) body[random.Next(body.Length)] = (byte)random.Next(256);
+            var length = random.Next(2) == 0 ? body.Length : random.Next(body.Length);
+            var response = await _client.PostAsync("/predict", new ByteArrayContent(body, 0, length));
+            Assert.True(response.StatusCode is HttpStatusCode.OK or HttpStatusCode.BadRequest,
+                $"body {Convert.ToHexString(body, 0, length)} got {(int)response.StatusCode}");
+        }
+    }
+
+    [Fact]
+    public void MapPredict_WithoutAddPredictionEnginePool_ThrowsFriendlyError()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseTestServer();
+        using var app = builder.Build();
+
+        var e = Assert.Throws<InvalidOperationException>(() => app.MapPredict<SizeInput, ScoreOutput>("/predict"));
+        Assert.Contains("services.AddPredictionEnginePool<SizeInput, ScoreOutput>()", e.Message);
+    }
+
+    [Fact]
+    public void MapPredict_UnconfiguredModelName_ThrowsNamingIt()
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => _app.MapPredict<SizeInput, ScoreOutput>("/predict/c", "c"));
+        Assert.Contains("no model named 'c'", e.Message);
+    }
+}
+
+public sealed class HotReloadUnderLoadTests
+{
+    [Fact]
+    public async Task Kestrel_ModelReplacedFiveTimesUnderLoad_NoFailedRequestsAndOnlyOldOrNewAnswers()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.Combine("model.zip");
+        File.WriteAllBytes(path, TestModels.A);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseKestrel().UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        builder.Services.AddPredictionEnginePool<SizeInput, ScoreOutput>().FromFile(path);
+        await using var app = builder.Build();
+        app.MapPredict<SizeInput, ScoreOutput>("/predict");
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var pool = app.Services.GetRequiredService<PredictionEnginePool<SizeInput, ScoreOutput>>();
+        using var http = new HttpClient { BaseAddress = new Uri(address) };
+
+        const int clients = 8, requestsPerClient = 2000, swaps = 5;
+        var failures = 0;
+        var unexpected = 0;
+        var fromA = 0;
+        var fromB = 0;
+        var done = 0;
+        var load = Enumerable.Range(0, clients).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < requestsPerClient; i++)
+            {
+                try
+                {
+                    using var response = await http.PostAsync("/predict", new StringContent("""{"size": 0.5}""", Encoding.UTF8, "application/json"));
+                    if (!response.IsSuccessStatusCode) { Interlocked.Increment(ref failures); continue; }
+                    var score = (await response.Content.ReadFromJsonAsync<ScoreOutput>())!.Score;
+                    if (TestModels.IsA(score)) Interlocked.Increment(ref fromA);
+                    else if (TestModels.IsB(score)) Interlocked.Increment(ref fromB);
+                    else Interlocked.Increment(ref unexpected);
+                }
+                catch (HttpRequestException)
+                {
+                    Interlocked.Increment(ref failures);
+                }
+                finally
+                {
+                    Interlocked.Increment(ref done);
+                }
+            }
+        })).ToArray();
+
+        // Spread the swaps over the run, each one a rename-over alternating between the two models.
+        var total = clients * requestsPerClient;
+        for (var swap = 1; swap <= swaps; swap++)
+        {
+            var at = total * swap / (swaps + 1);
+            while (Volatile.Read(ref done) < at && !load.All(t => t.IsCompleted)) await Task.Delay(5);
+            TestModels.ReplaceAtomically(path, swap % 2 == 1 ? TestModels.B : TestModels.A);
+            var version = swap + 1;
+            Assert.True(TestModels.WaitUntil(() => pool.GetModelInfo().Version >= version), $"swap {swap} was not reloaded");
+        }
+        await Task.WhenAll(load);
+
+        Assert.Equal(0, failures);
+        Assert.Equal(0, unexpected);
+        Assert.Equal(total, fromA + fromB);
+        Assert.True(fromB > 0, "no answer came from the replacement model");
+        Assert.Equal(swaps + 1, pool.GetModelInfo().Version);
+        // Five swaps end on model B.
+        Assert.True(TestModels.IsB(pool.Predict(new SizeInput { Size = 0.5f }).Score));
+    }
+}
