@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Prometheus;
 
 namespace Lightning.Serving;
@@ -26,18 +27,28 @@ public static class InferenceEndpoints
     public static RouteGroupBuilder MapOpenInference(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        var registry = endpoints.ServiceProvider.GetService<OnnxModelRegistry>()
-            ?? throw new InvalidOperationException(
+        var services = endpoints.ServiceProvider;
+        if (services.GetService<IServiceProviderIsService>()?.IsService(typeof(OnnxModelRegistry)) != true)
+            throw new InvalidOperationException(
                 "Unable to find the required services. Add them by calling 'IServiceCollection.AddOnnxInference()' in the application startup code.");
+        // The options are validated when the host starts; here only the metrics route is read, without validating.
+        var options = new OnnxInferenceOptions();
+        foreach (var configure in services.GetServices<IConfigureOptions<OnnxInferenceOptions>>()) configure.Configure(options);
         var group = endpoints.MapGroup("/v2");
         group.MapGet("/health/live", Live);
         group.MapGet("/health/ready", Ready);
         group.MapGet("/models/{name}", Metadata);
         group.MapGet("/models/{name}/ready", ModelReady);
         group.MapPost("/models/{name}/infer", InferAsync);
-        if (registry.Options.MetricsPath is { } metricsPath)
-            endpoints.MapMetrics(metricsPath, registry.Metrics.Registry);
+        if (options.MetricsPath is { } metricsPath)
+            endpoints.MapGet(metricsPath, MetricsAsync);
         return group;
+    }
+
+    internal static async Task MetricsAsync(HttpContext context, OnnxModelRegistry registry)
+    {
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        await registry.Metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
     }
 
     internal static JsonHttpResult<ServerHealth> Live(OnnxModelRegistry registry) =>

@@ -1,0 +1,136 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Lightning.Testing;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Lightning.Serving.Tests.Inference;
+
+public sealed class InferenceBatchingTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static float[] Row(int i) => [i, -i * 0.5f, 1 + i, 2 - i];
+
+    private static async Task WaitUntil(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
+            await Task.Delay(10);
+        }
+    }
+
+    [Fact]
+    public async Task Infer_ConcurrentRequestsQueued_MergedIntoOneRunWithSingleRunResults()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        const int n = 8;
+        // Requests of 1 and 2 rows: the merged run splits them back by their own dim 0.
+        var tasks = Enumerable.Range(0, n).Select(i =>
+        {
+            var rows = i % 2 + 1;
+            var data = Enumerable.Range(0, rows).SelectMany(r => Row(i * 10 + r)).ToArray();
+            return (data, rows, task: server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(data, rows)));
+        }).ToList();
+        await WaitUntil(() => model.QueueLength == n, $"{n} queued requests");
+        model.RunGate = null;
+        gate.SetResult();
+
+        foreach (var (data, rows, task) in tasks)
+        {
+            var (response, body) = await task;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal($"[{rows},3]", body!["outputs"]![0]!["shape"]!.ToJsonString());
+            TestModels.AssertClose(TestModels.Reference(path, data, [rows, 4]), TestModels.Floats(body["outputs"]![0]!["data"]));
+        }
+        Assert.Equal(1, model.RunCount);
+        var metrics = await server.Client.GetStringAsync("/metrics");
+        Assert.Contains("lightning_inference_batch_size_sum{model=\"linear\"} 12", metrics);
+    }
+
+    [Fact]
+    public async Task Infer_ConcurrentRequestsWithQueueDelay_FewerRunsThanRequests()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.MaxQueueDelayMicroseconds = 50_000;
+            o.MaxBatchSize = 64;
+        }));
+        const int n = 16;
+        var tasks = Enumerable.Range(0, n).Select(i => server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1))).ToList();
+        for (int i = 0; i < n; i++)
+        {
+            var (response, body) = await tasks[i];
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+        }
+        Assert.True(server.Model("linear").RunCount < n, $"{server.Model("linear").RunCount} runs for {n} requests");
+    }
+
+    [Fact]
+    public async Task Infer_QueueFull_Returns503WithRetryAfter()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(
+            b => b.AddModel("linear", path, o => { o.WatchForChanges = false; o.MaxQueueSize = 1; }),
+            o => o.RetryAfterSeconds = 2);
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        var first = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1));
+        await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+
+        var (response, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(2), 1));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("2", response.Headers.GetValues("Retry-After").Single());
+        Assert.Contains("exceeds maximum queue size", body!["error"]!.GetValue<string>());
+        model.RunGate = null;
+        gate.SetResult();
+        Assert.Equal(HttpStatusCode.OK, (await first).Response.StatusCode);
+        var metrics = await server.Client.GetStringAsync("/metrics");
+        Assert.Contains("lightning_inference_requests_total{model=\"linear\",status=\"503\"} 1", metrics);
+    }
+
+    [Fact]
+    public async Task Shutdown_RequestsInFlight_FinishWhileNewOnesAreRefused()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        var inFlight = Enumerable.Range(0, 6).Select(i => server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1))).ToList();
+        await WaitUntil(() => model.QueueLength == 6, "6 queued requests");
+
+        server.App.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
+        var (refused, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(9), 1));
+        var (ready, _) = await server.GetAsync("/v2/health/ready");
+        var stopping = server.App.StopAsync();
+        model.RunGate = null;
+        gate.SetResult();
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Contains("shutting down", body!["error"]!.GetValue<string>());
+        Assert.True(refused.Headers.Contains("Retry-After"));
+        Assert.Equal(HttpStatusCode.BadRequest, ready.StatusCode);
+        for (int i = 0; i < inFlight.Count; i++)
+        {
+            var (response, result) = await inFlight[i];
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(result!["outputs"]![0]!["data"]));
+        }
+        await stopping;
+        await server.DisposeAsync();
+    }
+}

@@ -1,0 +1,131 @@
+using System.Net;
+using Lightning.Testing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Lightning.Serving.Tests.Inference;
+
+public sealed class InferenceModelLoadingTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static async Task<float[]> InferAsync(InferenceTestServer server, float[] row)
+    {
+        var (response, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(row, 1));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return TestModels.Floats(body!["outputs"]![0]!["data"]);
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
+            await Task.Delay(25);
+        }
+    }
+
+    [Fact]
+    public async Task HotReload_FileReplaced_ServesNewModel_CorruptFileKeepsIt()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"), seed: 1);
+        var replacement = TestModels.Linear(_dir.Combine("next.onnx.tmp"), seed: 2);
+        float[] row = [1, 2, 3, 4];
+        var before = TestModels.Reference(path, row, [1, 4]);
+        var after = TestModels.Reference(replacement, row, [1, 4]);
+        Assert.NotEqual(before, after);
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.ReloadDebounceMilliseconds = 50));
+        TestModels.AssertClose(before, await InferAsync(server, row));
+
+        File.Move(replacement, path, overwrite: true);
+        await WaitUntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload");
+        TestModels.AssertClose(after, await InferAsync(server, row));
+        var (_, metadata) = await server.GetAsync("/v2/models/linear");
+        Assert.True(metadata!["parameters"]!["generation"]!.GetValue<long>() >= 2);
+
+        await File.WriteAllTextAsync(path, "not an onnx model");
+        await WaitUntilAsync(async () => (await server.Client.GetStringAsync("/metrics"))
+            .Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"failure\"}"), "the failed reload");
+        TestModels.AssertClose(after, await InferAsync(server, row));
+        Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("keeps serving"));
+        var metrics = await server.Client.GetStringAsync("/metrics");
+        Assert.Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"success\"}", metrics);
+    }
+
+    [Fact]
+    public async Task Cuda_UnavailableWithFallback_ServesOnCpuWithWarning()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.ExecutionProvider = OnnxExecutionProvider.Cuda;
+        }));
+        var (_, metadata) = await server.GetAsync("/v2/models/linear");
+        // This test machine's ONNX Runtime is the CPU build, so CUDA cannot be created.
+        Assert.Equal("CPUExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
+        Assert.Equal("CUDAExecutionProvider", metadata["parameters"]!["requested_execution_provider"]!.GetValue<string>());
+        Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("CUDA") && e.Message.Contains("CPU"));
+        await InferAsync(server, [1, 2, 3, 4]);
+    }
+
+    [Fact]
+    public async Task Cuda_UnavailableWithoutFallback_FailsTheStart()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var app = InferenceTestServer.Build(b => b.AddModel("linear", path, o =>
+        {
+            o.ExecutionProvider = OnnxExecutionProvider.Cuda;
+            o.AllowCpuFallback = false;
+        }), null, new LogCollector());
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => app.StartAsync());
+        Assert.Contains("'linear'", error.Message);
+        Assert.Contains("AllowCpuFallback = false", error.Message);
+    }
+
+    [Fact]
+    public async Task Start_InvalidOptions_FailsNamingOptionAndValue()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var app = InferenceTestServer.Build(b => b.AddModel("linear", path, o => { o.MaxBatchSize = 0; o.MaxQueueDelayMicroseconds = -1; }),
+            null, new LogCollector());
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+        Assert.Contains("model 'linear': MaxBatchSize = 0 is not allowed", error.Message);
+        Assert.Contains("MaxQueueDelayMicroseconds = -1", error.Message);
+    }
+
+    [Fact]
+    public async Task Start_MissingFile_FailsNamingModelAndPath()
+    {
+        var path = _dir.Combine("absent.onnx");
+        await using var app = InferenceTestServer.Build(b => b.AddModel("linear", path), null, new LogCollector());
+        var error = await Assert.ThrowsAsync<FileNotFoundException>(() => app.StartAsync());
+        Assert.Contains("'linear'", error.Message);
+        Assert.Contains("absent.onnx", error.Message);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("../model")]
+    [InlineData(".hidden")]
+    [InlineData("a/b")]
+    public void AddModel_NameNotAllowed_Throws(string name)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        var error = Assert.Throws<ArgumentException>(() => builder.Services.AddOnnxInference().AddModel(name, "model.onnx"));
+        Assert.Contains("is not allowed", error.Message);
+    }
+
+    [Fact]
+    public void MapOpenInference_WithoutAddOnnxInference_ThrowsFriendlyError()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        var app = builder.Build();
+        var error = Assert.Throws<InvalidOperationException>(() => app.MapOpenInference());
+        Assert.Equal("Unable to find the required services. Add them by calling 'IServiceCollection.AddOnnxInference()' in the application startup code.", error.Message);
+    }
+}
