@@ -4,6 +4,7 @@ var benchmarks = new Dictionary<string, Action<string[]>>
 {
     ["parity"] = ParityBenchmark.Run,
     ["precision"] = PrecisionBenchmark.Run,
+    ["dp"] = DataParallelBenchmark.Run,
     ["onnx"] = OnnxBenchmark.Run,
 };
 

@@ -19,7 +19,7 @@ public sealed record FabricOptions
     /// <summary>Which devices: "auto", a count, -1 for all, or indices.</summary>
     public Devices Devices { get; init; } = Devices.Auto;
 
-    /// <summary>"auto" or "single_device".</summary>
+    /// <summary>"auto" or "single_device" (Fabric runs one replica; use the Trainer for "dp").</summary>
     public string Strategy { get; init; } = "auto";
 
     /// <summary>As <see cref="TrainerOptions.Precision"/>.</summary>
@@ -49,6 +49,8 @@ public sealed class Fabric
     {
         Options = options ?? new FabricOptions();
         _selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
+        if (_selection.Replicas > 1)
+            throw new ArgumentException($"Devices = {Options.Devices}: Fabric drives one replica; for data parallel over several devices use the Trainer with Strategy = \"dp\".", nameof(options));
     }
 
     /// <summary>The options this Fabric was built with.</summary>

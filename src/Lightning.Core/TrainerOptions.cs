@@ -15,7 +15,10 @@ public sealed record TrainerOptions
     /// <summary>Which devices: "auto", a count, -1 for all, or indices.</summary>
     public Devices Devices { get; init; } = Devices.Auto;
 
-    /// <summary>How work is spread over devices: "auto" or "single_device".</summary>
+    /// <summary>
+    /// How work is spread over devices: "auto" (data parallel when several devices are asked for), "single_device", or
+    /// "dp": one process, each batch split across replicas whose training steps run in parallel, one optimizer step.
+    /// </summary>
     public string Strategy { get; init; } = "auto";
 
     /// <summary>

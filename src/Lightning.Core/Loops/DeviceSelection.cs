@@ -5,17 +5,20 @@ using static TorchSharp.torch;
 namespace Lightning.Loops;
 
 /// <summary>Resolves Accelerator, Devices, Strategy and Precision into the devices and plugins a run uses (Lightning's accelerator connector).</summary>
-internal sealed record DeviceSelection(Device Root, PrecisionPlugin Precision)
+/// <param name="Root">The device of the module and of the primary replica.</param>
+/// <param name="Replicas">How many data-parallel replicas share each batch (1 without "dp").</param>
+/// <param name="Precision">The precision plugin.</param>
+internal sealed record DeviceSelection(Device Root, int Replicas, PrecisionPlugin Precision)
 {
     public static readonly string[] Accelerators = ["auto", "cpu", "cuda", "gpu"];
-    public static readonly string[] Strategies = ["auto", "single_device"];
+    public static readonly string[] Strategies = ["auto", "single_device", "dp"];
 
     public static DeviceSelection Resolve(string accelerator, Devices devices, string strategy, string precision, Action<string> warn)
     {
         if (!Accelerators.Contains(accelerator))
             throw new ArgumentOutOfRangeException("Accelerator", accelerator, $"Accelerator = \"{accelerator}\" is not allowed: use one of {string.Join(", ", Accelerators.Select(a => $"\"{a}\""))}.");
         if (!Strategies.Contains(strategy))
-            throw new ArgumentOutOfRangeException("Strategy", strategy, $"Strategy = \"{strategy}\" is not allowed: use one of {string.Join(", ", Strategies.Select(s => $"\"{s}\""))} (data parallel \"dp\" and \"ddp\" are not available yet).");
+            throw new ArgumentOutOfRangeException("Strategy", strategy, $"Strategy = \"{strategy}\" is not allowed: use one of {string.Join(", ", Strategies.Select(s => $"\"{s}\""))} (multi-process \"ddp\" is not available yet).");
         PrecisionPlugin.Canonical(precision);
 
         var cudaCount = cuda.is_available() ? cuda.device_count() : 0;
@@ -43,10 +46,14 @@ internal sealed record DeviceSelection(Device Root, PrecisionPlugin Precision)
         if (useCuda && ids.Any(i => i >= available))
             throw new InvalidOperationException($"Devices = {devices} asks for CUDA devices that do not exist; available: {cudaCount} (indices 0 to {cudaCount - 1}).");
 
-        if (ids.Length > 1)
+        if (strategy == "single_device" && ids.Length > 1)
+            throw new ArgumentException($"Strategy = \"single_device\" runs on one device, but Devices = {devices} asks for {ids.Length}.", "Strategy");
+        // CPU replicas share one set of weights in memory, so a single module serves them all; CUDA replicas would
+        // need a copy of the module per device, which TorchSharp cannot make of an arbitrary module.
+        if (useCuda && ids.Length > 1)
             throw new ArgumentException(
-                $"Devices = {devices} asks for {ids.Length} devices, but only single-device training is available yet (Strategy \"{strategy}\"); use one device.", "Devices");
+                $"Devices = {devices} asks for {ids.Length} CUDA devices; data parallel runs on CPU replicas only for now. Use one CUDA device.", "Devices");
         var root = useCuda ? new Device(DeviceType.CUDA, ids[0]) : CPU;
-        return new DeviceSelection(root, PrecisionPlugin.Create(precision, type, warn));
+        return new DeviceSelection(root, ids.Length, PrecisionPlugin.Create(precision, type, warn));
     }
 }

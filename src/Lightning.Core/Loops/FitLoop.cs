@@ -22,6 +22,9 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
     {
         (_trainer, _module, _data) = (trainer, module, data);
         _validation = new EvaluationLoop<TBatch>(trainer, module, Stage.Validate);
+        if (trainer.Selection.Replicas > 1 && !module.AutomaticOptimization)
+            throw new NotSupportedException(
+                "Strategy \"dp\" splits each batch across replicas inside automatic optimization; with AutomaticOptimization = false use one device.");
         _train = data.Train();
         _val = trainer.Limits.ValidateOnTrainData ? _train : data.Val();
         trainer.MaxEpochs = trainer.Limits.MaxEpochs;
@@ -194,8 +197,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
         Tensor Closure()
         {
             using (t.Profile("training_step"))
-            using (t.ForwardContext())
-                loss = _module.TrainingStep(batch, batchIdx);
+                loss = t.Selection.Replicas > 1 ? DataParallelStep(batch, batchIdx) : SingleStep(batch, batchIdx);
             if (loss is null || optimizer is null || t.SkipBackward) return loss!;
             if (firstOfWindow)
             {
@@ -237,6 +239,41 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
             Closure();
         }
         return loss?.ToDouble();
+    }
+
+    private Tensor? SingleStep(TBatch batch, int batchIdx)
+    {
+        using (_trainer.ForwardContext()) return _module.TrainingStep(batch, batchIdx);
+    }
+
+    /// <summary>
+    /// Strategy "dp": each replica runs the training step on its chunk of the batch on its own thread (with its own
+    /// dispose scope and autocast state, both per thread); the losses are gathered into the share-weighted mean, whose
+    /// gradient is the full batch's, and backward and the optimizer step then run once. Logged values are reduced the
+    /// same way. CPU replicas share the module's weights, so no broadcast is needed after the step.
+    /// </summary>
+    private Tensor? DataParallelStep(TBatch batch, int batchIdx)
+    {
+        var chunks = BatchSplit.Split(batch, _trainer.Selection.Replicas);
+        var losses = new Tensor?[chunks.Count];
+        var logs = new List<(string, double, bool, bool?, bool?, ReduceFx, int?, bool)>[chunks.Count];
+        Parallel.For(0, chunks.Count, new ParallelOptions { MaxDegreeOfParallelism = chunks.Count }, r =>
+        {
+            using var scope = NewDisposeScope();
+            logs[r] = MetricsConnector.AsReplica(() =>
+            {
+                using (_trainer.ForwardContext()) losses[r] = _module.TrainingStep(chunks[r].Chunk, batchIdx)?.DetachFromDisposeScope();
+            });
+        });
+        _trainer.Metrics.MergeReplicaLogs(logs.Select((l, r) => (l, chunks[r].Share)).ToList());
+        if (losses.Any(l => l is null))
+        {
+            foreach (var l in losses) l?.Dispose();
+            return null;
+        }
+        var gathered = losses.Select((l, r) => l! * chunks[r].Share).Aggregate((a, b) => a + b);
+        foreach (var l in losses) l!.Dispose();
+        return gathered;
     }
 
     private double? ManualStep(TBatch batch, int batchIdx)

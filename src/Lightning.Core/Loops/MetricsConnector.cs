@@ -48,8 +48,45 @@ internal sealed class MetricsConnector
     /// <summary>Batch size of the batch in flight, for weighting means; found on demand from the batch itself.</summary>
     public Func<int>? BatchSizeOfCurrentBatch { get; set; }
 
+    private readonly record struct ReplicaLog(string Name, double Value, bool ProgBar, bool? OnStep, bool? OnEpoch, ReduceFx ReduceFx, int? BatchSize, bool Logger);
+
+    /// <summary>Logs of the data-parallel replica running on this thread, merged by <see cref="MergeReplicaLogs"/>.</summary>
+    [ThreadStatic] private static List<ReplicaLog>? _replicaLogs;
+
+    /// <summary>Runs <paramref name="step"/> as one replica's share of a batch: its <c>Log</c> calls are kept aside to be reduced across replicas.</summary>
+    public static List<(string, double, bool, bool?, bool?, ReduceFx, int?, bool)> AsReplica(Action step)
+    {
+        _replicaLogs = [];
+        try
+        {
+            step();
+            return _replicaLogs.Select(l => (l.Name, l.Value, l.ProgBar, l.OnStep, l.OnEpoch, l.ReduceFx, l.BatchSize, l.Logger)).ToList();
+        }
+        finally
+        {
+            _replicaLogs = null;
+        }
+    }
+
+    /// <summary>Records each metric once, as the share-weighted mean of the replicas' values (Lightning's dp reduction).</summary>
+    public void MergeReplicaLogs(IReadOnlyList<(List<(string Name, double Value, bool ProgBar, bool? OnStep, bool? OnEpoch, ReduceFx ReduceFx, int? BatchSize, bool Logger)> Logs, double Share)> replicas)
+    {
+        var merged = replicas.SelectMany(r => r.Logs.Select(l => (Log: l, r.Share))).GroupBy(x => x.Log.Name);
+        foreach (var group in merged)
+        {
+            var first = group.First().Log;
+            var value = group.Sum(x => x.Log.Value * x.Share) / group.Sum(x => x.Share);
+            Record(first.Name, value, first.ProgBar, first.OnStep, first.OnEpoch, first.ReduceFx, first.BatchSize, first.Logger);
+        }
+    }
+
     public void Record(string name, double value, bool progBar, bool? onStep, bool? onEpoch, ReduceFx reduceFx, int? batchSize, bool logger)
     {
+        if (_replicaLogs is { } replica)
+        {
+            replica.Add(new ReplicaLog(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger));
+            return;
+        }
         if (Disabled)
             throw new InvalidOperationException($"Log('{name}') is turned off by Barebones = true; remove the call or turn Barebones off.");
         if (Context == HookContext.None)

@@ -150,13 +150,6 @@ public class PrecisionTests
     }
 
     [Fact]
-    public void SeveralDevices_AreRefusedUntilDataParallelExists()
-    {
-        var error = Assert.Throws<ArgumentException>(() => new Trainer(new TrainerOptions { Accelerator = "cpu", Devices = 2 }));
-        Assert.Contains("Devices = 2 asks for 2 devices", error.Message);
-    }
-
-    [Fact]
     public void AutoAccelerator_OnAMachineWithoutCuda_PicksTheCpu()
     {
         var trainer = new Trainer(new TrainerOptions());
