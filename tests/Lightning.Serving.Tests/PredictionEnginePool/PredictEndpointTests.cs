@@ -123,6 +123,20 @@ public sealed class PredictEndpointTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task HostStart_MissingModelFile_FailsAtStartNamingTheFile()
+    {
+        var missing = _dir.Combine("missing.zip");
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseTestServer();
+        builder.Logging.ClearProviders();
+        builder.Services.AddPredictionEnginePool<SizeInput, ScoreOutput>().FromFile("late", missing);
+        await using var app = builder.Build();
+
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => app.StartAsync());
+        Assert.StartsWith($"The provided model file {missing} doesn't exist.", e.Message);
+    }
+
+    [Fact]
     public void MapPredict_UnconfiguredModelName_ThrowsNamingIt()
     {
         var e = Assert.Throws<InvalidOperationException>(() => _app.MapPredict<SizeInput, ScoreOutput>("/predict/c", "c"));
