@@ -27,6 +27,7 @@ public sealed class Trainer
     private IReadOnlyList<LrSchedulerConfig> _schedulers = [];
     private int _accumulateGradBatches;
     private readonly bool _transferBatches;
+    private readonly CheckpointWriter _checkpointWriter = new();
 
     /// <summary>Creates a trainer; invalid options fail here, before any work.</summary>
     public Trainer(TrainerOptions? options = null)
@@ -213,8 +214,25 @@ public sealed class Trainer
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         var module = LightningModule ?? throw new InvalidOperationException("SaveCheckpoint needs a module: call it during or after a stage.");
-        CheckpointConnector.Save(this, module, path, weightsOnly);
+        var checkpoint = CheckpointConnector.Capture(this, module, weightsOnly);
+        // While a stage runs the file is written in the background; the stage waits for it before it returns.
+        if (State is null) checkpoint.Save(path);
+        else _checkpointWriter.Write(path, checkpoint.Save);
+        foreach (var logger in Loggers) logger.AfterSaveCheckpoint(path);
     }
+
+    /// <summary>Deletes a checkpoint file after any pending write of it (checkpoint callbacks use this, not File.Delete).</summary>
+    internal void RemoveCheckpoint(string path)
+    {
+        if (State is null) File.Delete(path);
+        else _checkpointWriter.Delete(path);
+    }
+
+    /// <summary>True when the checkpoint file exists or is being written.</summary>
+    internal bool CheckpointExists(string path) => _checkpointWriter.Exists(path);
+
+    /// <summary>Waits until every checkpoint asked for is on disk.</summary>
+    internal void FlushCheckpoints() => _checkpointWriter.Flush();
 
     private void Fit<TBatch>(LightningModule<TBatch> module, DataSource<TBatch> data, string? ckptPath)
     {
@@ -299,6 +317,7 @@ public sealed class Trainer
             data.DataModule?.Setup(stage);
             CallHooks("setup", c => c.Setup(this, module, stage), () => module.Setup(stage));
             var result = run();
+            FlushCheckpoints();
             Metrics.Context = HookContext.None;
             Metrics.Hook = "teardown";
             CallHooks("teardown", c => c.Teardown(this, module, stage), () => module.Teardown(stage));
@@ -312,6 +331,7 @@ public sealed class Trainer
             // A failing handler must not hide the original exception or keep the others from running.
             var handlers = _callbacks.Select(c => (Action)(() => c.OnException(this, module, exception)))
                 .Append(() => module.OnException(exception))
+                .Append(FlushCheckpoints)
                 .Concat(Loggers.Select(l => (Action)(() => l.Complete(RunStatus.Failed))));
             foreach (var handler in handlers)
             {

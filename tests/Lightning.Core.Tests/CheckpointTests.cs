@@ -116,6 +116,33 @@ public class CheckpointTests
         Assert.Equal(new[] { path }, Directory.GetFiles(Path.GetDirectoryName(path)!));
     }
 
+    [Fact]
+    public void CheckpointWrittenDuringAFit_IsOnDiskWhenFitReturns_AndAFailedWriteFailsTheFit()
+    {
+        using var root = new TempDirectory();
+        var written = root.Combine("during.ckpt");
+        var during = new Trainer(new TrainerOptions { MaxEpochs = 1, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
+            Loggers = [], EnableCheckpointing = false, Callbacks = [new SaveOnFirstBatch(written)] });
+        during.Fit(new BoringModel(), RandomBatches.Create(3));
+        Assert.Equal(1, Checkpoint.Load(written).GlobalStep);
+
+        // A folder where the file should be: the background write fails, and the fit reports it.
+        var blocked = root.Combine("blocked.ckpt");
+        Directory.CreateDirectory(blocked);
+        var failing = new Trainer(new TrainerOptions { MaxEpochs = 1, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
+            Loggers = [], EnableCheckpointing = false, Callbacks = [new SaveOnFirstBatch(blocked)] });
+        var error = Assert.Throws<IOException>(() => failing.Fit(new BoringModel(), RandomBatches.Create(3)));
+        Assert.StartsWith("Writing a checkpoint failed", error.Message);
+    }
+
+    private sealed class SaveOnFirstBatch(string path) : Lightning.Callbacks.Callback
+    {
+        public override void OnTrainBatchEnd(Trainer trainer, LightningModule module, double? loss, object? batch, int batchIdx)
+        {
+            if (batchIdx == 0) trainer.SaveCheckpoint(path);
+        }
+    }
+
     private static string SavedCheckpoint(TempDirectory root)
     {
         var trainer = new Trainer(new TrainerOptions { MaxEpochs = 1, DefaultRootDir = root.Path, EnableProgressBar = false, Loggers = [] });

@@ -393,7 +393,7 @@ public sealed partial class ModelCheckpoint : Callback
         // NaN is never good: rank it last.
         if (double.IsNaN(current)) current = Mode == "min" ? double.PositiveInfinity : double.NegativeInfinity;
 
-        var path = AvailablePath(candidates, null, toDelete);
+        var path = AvailablePath(trainer, candidates, null, toDelete);
         CurrentScore = current;
         _bestKModels[path] = current;
         if (_bestKModels.Count == k)
@@ -408,7 +408,7 @@ public sealed partial class ModelCheckpoint : Callback
                  $"(best {BestModelScore:0.00000}), saving model to '{path}' as top {k}");
 
         Save(trainer, path);
-        if (toDelete is not null && ShouldRemove(trainer, toDelete, path)) File.Delete(toDelete);
+        if (toDelete is not null && ShouldRemove(trainer, toDelete, path)) trainer.RemoveCheckpoint(toDelete);
     }
 
     /// <summary>The worst kept checkpoint; the first saved among equals, as Python's <c>max</c>/<c>min</c> pick.</summary>
@@ -416,29 +416,29 @@ public sealed partial class ModelCheckpoint : Callback
 
     private void SaveLatestCheckpoint(Trainer trainer, Dictionary<string, double> candidates)
     {
-        var path = AvailablePath(candidates, null, BestModelPath);
+        var path = AvailablePath(trainer, candidates, null, BestModelPath);
         var previous = BestModelPath;
         BestModelPath = path; // before saving: it is part of the saved state
         Save(trainer, path);
-        if (SaveTopK == 1 && previous is not null && ShouldRemove(trainer, previous, path)) File.Delete(previous);
+        if (SaveTopK == 1 && previous is not null && ShouldRemove(trainer, previous, path)) trainer.RemoveCheckpoint(previous);
     }
 
     private void SaveLastCheckpoint(Trainer trainer, Dictionary<string, double> candidates)
     {
         if (!SaveLast) return;
-        var path = AvailablePath(candidates, LastCheckpointName, LastModelPath);
+        var path = AvailablePath(trainer, candidates, LastCheckpointName, LastModelPath);
         var previous = LastModelPath;
         LastModelPath = path;
         Save(trainer, path);
-        if (previous is not null && ShouldRemove(trainer, previous, path)) File.Delete(previous);
+        if (previous is not null && ShouldRemove(trainer, previous, path)) trainer.RemoveCheckpoint(previous);
     }
 
     /// <summary>The formatted path, with the first free <c>-vN</c> suffix when the name is taken by a file other than <paramref name="replacing"/>.</summary>
-    private string AvailablePath(Dictionary<string, double> candidates, string? filename, string? replacing)
+    private string AvailablePath(Trainer trainer, Dictionary<string, double> candidates, string? filename, string? replacing)
     {
         var path = FormatCheckpointName(candidates, filename);
         if (!EnableVersionCounter) return path;
-        for (int version = 1; File.Exists(path) && path != replacing; version++)
+        for (int version = 1; trainer.CheckpointExists(path) && path != replacing; version++)
             path = FormatCheckpointName(candidates, filename, version);
         return path;
     }

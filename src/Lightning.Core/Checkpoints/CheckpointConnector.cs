@@ -8,7 +8,8 @@ namespace Lightning.Checkpoints;
 /// <summary>Writes checkpoints from trainer state and restores them in Lightning's order: weights, datamodule, callbacks, loops, optimizers and schedulers.</summary>
 internal static class CheckpointConnector
 {
-    public static void Save(Trainer trainer, LightningModule module, string path, bool weightsOnly)
+    /// <summary>Captures the checkpoint in memory now; the trainer decides when the file is written.</summary>
+    public static Checkpoint Capture(Trainer trainer, LightningModule module, bool weightsOnly)
     {
         var checkpoint = Checkpoint.Capture(module, trainer.Optimizers, trainer.CurrentEpoch, trainer.GlobalStep, weightsOnly);
         module.OnSaveCheckpoint(checkpoint);
@@ -34,8 +35,7 @@ internal static class CheckpointConnector
                 if (callback.SaveState() is { } state) checkpoint.Callbacks[callback.StateKey] = state;
             }
         }
-        checkpoint.Save(path);
-        foreach (var logger in trainer.Loggers) logger.AfterSaveCheckpoint(path);
+        return checkpoint;
     }
 
     /// <summary>Turns "last", "best" or a path into a checkpoint; "last" with none saved yet means a fresh start, as in Lightning.</summary>
@@ -48,6 +48,7 @@ internal static class CheckpointConnector
 
     private static string? ResolvePath(Trainer trainer, string ckptPath, Stage stage)
     {
+        trainer.FlushCheckpoints();
         switch (ckptPath)
         {
             case "best":

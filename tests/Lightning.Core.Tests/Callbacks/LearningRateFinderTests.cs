@@ -108,6 +108,8 @@ public class LearningRateFinderTests(ITestOutputHelper output)
         using var root = new TempDirectory();
         var finder = new LearningRateFinder();
         var trainer = Trainer(root, finder);
+        // Seeded: whether 5 noisy random batches look like divergence depends on the initial weights.
+        TorchSharp.torch.manual_seed(0);
 
         trainer.Fit(new BoringModel(lr: 0.1), RandomBatches.Create(5));
 
