@@ -110,7 +110,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
             }
             while ((limit is not { } l || batchIdx < l) && batches.MoveNext())
             {
-                var isLast = limit is { } n ? batchIdx + 1 == n : false;
+                var isLast = limit is { } n && batchIdx + 1 == n;
                 if (!RunBatch(batches.Current, batchIdx, isLast)) break;
                 batchIdx++;
                 if (ValidationDueInEpoch(batchIdx, isLast)) RunValidation();
