@@ -5,6 +5,7 @@ var benchmarks = new Dictionary<string, Action<string[]>>
     ["parity"] = ParityBenchmark.Run,
     ["precision"] = PrecisionBenchmark.Run,
     ["dp"] = DataParallelBenchmark.Run,
+    ["serving"] = ServingBenchmark.Run,
     ["onnx"] = OnnxBenchmark.Run,
 };
 
