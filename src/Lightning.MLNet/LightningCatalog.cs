@@ -1,0 +1,55 @@
+using Microsoft.ML;
+using static TorchSharp.torch;
+
+namespace Lightning.MLNet;
+
+/// <summary>
+/// Lightning trainers on ML.NET's catalogs: <c>mlContext.Regression.Trainers.Lightning(...)</c> and
+/// <c>mlContext.MulticlassClassification.Trainers.Lightning(...)</c>.
+/// </summary>
+/// <remarks>
+/// The module factory is called once per <c>Fit</c>, so two fits give independent models. The module must implement
+/// <see cref="Lightning.Onnx.IOnnxExportable"/>: the trained model is its ONNX export.
+/// </remarks>
+public static class LightningCatalog
+{
+    /// <summary>A multiclass trainer for the module <paramref name="moduleFactory"/> makes, with default options.</summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="moduleFactory">Makes a fresh module (features [batch, F] to class scores [batch, K]).</param>
+    /// <param name="labelColumnName">The key label column.</param>
+    /// <param name="featureColumnName">The feature column (known-size vector of Single).</param>
+    public static LightningMulticlassTrainer Lightning(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        Func<LightningModule<IList<Tensor>>> moduleFactory, string labelColumnName = "Label", string featureColumnName = "Features") =>
+        Lightning(catalog, moduleFactory, new LightningTrainerOptions { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName });
+
+    /// <summary>A multiclass trainer for the module <paramref name="moduleFactory"/> makes.</summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="moduleFactory">Makes a fresh module (features [batch, F] to class scores [batch, K]).</param>
+    /// <param name="options">Columns, Trainer options, batch size, seed and validation data.</param>
+    public static LightningMulticlassTrainer Lightning(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new LightningMulticlassTrainer(moduleFactory, options);
+    }
+
+    /// <summary>A regression trainer for the module <paramref name="moduleFactory"/> makes, with default options.</summary>
+    /// <param name="catalog">The regression trainers catalog.</param>
+    /// <param name="moduleFactory">Makes a fresh module (features [batch, F] to [batch] or [batch, 1]).</param>
+    /// <param name="labelColumnName">The label column (Single).</param>
+    /// <param name="featureColumnName">The feature column (known-size vector of Single).</param>
+    public static LightningRegressionTrainer Lightning(this RegressionCatalog.RegressionTrainers catalog,
+        Func<LightningModule<IList<Tensor>>> moduleFactory, string labelColumnName = "Label", string featureColumnName = "Features") =>
+        Lightning(catalog, moduleFactory, new LightningTrainerOptions { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName });
+
+    /// <summary>A regression trainer for the module <paramref name="moduleFactory"/> makes.</summary>
+    /// <param name="catalog">The regression trainers catalog.</param>
+    /// <param name="moduleFactory">Makes a fresh module (features [batch, F] to [batch] or [batch, 1]).</param>
+    /// <param name="options">Columns, Trainer options, batch size, seed and validation data.</param>
+    public static LightningRegressionTrainer Lightning(this RegressionCatalog.RegressionTrainers catalog,
+        Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new LightningRegressionTrainer(moduleFactory, options);
+    }
+}

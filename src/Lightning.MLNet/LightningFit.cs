@@ -1,0 +1,105 @@
+using Lightning.Onnx;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms;
+using static TorchSharp.torch;
+
+namespace Lightning.MLNet;
+
+/// <summary>What the regression and multiclass trainers share: read, train, export, wrap in OnnxTransformer.</summary>
+internal static class LightningFit
+{
+    public const string ScoreColumnName = "Score";
+    public const string PredictedLabelColumnName = "PredictedLabel";
+
+    public static LightningTransformer Fit(Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options,
+        IDataView data, bool multiclass)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var featureCount = SchemaChecks.CheckFeatures(data.Schema, options.FeatureColumnName);
+        var classCount = multiclass ? SchemaChecks.CheckKeyLabel(data.Schema, options.LabelColumnName) : 0;
+        if (!multiclass) SchemaChecks.CheckFloatLabel(data.Schema, options.LabelColumnName);
+        if (options.ValidationData is { } validation)
+        {
+            SchemaChecks.CheckFeatures(validation.Schema, options.FeatureColumnName, featureCount);
+            if (multiclass && SchemaChecks.CheckKeyLabel(validation.Schema, options.LabelColumnName) != classCount)
+                throw SchemaChecks.Mismatch(options.LabelColumnName, $"Key<UInt32, 0-{classCount - 1}> as in the training data",
+                    validation.Schema[options.LabelColumnName].Type.ToString()!);
+            if (!multiclass) SchemaChecks.CheckFloatLabel(validation.Schema, options.LabelColumnName);
+        }
+
+        var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass);
+        if (train.Rows == 0)
+            throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
+        var val = options.ValidationData is { } v
+            ? DataViewTable.Read(v, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass) : null;
+
+        manual_seed(options.Seed);
+        var module = moduleFactory() ?? throw new InvalidOperationException("The module factory returned null.");
+        if (module is not IOnnxExportable)
+            throw new InvalidOperationException(
+                $"{module.GetType().Name} does not implement {nameof(IOnnxExportable)}; the Lightning trainers export the trained module to ONNX, " +
+                "so its ExportOnnx must describe its forward from features [batch, F] to scores.");
+
+        var trainer = new Trainer(options.ResolvedTrainerOptions);
+        trainer.Fit(module, train.Batches(options.BatchSize, new Random(options.Seed)), val?.Batches(options.BatchSize, null));
+
+        var onnx = Export(module, featureCount, classCount, options.FeatureColumnName);
+        var mlContext = new MLContext(options.Seed);
+        var outputs = multiclass ? new[] { ScoreColumnName, PredictedLabelColumnName } : [ScoreColumnName];
+        IEstimator<ITransformer> pipeline = mlContext.Transforms.ApplyOnnxModel(outputs, [options.FeatureColumnName], new MemoryStream(onnx));
+        if (multiclass)
+            pipeline = pipeline.Append(mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName, PredictedLabelColumnName,
+                keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount)));
+        var inner = pipeline.Fit(data);
+        return new LightningTransformer(inner, onnx, module, trainer.CheckpointCallback?.BestModelPath,
+            options.FeatureColumnName, featureCount, classCount);
+    }
+
+    private static byte[] Export(LightningModule module, int featureCount, int classCount, string featureColumnName)
+    {
+        var head = new PredictionHead(module, classCount);
+        var path = Path.Combine(Path.GetTempPath(), $"lightning-mlnet-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            using var sample = zeros(2, featureCount);
+            head.ToOnnx(path, sample, new OnnxExportOptions
+            {
+                InputNames = [featureColumnName],
+                OutputNames = classCount > 0 ? [ScoreColumnName, PredictedLabelColumnName] : [ScoreColumnName],
+            });
+            return File.ReadAllBytes(path);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private sealed class ClassKey
+    {
+        public long PredictedLabel { get; set; }
+    }
+
+    /// <summary>The one-based class indices 1..K in order, so that index k maps to key k.</summary>
+    private static IDataView ClassKeys(MLContext mlContext, int classCount) =>
+        mlContext.Data.LoadFromEnumerable(Enumerable.Range(1, classCount).Select(k => new ClassKey { PredictedLabel = k }).ToList());
+
+    /// <summary>
+    /// The estimators' output schema: the input plus Score (and PredictedLabel); an approximation, as the vector
+    /// sizes are not known before training and PredictedLabel is described as a scalar key. SchemaShape columns cannot be made
+    /// outside ML.NET, so ML.NET's own column copies describe them: Score like the features (multiclass, a vector of
+    /// Single) or the label (regression, Single), PredictedLabel like the key label.
+    /// </summary>
+    public static SchemaShape OutputShape(SchemaShape input, LightningTrainerOptions options, bool multiclass)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        SchemaChecks.CheckShape(input, options.FeatureColumnName, options.LabelColumnName, multiclass);
+        var mlContext = new MLContext(options.Seed);
+        IEstimator<ITransformer> describe = mlContext.Transforms.CopyColumns(ScoreColumnName,
+            multiclass ? options.FeatureColumnName : options.LabelColumnName);
+        if (multiclass)
+            describe = describe.Append(mlContext.Transforms.CopyColumns(PredictedLabelColumnName, options.LabelColumnName));
+        return describe.GetOutputSchema(input);
+    }
+}

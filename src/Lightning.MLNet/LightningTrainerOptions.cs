@@ -1,0 +1,45 @@
+using Microsoft.ML;
+
+namespace Lightning.MLNet;
+
+/// <summary>Options of the Lightning regression and multiclass trainers (<see cref="LightningCatalog"/>).</summary>
+public sealed record LightningTrainerOptions
+{
+    /// <summary>The default <see cref="BatchSize"/>.</summary>
+    public const int DefaultBatchSize = 32;
+
+    /// <summary>The feature column: a known-size vector of <see cref="float"/>. Default <c>"Features"</c>.</summary>
+    public string FeatureColumnName { get; init; } = "Features";
+
+    /// <summary>
+    /// The label column: a key (multiclass; class <c>k</c> reaches the module as index <c>k - 1</c>) or a
+    /// <see cref="float"/> (regression). Default <c>"Label"</c>.
+    /// </summary>
+    public string LabelColumnName { get; init; } = "Label";
+
+    /// <summary>
+    /// The Core trainer's options (epochs, precision, devices, callbacks, loggers). Null: one epoch, no progress bar,
+    /// no model summary, logs and checkpoints under the current directory.
+    /// </summary>
+    public TrainerOptions? TrainerOptions { get; init; }
+
+    /// <summary>Rows per training batch; at least 1.</summary>
+    public int BatchSize { get; init; } = DefaultBatchSize;
+
+    /// <summary>Seeds libtorch before the module is made (its initial weights) and the per-epoch shuffle of the rows.</summary>
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Rows the trainer validates on (same columns as the training data); null for none.</summary>
+    public IDataView? ValidationData { get; init; }
+
+    internal void Validate()
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(FeatureColumnName, nameof(FeatureColumnName));
+        ArgumentException.ThrowIfNullOrWhiteSpace(LabelColumnName, nameof(LabelColumnName));
+        if (BatchSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"{nameof(BatchSize)} is {BatchSize}; it must be at least 1.");
+    }
+
+    internal TrainerOptions ResolvedTrainerOptions =>
+        TrainerOptions ?? new TrainerOptions { MaxEpochs = 1, EnableProgressBar = false, EnableModelSummary = false };
+}

@@ -1,0 +1,199 @@
+using Lightning.Testing;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Lightning.MLNet.Tests;
+
+/// <summary>Conformance of the Lightning trainers, in the manner of ML.NET's TestEstimatorCore.</summary>
+public sealed class LightningTrainerTests : IDisposable
+{
+    private readonly TempDirectory _root = new();
+    private readonly MLContext _ml = new(seed: 0);
+
+    public void Dispose() => _root.Dispose();
+
+    private LightningTrainerOptions Options(int epochs = 20, IDataView? validation = null) => new()
+    {
+        LabelColumnName = nameof(Row.Class),
+        TrainerOptions = new TrainerOptions
+        {
+            MaxEpochs = epochs, DefaultRootDir = _root.Path, EnableProgressBar = false, EnableModelSummary = false,
+        },
+        BatchSize = 32,
+        Seed = 7,
+        ValidationData = validation,
+    };
+
+    private LightningMulticlassTrainer Classifier(int epochs = 20, IDataView? validation = null) =>
+        _ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), Options(epochs, validation));
+
+    /// <summary>SchemaShape.Create is internal to ML.NET (pipelines make shapes themselves); tests reach it by reflection.</summary>
+    private static SchemaShape ShapeOf(DataViewSchema schema) =>
+        (SchemaShape)typeof(SchemaShape).GetMethod("Create", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public, [typeof(DataViewSchema)])!
+            .Invoke(null, [schema])!;
+
+    private static float[][] Scores(IDataView scored) =>
+        scored.GetColumn<VBuffer<float>>("Score").Select(v => v.DenseValues().ToArray()).ToArray();
+
+    [Fact]
+    public void Multiclass_SeparableClasses_BeatsMajorityBaselineAndEvaluates()
+    {
+        var train = Data.View(_ml, Data.Rows(600, seed: 1));
+        var test = Data.View(_ml, Data.Rows(300, seed: 2));
+        using var model = Classifier(validation: test).Fit(train);
+
+        var scored = model.Transform(test);
+        var metrics = _ml.MulticlassClassification.Evaluate(scored, labelColumnName: nameof(Row.Class));
+        var majority = Data.Rows(300, seed: 2).GroupBy(r => r.Class).Max(g => g.Count()) / 300.0;
+        Assert.True(metrics.MicroAccuracy > Math.Max(0.85, majority + 0.3), $"accuracy {metrics.MicroAccuracy}, majority {majority}");
+        Assert.All(Scores(scored), s => Assert.Equal(1f, s.Sum(), 3));
+        Assert.NotNull(model.CheckpointPath);
+        Assert.True(File.Exists(model.CheckpointPath));
+        Assert.Equal(Data.ClassCount, model.ClassCount);
+    }
+
+    [Fact]
+    public void Multiclass_OutputSchema_PropagatesScoreAndPredictedLabelKey()
+    {
+        var train = Data.View(_ml, Data.Rows(64, seed: 1));
+        var trainer = Classifier(epochs: 1);
+        var shape = trainer.GetOutputSchema(ShapeOf(train.Schema));
+        Assert.Contains(shape, c => c.Name == "Score" && c.Kind == SchemaShape.Column.VectorKind.Vector && c.ItemType == NumberDataViewType.Single);
+        Assert.Contains(shape, c => c.Name == "PredictedLabel" && c.IsKey);
+
+        using var model = trainer.Fit(train);
+        var schema = model.GetOutputSchema(train.Schema);
+        // OnnxTransformer keeps the batch axis (as 1): Score is Vector<Single, 1, K>, PredictedLabel Vector<Key, 1>.
+        Assert.Equal(new VectorDataViewType(NumberDataViewType.Single, 1, Data.ClassCount), schema["Score"].Type);
+        var predicted = Assert.IsType<VectorDataViewType>(schema["PredictedLabel"].Type);
+        Assert.Equal(1, predicted.Size);
+        var key = Assert.IsType<KeyDataViewType>(predicted.ItemType);
+        Assert.Equal((ulong)Data.ClassCount, key.Count);
+        Assert.Equal(schema.Select(c => (c.Name, c.Type)), model.Transform(train).Schema.Select(c => (c.Name, c.Type)));
+    }
+
+    [Fact]
+    public void Multiclass_PredictedLabelIsArgmaxOfScore()
+    {
+        var train = Data.View(_ml, Data.Rows(128, seed: 1));
+        using var model = Classifier(epochs: 2).Fit(train);
+        var scored = model.Transform(train);
+        var predicted = scored.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]).ToArray();
+        var scores = Scores(scored);
+        for (int i = 0; i < scores.Length; i++)
+            Assert.Equal((uint)Array.IndexOf(scores[i], scores[i].Max()) + 1, predicted[i]);
+    }
+
+    [Fact]
+    public void Regression_LinearTarget_BeatsMeanBaseline()
+    {
+        var train = Data.View(_ml, Data.Rows(400, seed: 1));
+        var test = Data.View(_ml, Data.Rows(200, seed: 2));
+        var trainer = _ml.Regression.Trainers.Lightning(() => new Mlp(Data.FeatureCount, 1, regression: true),
+            Options(epochs: 30) with { LabelColumnName = nameof(Row.Target) });
+        using var model = trainer.Fit(train);
+
+        var scored = model.Transform(test);
+        Assert.Equal(new VectorDataViewType(NumberDataViewType.Single, 1), scored.Schema["Score"].Type);
+        var predictions = Scores(scored).Select(s => Assert.Single(s)).ToArray();
+        var targets = Data.Rows(200, seed: 2).Select(r => r.Target).ToArray();
+        var mse = predictions.Zip(targets, (p, t) => (p - t) * (p - t)).Average();
+        var variance = targets.Select(t => (t - targets.Average()) * (t - targets.Average())).Average();
+        Assert.True(mse < variance * 0.2, $"MSE {mse}, variance {variance}");
+    }
+
+    [Fact]
+    public void SaveLoad_RoundTrip_GivesIdenticalPredictions()
+    {
+        var train = Data.View(_ml, Data.Rows(128, seed: 1));
+        using var model = Classifier(epochs: 2).Fit(train);
+        var path = _root.Combine("model.zip");
+        _ml.Model.Save(model, train.Schema, path);
+
+        var loaded = _ml.Model.Load(path, out var inputSchema);
+        try
+        {
+            Assert.Equal(train.Schema[nameof(Row.Features)].Type, inputSchema[nameof(Row.Features)].Type);
+            var before = model.Transform(train);
+            var after = loaded.Transform(train);
+            Assert.Equal(Scores(before), Scores(after));
+            Assert.Equal(before.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]),
+                after.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]));
+            Assert.Equal(before.Schema.Select(c => (c.Name, c.Type)), after.Schema.Select(c => (c.Name, c.Type)));
+        }
+        finally
+        {
+            (loaded as IDisposable)?.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Fit_Twice_GivesIndependentModels()
+    {
+        var train = Data.View(_ml, Data.Rows(128, seed: 1));
+        var trainer = Classifier(epochs: 1);
+        using var first = trainer.Fit(train);
+        var firstScores = Scores(first.Transform(train));
+        using var second = trainer.Fit(train);
+
+        Assert.NotSame(first.Module, second.Module);
+        // Same seed, same data: the same model, trained afresh rather than continued.
+        Assert.Equal(firstScores, Scores(second.Transform(train)));
+        Assert.Equal(firstScores, Scores(first.Transform(train)));
+        // Training the second did not touch the first's weights.
+        Assert.NotSame(first.Module.parameters().First(), second.Module.parameters().First());
+    }
+
+    [Fact]
+    public void Fit_WrongFeatureType_FailsNamingColumnAndTypes()
+    {
+        var rows = Enumerable.Range(0, 8).Select(i => new { Features = (float)i, Class = (uint)(i % 3) + 1 }).ToList();
+        var data = _ml.Data.LoadFromEnumerable(rows);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Classifier(epochs: 1).Fit(data));
+        Assert.Contains("Schema mismatch for input column 'Features': expected Vector<Single> of known size, got Single", error.Message);
+    }
+
+    [Fact]
+    public void Fit_LabelNotKey_FailsNamingColumn()
+    {
+        var train = Data.View(_ml, Data.Rows(16, seed: 1));
+        var trainer = _ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, 3), Options(1) with { LabelColumnName = nameof(Row.Target) });
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => trainer.Fit(train));
+        Assert.Contains("Schema mismatch for input column 'Target': expected Key<UInt32>", error.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => trainer.GetOutputSchema(ShapeOf(train.Schema)));
+    }
+
+    [Fact]
+    public void Transform_WrongFeatureSize_FailsWithExpectedAndActualSizes()
+    {
+        var train = Data.View(_ml, Data.Rows(64, seed: 1));
+        using var model = Classifier(epochs: 1).Fit(train);
+        var narrow = _ml.Data.LoadFromEnumerable(Enumerable.Range(0, 4).Select(_ => new NarrowRow()).ToList());
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => model.Transform(narrow));
+        Assert.Contains("Schema mismatch for input column 'Features': expected Vector<Single, 20>, got Vector<Single, 10>", error.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.GetOutputSchema(narrow.Schema));
+    }
+
+    [Fact]
+    public void Fit_ModuleOfWrongOutputWidth_FailsNamingShapes()
+    {
+        var train = Data.View(_ml, Data.Rows(16, seed: 1));
+        var five = _ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, 5), Options(1));
+        var error = Assert.ThrowsAny<Exception>(() => five.Fit(train));
+        Assert.Contains("expects [batch, 3]", error.Message);
+    }
+
+    [Fact]
+    public void Options_InvalidBatchSize_Fails()
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            _ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(2, 2), new LightningTrainerOptions { BatchSize = 0 }));
+        Assert.Contains("BatchSize is 0; it must be at least 1", error.Message);
+    }
+
+    public sealed class NarrowRow
+    {
+        [VectorType(10)]
+        public float[] Features { get; set; } = new float[10];
+    }
+}

@@ -1,0 +1,92 @@
+using Lightning.Onnx;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lightning.MLNet.Tests;
+
+/// <summary>A small MLP: cross entropy over class scores (multiclass) or MSE on one output (regression).</summary>
+internal sealed class Mlp : LightningModule<IList<Tensor>>, IOnnxExportable
+{
+    private readonly nn.Module<Tensor, Tensor> net;
+    private readonly bool regression;
+
+    public Mlp(int inputs, int outputs, bool regression = false, double lr = 0.01) : base(nameof(Mlp))
+    {
+        net = nn.Sequential(nn.Linear(inputs, 32), nn.ReLU(), nn.Linear(32, outputs));
+        this.regression = regression;
+        Lr = lr;
+        RegisterComponents();
+    }
+
+    public double Lr { get; }
+
+    public Tensor Forward(Tensor x) => net.forward(x);
+
+    public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs) => [graph.Call(net, inputs[0])];
+
+    public override Tensor TrainingStep(IList<Tensor> batch, int batchIdx)
+    {
+        var output = net.forward(batch[0]);
+        var loss = regression ? nn.functional.mse_loss(output.squeeze(1), batch[1]) : nn.functional.cross_entropy(output, batch[1]);
+        Log("train_loss", loss);
+        return loss;
+    }
+
+    public override void ValidationStep(IList<Tensor> batch, int batchIdx)
+    {
+        var output = net.forward(batch[0]);
+        Log("val_loss", regression ? nn.functional.mse_loss(output.squeeze(1), batch[1]) : nn.functional.cross_entropy(output, batch[1]));
+    }
+
+    public override OptimizerConfiguration ConfigureOptimizers() => optim.Adam(parameters(), Lr);
+}
+
+/// <summary>A row of generated data.</summary>
+public sealed class Row
+{
+    [VectorType(Data.FeatureCount)]
+    public float[] Features { get; set; } = [];
+
+    public uint Class { get; set; }
+
+    public float Target { get; set; }
+}
+
+internal static class Data
+{
+    public const int FeatureCount = 20;
+    public const int ClassCount = 3;
+
+    /// <summary>
+    /// Three linearly separable classes (class c = argmax of three fixed linear scores) and a linear target with
+    /// a little noise; Class is a one-based key value.
+    /// </summary>
+    public static List<Row> Rows(int count, int seed)
+    {
+        var weights = new Random(42);
+        var w = Enumerable.Range(0, ClassCount).Select(_ => Enumerable.Range(0, FeatureCount).Select(_ => (float)(weights.NextDouble() * 2 - 1)).ToArray()).ToArray();
+        var r = Enumerable.Range(0, FeatureCount).Select(_ => (float)(weights.NextDouble() * 2 - 1)).ToArray();
+        var random = new Random(seed);
+        return Enumerable.Range(0, count).Select(_ =>
+        {
+            var x = Enumerable.Range(0, FeatureCount).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            var scores = w.Select(wc => wc.Zip(x, (a, b) => a * b).Sum()).ToArray();
+            return new Row
+            {
+                Features = x,
+                Class = (uint)Array.IndexOf(scores, scores.Max()) + 1,
+                Target = r.Zip(x, (a, b) => a * b).Sum() + 0.5f + (float)(random.NextDouble() - 0.5) * 0.05f,
+            };
+        }).ToList();
+    }
+
+    /// <summary>The rows with Class as a key of <see cref="ClassCount"/> values.</summary>
+    public static IDataView View(MLContext mlContext, IEnumerable<Row> rows)
+    {
+        var schema = SchemaDefinition.Create(typeof(Row));
+        schema[nameof(Row.Class)].ColumnType = new KeyDataViewType(typeof(uint), ClassCount);
+        return mlContext.Data.LoadFromEnumerable(rows, schema);
+    }
+}
