@@ -62,9 +62,10 @@ internal static class LightningFit
         var path = Path.Combine(Path.GetTempPath(), $"lightning-mlnet-{Guid.NewGuid():N}.onnx");
         try
         {
-            using var sample = zeros(2, featureCount);
+            using var sample = zeros(featureCount);
             head.ToOnnx(path, sample, new OnnxExportOptions
             {
+                DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>> { [featureColumnName] = new Dictionary<int, string>() },
                 InputNames = [featureColumnName],
                 OutputNames = classCount > 0 ? [ScoreColumnName, PredictedLabelColumnName] : [ScoreColumnName],
             });
@@ -86,20 +87,21 @@ internal static class LightningFit
         mlContext.Data.LoadFromEnumerable(Enumerable.Range(1, classCount).Select(k => new ClassKey { PredictedLabel = k }).ToList());
 
     /// <summary>
-    /// The estimators' output schema: the input plus Score (and PredictedLabel); an approximation, as the vector
-    /// sizes are not known before training and PredictedLabel is described as a scalar key. SchemaShape columns cannot be made
+    /// The estimators' output schema: the input plus Score (and PredictedLabel); SchemaShape keeps no vector sizes. SchemaShape columns cannot be made
     /// outside ML.NET, so ML.NET's own column copies describe them: Score like the features (multiclass, a vector of
-    /// Single) or the label (regression, Single), PredictedLabel like the key label.
+    /// Single), PredictedLabel a one-slot vector of the key label (regression: Score a vector of the Single label).
     /// </summary>
     public static SchemaShape OutputShape(SchemaShape input, LightningTrainerOptions options, bool multiclass)
     {
         ArgumentNullException.ThrowIfNull(input);
         SchemaChecks.CheckShape(input, options.FeatureColumnName, options.LabelColumnName, multiclass);
         var mlContext = new MLContext(options.Seed);
-        IEstimator<ITransformer> describe = mlContext.Transforms.CopyColumns(ScoreColumnName,
-            multiclass ? options.FeatureColumnName : options.LabelColumnName);
-        if (multiclass)
-            describe = describe.Append(mlContext.Transforms.CopyColumns(PredictedLabelColumnName, options.LabelColumnName));
+        IEstimator<ITransformer> describe = multiclass
+            ? mlContext.Transforms.CopyColumns(ScoreColumnName, options.FeatureColumnName)
+                .Append(mlContext.Transforms.Conversion.ConvertType(PredictedLabelColumnName, options.LabelColumnName, DataKind.UInt32))
+                .Append(mlContext.Transforms.Concatenate(PredictedLabelColumnName, PredictedLabelColumnName))
+                .Append(mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName))
+            : mlContext.Transforms.Concatenate(ScoreColumnName, options.LabelColumnName);
         return describe.GetOutputSchema(input);
     }
 }

@@ -5,10 +5,11 @@ namespace Lightning.MLNet;
 
 /// <summary>
 /// A model trained by a Lightning trainer (<see cref="LightningCatalog"/>): the trained module exported to ONNX and
-/// scored by ML.NET's OnnxTransformer. It adds <c>Score</c> (regression: <c>Vector&lt;Single, 1&gt;</c>; multiclass: the
-/// class probabilities, <c>Vector&lt;Single, 1, K&gt;</c>) and, for multiclass, <c>PredictedLabel</c>
-/// (<c>Vector&lt;Key&lt;UInt32, 0-(K-1)&gt;, 1&gt;</c>). OnnxTransformer keeps the model's batch axis as a leading 1, so these
-/// are one-row vectors rather than the scalars ML.NET's own trainers make. <c>mlContext.Model.Save</c> writes it as
+/// scored by ML.NET's OnnxTransformer. It adds <c>Score</c> (multiclass: the class probabilities,
+/// <c>Vector&lt;Single, K&gt;</c>; regression: <c>Vector&lt;Single, 1&gt;</c>) and, for multiclass, <c>PredictedLabel</c>
+/// (<c>Vector&lt;Key&lt;UInt32, 0-(K-1)&gt;, 1&gt;</c>, whose key values are the class numbers 1..K). They are one-slot
+/// vectors rather than the scalars of ML.NET's own trainers because OnnxTransformer fails at run time on rank-0 outputs,
+/// so <c>mlContext.Regression.Evaluate</c> does not take the regression <c>Score</c> yet. <c>mlContext.Model.Save</c> writes it as
 /// ML.NET's own transformer chain with the ONNX bytes embedded, so <c>mlContext.Model.Load</c> reads it back in a
 /// process that references only Microsoft.ML and Microsoft.ML.OnnxTransformer (the loaded model is a
 /// <see cref="TransformerChain{TLastTransformer}"/>).
@@ -37,7 +38,10 @@ public sealed class LightningTransformer : ITransformer, IDisposable
     /// <summary>The best checkpoint the trainer wrote, or null when checkpointing was off.</summary>
     public string? CheckpointPath { get; }
 
-    /// <summary>The exported ONNX model that the transformer scores with.</summary>
+    /// <summary>
+    /// The exported ONNX model that the transformer scores with. OnnxTransformer runs one row per call, so the graph
+    /// takes one feature vector <c>[F]</c> and returns that row's <c>Score</c> (and <c>PredictedLabel</c>).
+    /// </summary>
     public ReadOnlyMemory<byte> OnnxModel => _onnxModel;
 
     /// <summary>The feature column the model reads.</summary>
