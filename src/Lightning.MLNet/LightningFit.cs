@@ -49,8 +49,9 @@ internal static class LightningFit
         var outputs = multiclass ? new[] { ScoreColumnName, PredictedLabelColumnName } : [ScoreColumnName];
         IEstimator<ITransformer> pipeline = mlContext.Transforms.ApplyOnnxModel(outputs, [options.FeatureColumnName], new MemoryStream(onnx));
         if (multiclass)
-            pipeline = pipeline.Append(mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName, PredictedLabelColumnName,
-                keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount)));
+            pipeline = pipeline.Append(LabelValueMapping(mlContext, data.Schema[options.LabelColumnName], classCount)
+                ?? mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName, PredictedLabelColumnName,
+                    keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount)));
         var inner = pipeline.Fit(data);
         return new LightningTransformer(inner, onnx, module, trainer.CheckpointCallback?.BestModelPath,
             options.FeatureColumnName, featureCount, classCount);
@@ -80,6 +81,50 @@ internal static class LightningFit
     private sealed class ClassKey
     {
         public long PredictedLabel { get; set; }
+    }
+
+    /// <summary>
+    /// When the label key carries its values (as after <c>MapValueToKey</c>), maps the one-based class index to a key
+    /// whose values are the label's, in the label's order, so <c>MapKeyToValue</c> on PredictedLabel gives back the
+    /// label's own values; null for other labels.
+    /// </summary>
+    private static IEstimator<ITransformer>? LabelValueMapping(MLContext mlContext, DataViewSchema.Column label, int classCount)
+    {
+        if (label.Annotations.Schema.GetColumnOrNull("KeyValues") is not { Type: VectorDataViewType { ItemType: var item, Size: var size } }
+            || size != classCount)
+            return null;
+        return item.RawType switch
+        {
+            var t when t == typeof(ReadOnlyMemory<char>) => Map(KeyValues<ReadOnlyMemory<char>>(label).Select(v => v.ToString()).ToArray()),
+            var t when t == typeof(float) => Map(KeyValues<float>(label)),
+            var t when t == typeof(double) => Map(KeyValues<double>(label)),
+            var t when t == typeof(int) => Map(KeyValues<int>(label)),
+            var t when t == typeof(uint) => Map(KeyValues<uint>(label)),
+            var t when t == typeof(long) => Map(KeyValues<long>(label)),
+            var t when t == typeof(bool) => Map(KeyValues<bool>(label)),
+            _ => null,
+        };
+
+        // Index to label value, then value to key with the label's values as key data in key order. (MapValue's own
+        // treatValuesAsKeyType makes a Vector<UInt32>, not a key, from a vector column.)
+        IEstimator<ITransformer> Map<T>(T[] values) =>
+            mlContext.Transforms.Conversion.MapValue(PredictedLabelColumnName,
+                    values.Select((value, i) => new KeyValuePair<long, T>(i + 1, value)), PredictedLabelColumnName)
+                .Append(mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName, PredictedLabelColumnName,
+                    keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence,
+                    keyData: mlContext.Data.LoadFromEnumerable(values.Select(v => new KeyRow<T> { Value = v }).ToList())));
+    }
+
+    private sealed class KeyRow<T>
+    {
+        public T Value { get; set; } = default!;
+    }
+
+    private static T[] KeyValues<T>(DataViewSchema.Column label)
+    {
+        var values = default(VBuffer<T>);
+        label.GetKeyValues(ref values);
+        return values.DenseValues().ToArray();
     }
 
     /// <summary>The one-based class indices 1..K in order, so that index k maps to key k.</summary>

@@ -7,7 +7,9 @@ namespace Lightning.MLNet;
 /// A model trained by a Lightning trainer (<see cref="LightningCatalog"/>): the trained module exported to ONNX and
 /// scored by ML.NET's OnnxTransformer. It adds <c>Score</c> (multiclass: the class probabilities,
 /// <c>Vector&lt;Single, K&gt;</c>; regression: <c>Vector&lt;Single, 1&gt;</c>) and, for multiclass, <c>PredictedLabel</c>
-/// (<c>Vector&lt;Key&lt;UInt32, 0-(K-1)&gt;, 1&gt;</c>, whose key values are the class numbers 1..K). They are one-slot
+/// (<c>Vector&lt;Key&lt;UInt32, 0-(K-1)&gt;, 1&gt;</c>, whose key values are the label's own, in the label's
+/// order, when the label key carries them (as after <c>MapValueToKey</c>; so <c>MapKeyToValue</c> gives the labels back),
+/// else the class numbers 1..K). They are one-slot
 /// vectors rather than the scalars of ML.NET's own trainers because OnnxTransformer fails at run time on rank-0 outputs,
 /// so <c>mlContext.Regression.Evaluate</c> does not take the regression <c>Score</c> yet. <c>mlContext.Model.Save</c> writes it as
 /// ML.NET's own transformer chain with the ONNX bytes embedded, so <c>mlContext.Model.Load</c> reads it back in a

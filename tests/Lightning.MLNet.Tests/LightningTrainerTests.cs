@@ -84,6 +84,40 @@ public sealed class LightningTrainerTests : IDisposable
             Assert.Equal((uint)Array.IndexOf(scores[i], scores[i].Max()) + 1, predicted[i]);
     }
 
+    private static readonly string[] Names = ["zebra", "ant", "moth"];
+
+    private sealed class NamedRow
+    {
+        [VectorType(Data.FeatureCount)]
+        public float[] Features { get; set; } = [];
+
+        public string Name { get; set; } = "";
+    }
+
+    [Fact]
+    public void Multiclass_TextLabelPipeline_MapKeyToValueGivesBackTheLabels()
+    {
+        var rows = Data.Rows(600, seed: 1).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class - 1] }).ToList();
+        var test = Data.Rows(200, seed: 2).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class - 1] }).ToList();
+        // Sorted keys (ant, moth, zebra) differ from the class order, so a mapping by class number would show.
+        var pipeline = _ml.Transforms.Conversion.MapValueToKey("Label", nameof(NamedRow.Name), keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
+            .Append(_ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), Options() with { LabelColumnName = "Label" }))
+            .Append(_ml.Transforms.Conversion.MapKeyToValue("PredictedName", "PredictedLabel"));
+        var model = pipeline.Fit(_ml.Data.LoadFromEnumerable(rows));
+        try
+        {
+            var scored = model.Transform(_ml.Data.LoadFromEnumerable(test));
+            var predicted = scored.GetColumn<VBuffer<ReadOnlyMemory<char>>>("PredictedName").Select(v => v.GetValues()[0].ToString()).ToArray();
+            var accuracy = predicted.Zip(test, (p, r) => p == r.Name ? 1.0 : 0.0).Average();
+            Assert.True(accuracy > 0.85, $"accuracy {accuracy}: {string.Join(",", predicted.Take(10))} vs {string.Join(",", test.Take(10).Select(r => r.Name))}");
+            Assert.Equal(0.0, _ml.MulticlassClassification.Evaluate(scored).MicroAccuracy - accuracy, 6);
+        }
+        finally
+        {
+            model.Dispose();
+        }
+    }
+
     [Fact]
     public void Regression_LinearTarget_BeatsMeanBaseline()
     {
