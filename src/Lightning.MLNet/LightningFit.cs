@@ -45,7 +45,10 @@ internal static class LightningFit
         trainer.Fit(module, train.Batches(options.BatchSize, new Random(options.Seed)), val?.Batches(options.BatchSize, null));
 
         var onnx = Export(module, featureCount, classCount, options.FeatureColumnName);
-        var mlContext = new MLContext(options.Seed);
+        // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
+        // fit's own, removed when the transformer is disposed, keeps that file from leaking.
+        var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
+        var mlContext = new MLContext(options.Seed) { TempFilePath = tempDirectory };
         var outputs = multiclass ? new[] { ScoreColumnName, PredictedLabelColumnName } : [ScoreColumnName];
         IEstimator<ITransformer> pipeline = mlContext.Transforms.ApplyOnnxModel(outputs, [options.FeatureColumnName], new MemoryStream(onnx));
         if (multiclass)
@@ -54,7 +57,7 @@ internal static class LightningFit
                     keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount)));
         var inner = pipeline.Fit(data);
         return new LightningTransformer(inner, onnx, module, trainer.CheckpointCallback?.BestModelPath,
-            options.FeatureColumnName, featureCount, classCount);
+            options.FeatureColumnName, featureCount, classCount, tempDirectory);
     }
 
     private static byte[] Export(LightningModule module, int featureCount, int classCount, string featureColumnName)

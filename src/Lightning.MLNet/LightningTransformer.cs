@@ -21,10 +21,12 @@ public sealed class LightningTransformer : ITransformer, IDisposable
 {
     private readonly ITransformer _inner;
     private readonly byte[] _onnxModel;
+    private readonly string _tempDirectory;
 
     internal LightningTransformer(ITransformer inner, byte[] onnxModel, LightningModule module, string? checkpointPath,
-        string featureColumnName, int featureCount, int classCount)
+        string featureColumnName, int featureCount, int classCount, string tempDirectory)
     {
+        _tempDirectory = tempDirectory;
         _inner = inner;
         _onnxModel = onnxModel;
         Module = module;
@@ -90,10 +92,21 @@ public sealed class LightningTransformer : ITransformer, IDisposable
     /// <param name="ctx">ML.NET's save context.</param>
     void ICanSaveModel.Save(ModelSaveContext ctx) => _inner.Save(ctx);
 
-    /// <summary>Releases the ONNX Runtime session and the module.</summary>
+    /// <summary>Releases the ONNX Runtime session, the module and the ONNX file OnnxTransformer scores from.</summary>
     public void Dispose()
     {
         (_inner as IDisposable)?.Dispose();
         Module.Dispose();
+        try
+        {
+            Directory.Delete(_tempDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Still open elsewhere (e.g. on Windows); the folder is in the temp directory.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
     }
 }

@@ -97,8 +97,8 @@ public sealed class LightningTrainerTests : IDisposable
     [Fact]
     public void Multiclass_TextLabelPipeline_MapKeyToValueGivesBackTheLabels()
     {
-        var rows = Data.Rows(600, seed: 1).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class - 1] }).ToList();
-        var test = Data.Rows(200, seed: 2).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class - 1] }).ToList();
+        var rows = Data.Rows(600, seed: 1).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class] }).ToList();
+        var test = Data.Rows(200, seed: 2).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class] }).ToList();
         // Sorted keys (ant, moth, zebra) differ from the class order, so a mapping by class number would show.
         var pipeline = _ml.Transforms.Conversion.MapValueToKey("Label", nameof(NamedRow.Name), keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
             .Append(_ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), Options() with { LabelColumnName = "Label" }))
@@ -179,6 +179,20 @@ public sealed class LightningTrainerTests : IDisposable
         Assert.Equal(firstScores, Scores(first.Transform(train)));
         // Training the second did not touch the first's weights.
         Assert.NotSame(first.Module.parameters().First(), second.Module.parameters().First());
+    }
+
+    [Fact]
+    public void Dispose_RemovesTheOnnxFileTheTransformerScoredFrom()
+    {
+        var train = Data.View(_ml, Data.Rows(32, seed: 1));
+        var before = Directory.GetDirectories(Path.GetTempPath(), "lightning-mlnet-*").ToHashSet();
+        var model = Classifier(epochs: 1).Fit(train);
+        var created = Assert.Single(Directory.GetDirectories(Path.GetTempPath(), "lightning-mlnet-*"), d => !before.Contains(d));
+        Assert.NotEmpty(Directory.GetFiles(created));
+
+        model.Dispose();
+
+        Assert.False(Directory.Exists(created));
     }
 
     [Fact]

@@ -49,6 +49,7 @@ public sealed class Row
     [VectorType(Data.FeatureCount)]
     public float[] Features { get; set; } = [];
 
+    /// <summary>The zero-based class; as a key column, LoadFromEnumerable stores it as key value <c>Class + 1</c>.</summary>
     public uint Class { get; set; }
 
     public float Target { get; set; }
@@ -61,7 +62,7 @@ internal static class Data
 
     /// <summary>
     /// Three linearly separable classes (class c = argmax of three fixed linear scores) and a linear target with
-    /// a little noise; Class is a one-based key value.
+    /// a little noise.
     /// </summary>
     public static List<Row> Rows(int count, int seed)
     {
@@ -76,7 +77,7 @@ internal static class Data
             return new Row
             {
                 Features = x,
-                Class = (uint)Array.IndexOf(scores, scores.Max()) + 1,
+                Class = (uint)Array.IndexOf(scores, scores.Max()),
                 Target = r.Zip(x, (a, b) => a * b).Sum() + 0.5f + (float)(random.NextDouble() - 0.5) * 0.05f,
             };
         }).ToList();
