@@ -28,6 +28,7 @@ internal static class LightningFit
             if (!multiclass) SchemaChecks.CheckFloatLabel(validation.Schema, options.LabelColumnName);
         }
 
+        options.CancellationToken.ThrowIfCancellationRequested();
         var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass);
         if (train.Rows == 0)
             throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
@@ -44,6 +45,7 @@ internal static class LightningFit
         var trainer = new Trainer(options.ResolvedTrainerOptions);
         trainer.Fit(module, train.Batches(options.BatchSize, new Random(options.Seed)), val?.Batches(options.BatchSize, null));
 
+        options.CancellationToken.ThrowIfCancellationRequested();
         var onnx = Export(module, featureCount, classCount, options.FeatureColumnName);
         // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
         // fit's own, removed when the transformer is disposed, keeps that file from leaking.

@@ -32,6 +32,12 @@ public sealed record LightningTrainerOptions
     /// <summary>Rows the trainer validates on (same columns as the training data); null for none.</summary>
     public IDataView? ValidationData { get; init; }
 
+    /// <summary>
+    /// Cancels <c>Fit</c>: training stops at the next batch and <c>Fit</c> throws <see cref="OperationCanceledException"/>.
+    /// (ML.NET's <c>MLContext.CancelExecution</c> cannot reach a third-party trainer, as its environment is internal.)
+    /// </summary>
+    public CancellationToken CancellationToken { get; init; }
+
     internal void Validate()
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(FeatureColumnName, nameof(FeatureColumnName));
@@ -40,6 +46,12 @@ public sealed record LightningTrainerOptions
             throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"{nameof(BatchSize)} is {BatchSize}; it must be at least 1.");
     }
 
-    internal TrainerOptions ResolvedTrainerOptions =>
-        TrainerOptions ?? new TrainerOptions { MaxEpochs = 1, EnableProgressBar = false, EnableModelSummary = false };
+    internal TrainerOptions ResolvedTrainerOptions
+    {
+        get
+        {
+            var options = TrainerOptions ?? new TrainerOptions { MaxEpochs = 1, EnableProgressBar = false, EnableModelSummary = false };
+            return CancellationToken.CanBeCanceled ? options with { Callbacks = [.. options.Callbacks, new CancellationCallback(CancellationToken)] } : options;
+        }
+    }
 }

@@ -196,6 +196,20 @@ public sealed class LightningTrainerTests : IDisposable
     }
 
     [Fact]
+    public void Fit_Cancelled_StopsTrainingAtTheNextBatch()
+    {
+        var train = Data.View(_ml, Data.Rows(320, seed: 1));
+        using var cancellation = new CancellationTokenSource();
+        var steps = 0;
+        var trainer = _ml.MulticlassClassification.Trainers.Lightning(
+            () => new Mlp(Data.FeatureCount, Data.ClassCount) { OnStep = () => { if (++steps == 3) cancellation.Cancel(); } },
+            Options(epochs: 100) with { CancellationToken = cancellation.Token });
+
+        Assert.ThrowsAny<OperationCanceledException>(() => trainer.Fit(train));
+        Assert.Equal(3, steps);
+    }
+
+    [Fact]
     public void Fit_WrongFeatureType_FailsNamingColumnAndTypes()
     {
         var rows = Enumerable.Range(0, 8).Select(i => new { Features = (float)i, Class = (uint)(i % 3) + 1 }).ToList();

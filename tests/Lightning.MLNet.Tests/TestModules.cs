@@ -22,12 +22,16 @@ internal sealed class Mlp : LightningModule<IList<Tensor>>, IOnnxExportable
 
     public double Lr { get; }
 
+    /// <summary>Called at each training step.</summary>
+    public Action? OnStep { get; init; }
+
     public Tensor Forward(Tensor x) => net.forward(x);
 
     public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs) => [graph.Call(net, inputs[0])];
 
     public override Tensor TrainingStep(IList<Tensor> batch, int batchIdx)
     {
+        OnStep?.Invoke();
         var output = net.forward(batch[0]);
         var loss = regression ? nn.functional.mse_loss(output.squeeze(1), batch[1]) : nn.functional.cross_entropy(output, batch[1]);
         Log("train_loss", loss);
