@@ -209,6 +209,37 @@ public sealed class LightningTrainerTests : IDisposable
         Assert.Equal(3, steps);
     }
 
+    private sealed class CountValidationBatches : Lightning.Callbacks.Callback
+    {
+        public int Batches { get; private set; }
+
+        public override void OnValidationBatchEnd(Trainer trainer, LightningModule module, object? batch, int batchIdx) => Batches++;
+    }
+
+    [Fact]
+    public void Fit_WithValidationData_ValidatesOnItsRowsEachEpoch()
+    {
+        var train = Data.View(_ml, Data.Rows(64, seed: 1));
+        var validation = Data.View(_ml, Data.Rows(40, seed: 2));
+        var counter = new CountValidationBatches();
+        var options = Options(epochs: 2, validation) with { BatchSize = 16 };
+        var trainer = _ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount),
+            options with { TrainerOptions = options.TrainerOptions! with { Callbacks = [counter], NumSanityValSteps = 0 } });
+
+        using var model = trainer.Fit(train);
+
+        Assert.Equal(2 * 3, counter.Batches);
+    }
+
+    [Fact]
+    public void Fit_ValidationDataOfAnotherWidth_FailsNamingColumn()
+    {
+        var train = Data.View(_ml, Data.Rows(16, seed: 1));
+        var narrow = _ml.Data.LoadFromEnumerable(Enumerable.Range(0, 4).Select(_ => new NarrowRow()).ToList());
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Classifier(epochs: 1, validation: narrow).Fit(train));
+        Assert.Contains("Schema mismatch for input column 'Features': expected Vector<Single, 20>, got Vector<Single, 10>", error.Message);
+    }
+
     [Fact]
     public void Fit_WrongFeatureType_FailsNamingColumnAndTypes()
     {
