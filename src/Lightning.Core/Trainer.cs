@@ -207,7 +207,11 @@ public sealed class Trainer
     public IReadOnlyList<Tensor> Predict<TBatch>(LightningModule<TBatch> module, LightningDataModule<TBatch> datamodule, string? ckptPath = null) =>
         RunPredict(module, new DataSource<TBatch>(datamodule), ckptPath);
 
-    /// <summary>Writes a checkpoint of the running or finished stage to <paramref name="path"/> (through a temporary file).</summary>
+    /// <summary>
+    /// Writes a checkpoint of the running or finished stage to <paramref name="path"/> (through a temporary file). The
+    /// state is captured at once; while a stage runs the file is written in the background and is on disk when the
+    /// stage returns (or immediately when no stage runs).
+    /// </summary>
     /// <param name="path">The file to write.</param>
     /// <param name="weightsOnly">Leave out optimizer, scheduler, loop and callback state.</param>
     public void SaveCheckpoint(string path, bool weightsOnly = false)

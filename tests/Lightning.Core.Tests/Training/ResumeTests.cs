@@ -181,9 +181,14 @@ public class ResumeTests
 
     private sealed class SaveAfterFirstValidation(string path) : Callback
     {
+        private bool _saved;
+
+        // A flag, not File.Exists: during a fit checkpoints reach the disk in the background.
         public override void OnValidationEnd(Trainer trainer, LightningModule module)
         {
-            if (!File.Exists(path)) trainer.SaveCheckpoint(path);
+            if (_saved) return;
+            trainer.SaveCheckpoint(path);
+            _saved = true;
         }
     }
 
