@@ -9,6 +9,8 @@ namespace Lightning.Benchmarks;
 /// <summary>Training throughput of strategy "dp" with 2 CPU replicas against one device, alternating, as a ratio from one run.</summary>
 internal static class DataParallelBenchmark
 {
+    public const string Name = "dp";
+
     private const int Steps = 40, BatchSize = 256, Pairs = 5;
 
     public static void Run(string[] args)

@@ -13,6 +13,8 @@ namespace Lightning.Benchmarks;
 /// </summary>
 internal static class OnnxBenchmark
 {
+    public const string Name = "onnx";
+
     /// <summary>Runs the comparison; <c>--threads N</c> sets both libraries' intra-op threads (default: one per core).</summary>
     public static void Run(string[] args)
     {

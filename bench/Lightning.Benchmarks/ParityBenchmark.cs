@@ -12,6 +12,8 @@ namespace Lightning.Benchmarks;
 /// </summary>
 internal static class ParityBenchmark
 {
+    public const string Name = "parity";
+
     private const int Pairs = 5;
 
     public static void Run(string[] args)

@@ -9,6 +9,8 @@ namespace Lightning.Benchmarks;
 /// <summary>Training-step time of "bf16-mixed" against "32-true" for a Linear-heavy model, alternating, as a ratio from one run.</summary>
 internal static class PrecisionBenchmark
 {
+    public const string Name = "precision";
+
     private const int Steps = 60, Pairs = 5;
 
     public static void Run(string[] args)

@@ -23,6 +23,8 @@ namespace Lightning.Benchmarks;
 /// </summary>
 internal static class ServingBenchmark
 {
+    public const string Name = "serving";
+
     private const int Features = 784;
     private static readonly int[] Concurrency = [1, 8, 32];
 
