@@ -215,6 +215,8 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
             {
                 var result = Closure();
                 if (result is null) throw new SkippedStep(counted: false);
+                // Skipped on accumulation batches: only the stepping batch's closure averages the summed gradients.
+                t.Ddp?.AverageGradients(_module.parameters());
                 // Clipping and the hook see true gradients, so undo loss scaling first.
                 t.Scaler?.Unscale(optimizer!);
                 t.CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(t, _module, optimizer!), () => _module.OnBeforeOptimizerStep(optimizer!));
