@@ -1,0 +1,93 @@
+using System.Globalization;
+using Lightning;
+using Lightning.Callbacks;
+using Lightning.Testing;
+using static TorchSharp.torch;
+
+// One scenario per run, started by the tests as "mpiexec -n 2 dotnet Lightning.Core.DdpWorker.dll <scenario> <folder>".
+var (scenario, folder) = (args[0], args[1]);
+switch (scenario)
+{
+    case "train": Train(folder); break;
+    case "kill": Endless(folder, hangRank: null); break;
+    case "hang": Endless(folder, hangRank: 1); break;
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang");
+}
+
+static TrainerOptions Quiet(string root) => new()
+{
+    DefaultRootDir = root, Accelerator = "cpu", Strategy = "ddp", Devices = 2, EnableProgressBar = false, EnableModelSummary = false,
+    EnableCheckpointing = false, Loggers = [], NumSanityValSteps = 0, DistributedTimeout = TimeSpan.FromSeconds(60),
+};
+
+static void Write(string folder, string name, int rank, string text) =>
+    File.WriteAllText(Path.Combine(folder, $"{name}.rank{rank}.txt"), text);
+
+static (Regressor Model, Trainer Trainer) Fit(TrainerOptions options, IEnumerable<Tensor> loader, IEnumerable<Tensor>? val = null, string? ckptPath = null)
+{
+    var trainer = new Trainer(options);
+    // A different start on each rank: rank 0's broadcast weights must win.
+    manual_seed(11 + trainer.GlobalRank);
+    var model = new Regressor();
+    trainer.Fit(model, loader, val, ckptPath);
+    return (model, trainer);
+}
+
+static void Train(string folder)
+{
+    // 2 ranks x batches of 4 through a TorchSharp DataLoader (sharded by the injected sampler): 20 steps.
+    using (var rows = new IndexedRows(160, seed: 5))
+    {
+        var (model, trainer) = Fit(Quiet(folder) with { MaxSteps = 20 }, rows.Loader(4, shuffle: false));
+        Write(folder, "fp32", trainer.GlobalRank, model.WeightsText());
+        Write(folder, "fp32-steps", trainer.GlobalRank, trainer.GlobalStep.ToString(CultureInfo.InvariantCulture));
+    }
+
+    // Plain lists are sharded by batch; 80 batches of 4 with 2 accumulated batches per step: 20 steps.
+    var batches = RandomBatches.Create(80, batchSize: 4, features: 16, seed: 5);
+    var accumulated = Fit(Quiet(folder) with { MaxEpochs = 1, AccumulateGradBatches = 2 }, batches);
+    Write(folder, "accumulate", accumulated.Trainer.GlobalRank, accumulated.Model.WeightsText());
+    var bf16 = Fit(Quiet(folder) with { MaxEpochs = 1, Precision = "bf16-mixed" }, batches.Take(40).ToList());
+    Write(folder, "bf16", bf16.Trainer.GlobalRank, bf16.Model.WeightsText());
+
+    // Sampler: 21 shuffled rows in batches of 2 over 2 epochs; then a validation pass over the same rows.
+    using (var rows = new IndexedRows(21, seed: 6))
+    {
+        var (model, trainer) = Fit(Quiet(folder) with { MaxEpochs = 2 }, rows.Loader(2, shuffle: true));
+        Write(folder, "sampler", trainer.GlobalRank, string.Join(" ", model.SeenRows));
+        var metrics = trainer.Validate(model, rows.Loader(2, shuffle: false));
+        Write(folder, "eval", trainer.GlobalRank, string.Join("\n", metrics.OrderBy(m => m.Key)
+            .Select(m => $"{m.Key} {m.Value.ToString("R", CultureInfo.InvariantCulture)}")));
+        Write(folder, "eval-weights", trainer.GlobalRank, model.WeightsText());
+    }
+
+    // Checkpoints and resume: the default loggers and checkpoint callback, 2 epochs at once or 1 + 1 resumed.
+    using (var rows = new IndexedRows(48, seed: 7))
+    {
+        var logged = Quiet(Path.Combine(folder, "ckpt")) with { Loggers = null, EnableCheckpointing = true, MaxEpochs = 1 };
+        var first = Fit(logged, rows.Loader(4, shuffle: true));
+        var checkpoint = first.Trainer.CheckpointCallback!.BestModelPath!;
+        Write(folder, "checkpoint", first.Trainer.GlobalRank, checkpoint);
+        var resumed = Fit(Quiet(folder) with { MaxEpochs = 2 }, rows.Loader(4, shuffle: true), ckptPath: checkpoint);
+        var straight = Fit(Quiet(folder) with { MaxEpochs = 2 }, rows.Loader(4, shuffle: true));
+        Write(folder, "resumed", resumed.Trainer.GlobalRank, resumed.Model.WeightsText());
+        Write(folder, "straight", straight.Trainer.GlobalRank, straight.Model.WeightsText());
+    }
+}
+
+// Trains until killed: each rank writes its process id once training runs; with hangRank, that rank stops answering.
+static void Endless(string folder, int? hangRank)
+{
+    var batches = RandomBatches.Create(64, batchSize: 4, features: 16, seed: 1);
+    var options = Quiet(folder) with
+    {
+        MaxEpochs = -1, DistributedTimeout = TimeSpan.FromSeconds(5),
+        Callbacks = [new LambdaCallback(onTrainBatchEnd: (trainer, _, _, _, batchIdx) =>
+        {
+            if (trainer.GlobalStep == 1)
+                File.WriteAllText(Path.Combine(folder, $"rank{trainer.GlobalRank}.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+            if (trainer.GlobalRank == hangRank && trainer.GlobalStep == 3) Thread.Sleep(TimeSpan.FromMinutes(10));
+        })],
+    };
+    Fit(options, batches);
+}
