@@ -73,6 +73,44 @@ static void Train(string folder)
         Write(folder, "resumed", resumed.Trainer.GlobalRank, resumed.Model.WeightsText());
         Write(folder, "straight", straight.Trainer.GlobalRank, straight.Model.WeightsText());
     }
+
+    FabricCollectives(folder);
+}
+
+// Fabric's collectives, and a hand-written loop whose gradients Fabric averages.
+static void FabricCollectives(string folder)
+{
+    var fabric = new Fabric(new FabricOptions { Accelerator = "cpu", Strategy = "ddp", Devices = 2 });
+    var rank = fabric.GlobalRank;
+    using var value = tensor(new[] { rank + 1.0f, 10.0f * (rank + 1) });
+    var lines = new List<string>
+    {
+        $"sum {Join(fabric.AllReduce(value, "sum"))}",
+        $"mean {Join(fabric.AllReduce(value))}",
+        $"max {Join(fabric.AllReduce(value, "max"))}",
+        $"gather {Join(fabric.AllGather(value))}",
+        $"broadcast {Join(fabric.Broadcast(value, src: 1))}",
+    };
+    fabric.Barrier();
+
+    manual_seed(11 + rank);
+    var model = fabric.Setup(new Regressor());
+    var optimizer = fabric.SetupOptimizer(TorchSharp.torch.optim.SGD(model.parameters(), 0.05));
+    foreach (var batch in fabric.SetupDataLoader(RandomBatches.Create(40, batchSize: 4, features: 16, seed: 5)))
+    {
+        using var scope = NewDisposeScope();
+        var x = batch[.., 1..];
+        var loss = TorchSharp.torch.nn.functional.mse_loss(model.forward(x), x.sum(1, keepdim: true));
+        optimizer.zero_grad();
+        fabric.Backward(loss);
+        fabric.Step(optimizer);
+    }
+    fabric.Save(Path.Combine(folder, "fabric.ckpt"), new Dictionary<string, object> { ["model"] = model });
+    lines.Add($"saved {File.Exists(Path.Combine(folder, "fabric.ckpt"))}");
+    Write(folder, "fabric", rank, string.Join("\n", lines));
+    Write(folder, "fabric-weights", rank, model.WeightsText());
+
+    static string Join(Tensor t) => string.Join(",", t.to(ScalarType.Float64).flatten().data<double>().ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 }
 
 // Trains until killed: each rank writes its process id once training runs; with hangRank, that rank stops answering.

@@ -18,6 +18,9 @@ public sealed class Regressor : LightningModule<Tensor>
     /// <summary>The first column of every training row seen, in order (rows built by <see cref="IndexedRows"/> carry their index there).</summary>
     public List<long> SeenRows { get; } = [];
 
+    /// <summary>Predictions for the 15 feature columns.</summary>
+    public Tensor forward(Tensor features) => net.forward(features);
+
     public override Tensor? TrainingStep(Tensor batch, int batchIdx)
     {
         SeenRows.AddRange(batch[.., 0].to(ScalarType.Int64).data<long>().ToArray());

@@ -146,6 +146,41 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
     }
 
     [Fact]
+    public void FabricCollectives_ReduceGatherAndBroadcastAcrossRanks()
+    {
+        foreach (var rank in new[] { 0, 1 })
+        {
+            var results = run.Read("fabric", rank).Split('\n').Select(l => l.Split(' ')).ToDictionary(p => p[0], p => p[1]);
+            Assert.Equal("3,30", results["sum"]);
+            Assert.Equal("1.5,15", results["mean"]);
+            Assert.Equal("2,20", results["max"]);
+            Assert.Equal("1,10,2,20", results["gather"]);
+            Assert.Equal("2,20", results["broadcast"]);
+            Assert.Equal("True", results["saved"]);
+        }
+    }
+
+    [Fact]
+    public void FabricLoopOnTwoRanks_MatchesOneProcessOnBatchesOf2B()
+    {
+        manual_seed(11);
+        var model = new Regressor();
+        var optimizer = optim.SGD(model.parameters(), 0.05);
+        foreach (var batch in Pairs(RandomBatches.Create(40, batchSize: 4, features: 16, seed: 5)))
+        {
+            using var scope = NewDisposeScope();
+            var x = batch[.., 1..];
+            var loss = nn.functional.mse_loss(model.forward(x), x.sum(1, keepdim: true));
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+        }
+
+        AssertClose(Regressor.ParseWeights(model.WeightsText()), run.Weights("fabric-weights", 0), 1e-5);
+        AssertClose(run.Weights("fabric-weights", 0), run.Weights("fabric-weights", 1), 0);
+    }
+
+    [Fact]
     public void DdpWithOneDevice_RunsInThisProcessWithoutMpi()
     {
         using var root = new TempDirectory();
