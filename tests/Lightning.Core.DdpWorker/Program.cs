@@ -74,6 +74,14 @@ static void Train(string folder)
         Write(folder, "straight", straight.Trainer.GlobalRank, straight.Model.WeightsText());
     }
 
+    // A stop asked for by rank 1 alone (as early stopping on its own metrics would) must stop both ranks at the same step.
+    var stopOnOneRank = new LambdaCallback(onTrainBatchEnd: (trainer, _, _, _, _) =>
+    {
+        if (trainer.GlobalRank == 1 && trainer.GlobalStep == 3) trainer.ShouldStop = true;
+    });
+    var stopped = Fit(Quiet(folder) with { MaxEpochs = 5, Callbacks = [stopOnOneRank] }, batches);
+    Write(folder, "stopped", stopped.Trainer.GlobalRank, $"{stopped.Trainer.GlobalStep} {stopped.Trainer.CurrentEpoch}");
+
     FabricCollectives(folder);
 }
 

@@ -15,14 +15,13 @@ internal static class Mpi
     private static readonly object s_gate = new();
     private static MPI.Environment? s_environment;
 
-    /// <summary>True when this process was started by <c>mpiexec</c> (MPICH's Hydra or another PMI launcher sets these).</summary>
+    /// <summary>True when this process was started by MPICH's <c>mpiexec</c> (Hydra sets the PMI variables).</summary>
     public static bool LaunchedByMpiexec =>
-        Environment.GetEnvironmentVariable("PMI_RANK") is not null || Environment.GetEnvironmentVariable("PMI_SIZE") is not null
-        || Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is not null;
+        Environment.GetEnvironmentVariable("PMI_RANK") is not null || Environment.GetEnvironmentVariable("PMI_SIZE") is not null;
 
-    /// <summary>The rank among the processes of this node, from the launcher's environment.</summary>
+    /// <summary>The rank among the processes of this node, from Hydra's environment.</summary>
     public static int LocalRank =>
-        int.TryParse(Environment.GetEnvironmentVariable("MPI_LOCALRANKID") ?? Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_RANK"), out var local) ? local : 0;
+        int.TryParse(Environment.GetEnvironmentVariable("MPI_LOCALRANKID"), out var local) ? local : 0;
 
     /// <summary>Initializes MPI once per process (finalized at exit); fails naming the package when MPICH is missing.</summary>
     public static (int Rank, int Size) Initialize()

@@ -118,6 +118,13 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
     }
 
     [Fact]
+    public void StopAskedForByOneRank_StopsEveryRankAtTheSameStep()
+    {
+        Assert.Equal("3 1", run.Read("stopped", 0)); // 3 steps; the stopped epoch counts as done
+        Assert.Equal("3 1", run.Read("stopped", 1));
+    }
+
+    [Fact]
     public void KilledRank_MakesTheOthersExitNonZeroInBoundedTime()
     {
         using var folder = new TempDirectory();
