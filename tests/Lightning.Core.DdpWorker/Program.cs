@@ -99,6 +99,10 @@ static void FabricCollectives(string folder)
         $"gather {Join(fabric.AllGather(value))}",
         $"broadcast {Join(fabric.Broadcast(value, src: 1))}",
     };
+    // More than one 25 MB bucket: every element must come back summed.
+    using (var large = full(7_000_000, rank + 1.0f))
+    using (var summed = fabric.AllReduce(large, "sum"))
+        lines.Add($"bucketed {summed.eq(3.0f).all().item<bool>()}");
     fabric.Barrier();
 
     manual_seed(11 + rank);

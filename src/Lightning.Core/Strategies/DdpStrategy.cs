@@ -13,8 +13,8 @@ namespace Lightning.Strategies;
 /// </summary>
 internal sealed class DdpStrategy
 {
-    /// <summary>Gradients go out in buckets of at most this many elements (100 MB of float32), so the temporary stays bounded.</summary>
-    internal const int BucketElements = 25 * 1024 * 1024;
+    /// <summary>Large buffers go out in buckets of this many elements (25 MB of float32, Lightning's <c>bucket_cap_mb</c> default).</summary>
+    internal const int BucketElements = 25 * 1024 * 1024 / sizeof(float);
 
     private DdpStrategy(int rank, int localRank, int worldSize, TimeSpan timeout) =>
         (Rank, LocalRank, WorldSize, Timeout) = (rank, localRank, worldSize, timeout);

@@ -60,7 +60,7 @@ internal static class Mpi
 
     public static unsafe void AllReduceInPlace(void* buffer, int count, int datatype, int op, TimeSpan timeout)
     {
-        Check(MPI_Iallreduce(MpiInPlace, (IntPtr)buffer, count, datatype, op, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallreduce");
+        Check(MPI_Iallreduce(s_inPlace, (IntPtr)buffer, count, datatype, op, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallreduce");
         Wait(ref request, "AllReduce", timeout);
     }
 
@@ -89,7 +89,7 @@ internal static class Mpi
         var spin = new SpinWait();
         while (true)
         {
-            Check(MPI_Test(ref request, out var done, MpiStatusIgnore), collective);
+            Check(MPI_Test(ref request, out var done, s_statusIgnore), collective);
             if (done != 0) return;
             if (clock.Elapsed > timeout)
                 throw new TimeoutException(
@@ -106,8 +106,8 @@ internal static class Mpi
     }
 
     // MPICH's values (mpi.h): MPI_IN_PLACE is (void*)-1, MPI_STATUS_IGNORE is (MPI_Status*)1, MPI_ERRORS_RETURN 0x54000001.
-    private static readonly IntPtr MpiInPlace = -1;
-    private static readonly IntPtr MpiStatusIgnore = 1;
+    private static readonly IntPtr s_inPlace = -1;
+    private static readonly IntPtr s_statusIgnore = 1;
     private const int MpiErrorsReturn = 0x54000001;
 
     [DllImport(Library)] private static extern int MPI_Iallreduce(IntPtr send, IntPtr receive, int count, int datatype, int op, int comm, out int request);

@@ -164,6 +164,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
             Assert.Equal("1,10,2,20", results["gather"]);
             Assert.Equal("2,20", results["broadcast"]);
             Assert.Equal("True", results["saved"]);
+            Assert.Equal("True", results["bucketed"]);
         }
     }
 
@@ -203,6 +204,24 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(new TrainerOptions { NumNodes = 2 }));
         Assert.Contains("NumNodes = 2 is not allowed: several nodes need Strategy = \"ddp\"", error.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(new TrainerOptions { Strategy = "ddp", NumNodes = 0 }));
+    }
+
+    [Fact]
+    public void DdpOnSeveralDevicesWithoutMpiexec_FailsNamingThePackage()
+    {
+        // Without mpiexec on PATH the trainer cannot relaunch itself under it.
+        var path = Environment.GetEnvironmentVariable("PATH");
+        Environment.SetEnvironmentVariable("PATH", "");
+        try
+        {
+            var error = Assert.Throws<InvalidOperationException>(() => new Trainer(new TrainerOptions { Accelerator = "cpu", Strategy = "ddp", Devices = 2 }));
+            Assert.Contains("mpiexec was not found on PATH", error.Message);
+            Assert.Contains("apt-get install -y mpich", error.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("PATH", path);
+        }
     }
 
     [Theory]
