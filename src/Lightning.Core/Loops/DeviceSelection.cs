@@ -48,14 +48,14 @@ internal sealed record DeviceSelection(Device Root, int Replicas, PrecisionPlugi
 
         if (strategy == "single_device" && ids.Length > 1)
             throw new ArgumentException($"Strategy = \"single_device\" runs on one device, but Devices = {devices} asks for {ids.Length}.", "Strategy");
-        // CPU replicas share one set of weights in memory, so a single module serves them all; CUDA replicas would
-        // need a copy of the module per device, which TorchSharp cannot make of an arbitrary module.
         if (strategy == "ddp")
         {
-            // One process per device: each rank drives one device, CUDA device = local rank.
-            var device = useCuda ? new Device(DeviceType.CUDA, Lightning.Strategies.Mpi.LocalRank % cudaCount) : CPU;
+            // One process per device: the rank with local rank i drives the i-th of the devices asked for.
+            var device = useCuda ? new Device(DeviceType.CUDA, ids[Lightning.Strategies.Mpi.LocalRank % ids.Length]) : CPU;
             return new DeviceSelection(device, 1, PrecisionPlugin.Create(precision, type, warn));
         }
+        // CPU replicas share one set of weights in memory, so a single module serves them all; CUDA replicas would
+        // need a copy of the module per device, which TorchSharp cannot make of an arbitrary module.
         if (useCuda && ids.Length > 1)
             throw new ArgumentException(
                 $"Devices = {devices} asks for {ids.Length} CUDA devices; data parallel runs on CPU replicas only for now. Use one CUDA device.", "Devices");
