@@ -347,7 +347,9 @@ public sealed class Trainer
             if (Selection.Precision.Dtype is { } dtype) module.to(dtype);
             Metrics.Context = HookContext.None;
             Metrics.Hook = "setup";
-            data.DataModule?.PrepareData();
+            // Downloads and the like happen once per machine (Lightning: local rank 0), before any rank sets up.
+            if (LocalRank == 0) data.DataModule?.PrepareData();
+            Ddp?.Barrier();
             data.DataModule?.Setup(stage);
             CallHooks("setup", c => c.Setup(this, module, stage), () => module.Setup(stage));
             if (Ddp is { } ddp)

@@ -82,6 +82,12 @@ static void Train(string folder)
     var stopped = Fit(Quiet(folder) with { MaxEpochs = 5, Callbacks = [stopOnOneRank] }, batches);
     Write(folder, "stopped", stopped.Trainer.GlobalRank, $"{stopped.Trainer.GlobalStep} {stopped.Trainer.CurrentEpoch}");
 
+    // A datamodule prepares its data once per machine (local rank 0) and sets up on every rank.
+    var datamodule = new CountingDataModule(batches);
+    var prepared = new Trainer(Quiet(folder) with { MaxEpochs = 1 });
+    prepared.Fit(new Regressor(), datamodule);
+    Write(folder, "prepared", prepared.GlobalRank, $"{datamodule.Prepared} {datamodule.SetUp}");
+
     FabricCollectives(folder);
 }
 
@@ -140,4 +146,14 @@ static void Endless(string folder, int? hangRank)
         })],
     };
     Fit(options, batches);
+}
+
+sealed class CountingDataModule(IReadOnlyList<Tensor> batches) : LightningDataModule<Tensor>
+{
+    public int Prepared { get; private set; }
+    public int SetUp { get; private set; }
+
+    public override void PrepareData() => Prepared++;
+    public override void Setup(Stage stage) => SetUp++;
+    public override IEnumerable<Tensor> TrainDataLoader() => batches;
 }

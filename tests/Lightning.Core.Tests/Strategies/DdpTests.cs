@@ -125,6 +125,13 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
     }
 
     [Fact]
+    public void DataModule_PreparesOnLocalRankZeroOnly_AndSetsUpOnEveryRank()
+    {
+        Assert.Equal("1 1", run.Read("prepared", 0));
+        Assert.Equal("0 1", run.Read("prepared", 1));
+    }
+
+    [Fact]
     public void KilledRank_MakesTheOthersExitNonZeroInBoundedTime()
     {
         using var folder = new TempDirectory();
