@@ -230,7 +230,7 @@ public sealed partial class ModelCheckpoint : Callback
             : Path.Combine(trainer.DefaultRootDir, "checkpoints"));
         if (stage != Stage.Fit) return;
         _validationSeen = _validationRan = false;
-        if (SaveTopK != 0 && Directory.Exists(DirPath) && Directory.EnumerateFileSystemEntries(DirPath).Any())
+        if (trainer.IsGlobalZero && SaveTopK != 0 && Directory.Exists(DirPath) && Directory.EnumerateFileSystemEntries(DirPath).Any())
             Warn($"Checkpoint directory {DirPath} exists and is not empty.");
     }
 
