@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Lightning.Loggers;
 using Lightning.Loops;
 using Lightning.Precision;
+using Lightning.Strategies;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -19,8 +20,14 @@ public sealed record FabricOptions
     /// <summary>Which devices: "auto", a count, -1 for all, or indices.</summary>
     public Devices Devices { get; init; } = Devices.Auto;
 
-    /// <summary>"auto" or "single_device" (Fabric runs one replica; use the Trainer for "dp").</summary>
+    /// <summary>
+    /// "auto", "single_device" (Fabric runs one replica; use the Trainer for "dp"), or "ddp": one process per device on
+    /// MPI (started by <c>mpiexec -n N</c>, or relaunched under it), with gradients averaged in <see cref="Fabric.Backward"/>.
+    /// </summary>
     public string Strategy { get; init; } = "auto";
+
+    /// <summary>With "ddp", how long a collective waits for the other processes before this one fails (default 30 minutes).</summary>
+    public TimeSpan DistributedTimeout { get; init; } = TimeSpan.FromMinutes(30);
 
     /// <summary>As <see cref="TrainerOptions.Precision"/>.</summary>
     public string Precision { get; init; } = "32-true";
@@ -43,6 +50,8 @@ public sealed record FabricOptions
 public sealed class Fabric
 {
     private readonly DeviceSelection _selection;
+    private readonly DdpStrategy? _ddp;
+    private readonly List<nn.Module> _modules = [];
 
     /// <summary>Resolves the options; invalid ones fail here.</summary>
     public Fabric(FabricOptions? options = null)
@@ -51,6 +60,9 @@ public sealed class Fabric
         _selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
         if (_selection.Replicas > 1)
             throw new ArgumentException($"Devices = {Options.Devices}: Fabric drives one replica; for data parallel over several devices use the Trainer with Strategy = \"dp\".", nameof(options));
+        if (Options.DistributedTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(options), Options.DistributedTimeout, $"DistributedTimeout = {Options.DistributedTimeout} is not allowed: it must be a positive duration.");
+        if (Options.Strategy == "ddp") _ddp = DdpStrategy.Connect(1, Options.Devices, Options.DistributedTimeout);
     }
 
     /// <summary>The options this Fabric was built with.</summary>
@@ -63,10 +75,10 @@ public sealed class Fabric
     public string Precision => _selection.Precision.Name;
 
     /// <summary>This process's rank among all processes (0 without distributed training).</summary>
-    public int GlobalRank => 0;
+    public int GlobalRank => _ddp?.Rank ?? 0;
 
     /// <summary>The number of processes (1 without distributed training).</summary>
-    public int WorldSize => 1;
+    public int WorldSize => _ddp?.WorldSize ?? 1;
 
     /// <summary>True for the process that writes files.</summary>
     public bool IsGlobalZero => GlobalRank == 0;
@@ -80,6 +92,9 @@ public sealed class Fabric
         ArgumentNullException.ThrowIfNull(module);
         if (Device.type != DeviceType.CPU) module.to(Device);
         if (_selection.Precision.Dtype is { } dtype) module.to(dtype);
+        // Under "ddp" every process starts from rank 0's weights, and Backward averages this module's gradients.
+        _ddp?.BroadcastModule(module);
+        _modules.Add(module);
         return module;
     }
 
@@ -97,7 +112,8 @@ public sealed class Fabric
     public IEnumerable<TBatch> SetupDataLoader<TBatch>(IEnumerable<TBatch> loader)
     {
         ArgumentNullException.ThrowIfNull(loader);
-        return Transfer(loader);
+        // Under "ddp" each process gets its shard (padded so all take the same number of steps, shuffled if the loader was).
+        return Transfer(_ddp is null ? loader : DistributedLoader.Shard(loader, _ddp, training: true, LightningSeed.GlobalSeed ?? 0));
     }
 
     private IEnumerable<TBatch> Transfer<TBatch>(IEnumerable<TBatch> loader)
@@ -116,6 +132,9 @@ public sealed class Fabric
     {
         ArgumentNullException.ThrowIfNull(loss);
         (Scaler?.ScaleLoss(loss) ?? loss).backward();
+        // Averaging is linear, so averaging after each of several accumulated backward passes still gives the mean.
+        if (_ddp is not null)
+            foreach (var module in _modules) _ddp.AverageGradients(module.parameters());
     }
 
     /// <summary>Steps <paramref name="optimizer"/> (unscaling first, skipping on overflow with loss scaling); returns whether it stepped.</summary>
@@ -149,17 +168,39 @@ public sealed class Fabric
         return nn.utils.clip_grad_norm_(parameters, maxNorm!.Value);
     }
 
-    /// <summary>Reduces a tensor across processes ("mean", "sum", "min", "max"); with one process it is returned unchanged (a copy).</summary>
+    /// <summary>Reduces a tensor across processes ("mean", "sum", "min", "max") into a new tensor; with one process, a copy.</summary>
     public Tensor AllReduce(Tensor tensor, string reduceOp = "mean")
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        if (reduceOp is not ("mean" or "sum" or "min" or "max"))
-            throw new ArgumentOutOfRangeException(nameof(reduceOp), reduceOp, $"reduceOp = \"{reduceOp}\" is not allowed: use \"mean\", \"sum\", \"min\" or \"max\".");
-        return tensor.clone();
+        var reduce = reduceOp switch
+        {
+            "mean" => ReduceFx.Mean,
+            "sum" => ReduceFx.Sum,
+            "min" => ReduceFx.Min,
+            "max" => ReduceFx.Max,
+            _ => throw new ArgumentOutOfRangeException(nameof(reduceOp), reduceOp, $"reduceOp = \"{reduceOp}\" is not allowed: use \"mean\", \"sum\", \"min\" or \"max\"."),
+        };
+        return _ddp is null ? tensor.clone() : _ddp.AllReduce(tensor, reduce);
+    }
+
+    /// <summary>Every process's tensor (same shape everywhere) stacked along a new first dimension in rank order: shape [WorldSize, ...].</summary>
+    public Tensor AllGather(Tensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        return _ddp is null ? tensor.unsqueeze(0).clone() : _ddp.AllGather(tensor);
+    }
+
+    /// <summary>Process <paramref name="src"/>'s tensor on every process (same shape and dtype everywhere), as a new tensor.</summary>
+    public Tensor Broadcast(Tensor tensor, int src = 0)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (src < 0 || src >= WorldSize)
+            throw new ArgumentOutOfRangeException(nameof(src), src, $"src = {src} is not allowed: use a rank from 0 to {WorldSize - 1}.");
+        return _ddp is null ? tensor.clone() : _ddp.Broadcast(tensor, src);
     }
 
     /// <summary>Waits for every process; with one process it returns at once.</summary>
-    public void Barrier() { }
+    public void Barrier() => _ddp?.Barrier();
 
     /// <summary>Sends one metric to the loggers.</summary>
     public void Log(string name, double value, long step = 0) => LogDict(new Dictionary<string, double> { [name] = value }, step);
@@ -168,6 +209,7 @@ public sealed class Fabric
     public void LogDict(IReadOnlyDictionary<string, double> metrics, long step = 0)
     {
         ArgumentNullException.ThrowIfNull(metrics);
+        if (!IsGlobalZero) return;
         foreach (var logger in Options.Loggers)
         {
             logger.LogMetrics(metrics, step);
@@ -177,13 +219,19 @@ public sealed class Fabric
 
     /// <summary>
     /// Saves a state dictionary: modules and optimizers as their state dicts, everything else (numbers, strings, lists)
-    /// as JSON. Written to a temporary file and renamed.
+    /// as JSON. Written to a temporary file and renamed, by process 0 only; every process returns once it is written.
     /// </summary>
     public void Save(string path, IReadOnlyDictionary<string, object> state)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(state);
-        if (!IsGlobalZero) return;
+        // Rank 0 writes; the barrier keeps any process from loading the file before it is complete.
+        if (IsGlobalZero) Write(path, state);
+        Barrier();
+    }
+
+    private static void Write(string path, IReadOnlyDictionary<string, object> state)
+    {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(directory);
         var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
@@ -226,6 +274,7 @@ public sealed class Fabric
     public Dictionary<string, JsonNode?> Load(string path, IReadOnlyDictionary<string, object>? state = null, bool strict = true)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        Barrier();
         if (!File.Exists(path)) throw new FileNotFoundException($"Fabric checkpoint '{path}' does not exist.", path);
         using var archive = ZipFile.OpenRead(path);
         foreach (var (key, value) in state ?? new Dictionary<string, object>())

@@ -54,30 +54,32 @@ public abstract class LightningModule : nn.Module
     /// <param name="reduceFx">How step values become the epoch value.</param>
     /// <param name="batchSize">The weight of this value in an epoch mean (default: the batch's first dimension).</param>
     /// <param name="logger">Send the value to the loggers (else only to callbacks and the progress bar).</param>
+    /// <param name="syncDist">Under "ddp", reduce the value across ranks with <paramref name="reduceFx"/> (an epoch mean
+    /// from every rank's samples); without it each rank keeps its own value. No effect in a single process.</param>
     public void Log(string name, Tensor value, bool progBar = false, bool? onStep = null, bool? onEpoch = null,
-        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true)
+        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true, bool syncDist = false)
     {
         ArgumentNullException.ThrowIfNull(value);
         if (value.numel() != 1)
             throw new ArgumentException(
                 $"Metric '{name}' must be a tensor with one element; got shape [{string.Join(", ", value.shape)}].", nameof(value));
-        Log(name, value.ToDouble(), progBar, onStep, onEpoch, reduceFx, batchSize, logger);
+        Log(name, value.ToDouble(), progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist);
     }
 
-    /// <summary>Logs a scalar metric; see <see cref="Log(string, Tensor, bool, bool?, bool?, ReduceFx, int?, bool)"/>.</summary>
+    /// <summary>Logs a scalar metric; see <see cref="Log(string, Tensor, bool, bool?, bool?, ReduceFx, int?, bool, bool)"/>.</summary>
     public void Log(string name, double value, bool progBar = false, bool? onStep = null, bool? onEpoch = null,
-        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true)
+        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true, bool syncDist = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        Trainer?.Metrics.Record(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger);
+        Trainer?.Metrics.Record(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist);
     }
 
     /// <summary>Logs several metrics with the same settings (Lightning's <c>log_dict</c>).</summary>
     public void LogDict(IReadOnlyDictionary<string, double> values, bool progBar = false, bool? onStep = null, bool? onEpoch = null,
-        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true)
+        ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true, bool syncDist = false)
     {
         ArgumentNullException.ThrowIfNull(values);
-        foreach (var (name, value) in values) Log(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger);
+        foreach (var (name, value) in values) Log(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist);
     }
 
     /// <summary>

@@ -5,6 +5,7 @@ using Lightning.Checkpoints;
 using Lightning.Loggers;
 using Lightning.Loops;
 using Lightning.Precision;
+using Lightning.Strategies;
 using static TorchSharp.torch;
 
 namespace Lightning;
@@ -37,11 +38,14 @@ public sealed class Trainer
         DefaultRootDir = Path.GetFullPath(Options.DefaultRootDir ?? Directory.GetCurrentDirectory());
         Limits = EffectiveLimits.From(Options);
         Selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
+        // Joined (or relaunched under mpiexec) before the callbacks, which differ on rank 0.
+        if (Options.Strategy == "ddp") Ddp = DdpStrategy.Connect(Options.NumNodes, Options.Devices, Options.DistributedTimeout);
         _transferBatches = Selection.Root.type != DeviceType.CPU || Selection.Precision.Dtype is not null;
         _accumulateGradBatches = Options.AccumulateGradBatches;
-        _callbacks = BuildCallbacks(Options, Limits);
+        _callbacks = BuildCallbacks(Options, Limits, IsGlobalZero);
         if (Options.Profiler == "simple") _profiler = new SimpleProfiler();
         if (Options.Barebones) Metrics.Disabled = true;
+        if (Ddp is { WorldSize: > 1 } ddp) Metrics.SyncDist = ddp.AllReduce;
     }
 
     /// <summary>The options this trainer was built with.</summary>
@@ -109,7 +113,16 @@ public sealed class Trainer
     }
 
     /// <summary>This process is the one that writes logs and checkpoints (always true without distributed training).</summary>
-    public bool IsGlobalZero => true;
+    public bool IsGlobalZero => Ddp?.IsGlobalZero ?? true;
+
+    /// <summary>This process's rank among all processes of a "ddp" run (0 otherwise).</summary>
+    public int GlobalRank => Ddp?.Rank ?? 0;
+
+    /// <summary>This process's rank among the processes on its node (0 without "ddp").</summary>
+    public int LocalRank => Ddp?.LocalRank ?? 0;
+
+    /// <summary>The number of processes training together (1 without "ddp").</summary>
+    public int WorldSize => Ddp?.WorldSize ?? 1;
 
     /// <summary>The module being run, once a stage has started.</summary>
     public LightningModule? LightningModule { get; private set; }
@@ -129,8 +142,11 @@ public sealed class Trainer
     /// <summary>Every <see cref="ModelCheckpoint"/>.</summary>
     public IReadOnlyList<ModelCheckpoint> CheckpointCallbacks => _callbacks.OfType<ModelCheckpoint>().ToList();
 
-    /// <summary>The loggers; the defaults share the next free <c>lightning_logs/version_N</c>, chosen on first use.</summary>
-    public IReadOnlyList<LightningLogger> Loggers => _loggers ??= Limits.LoggingOff ? [] : Options.Loggers ?? DefaultLoggers();
+    /// <summary>
+    /// The loggers; the defaults share the next free <c>lightning_logs/version_N</c>, chosen on first use. Empty on every
+    /// "ddp" rank but rank 0, so each metric is written once.
+    /// </summary>
+    public IReadOnlyList<LightningLogger> Loggers => _loggers ??= Limits.LoggingOff || !IsGlobalZero ? [] : Options.Loggers ?? DefaultLoggers();
 
     /// <summary>The first logger, if any.</summary>
     public LightningLogger? Logger => Loggers.FirstOrDefault();
@@ -156,6 +172,7 @@ public sealed class Trainer
     internal MetricsConnector Metrics { get; } = new();
     internal EffectiveLimits Limits { get; }
     internal DeviceSelection Selection { get; }
+    internal DdpStrategy? Ddp { get; }
     internal GradScaler? Scaler => Selection.Precision.Scaler;
     internal IReadOnlyList<LightningOptimizer> LightningOptimizers => _lightningOptimizers;
 
@@ -219,6 +236,8 @@ public sealed class Trainer
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         var module = LightningModule ?? throw new InvalidOperationException("SaveCheckpoint needs a module: call it during or after a stage.");
         var checkpoint = CheckpointConnector.Capture(this, module, weightsOnly);
+        // Every rank runs the checkpoint hooks, as in Lightning; only rank 0 writes (ranks meet at a barrier before any load).
+        if (!IsGlobalZero) return;
         // While a stage runs the file is written in the background; the stage waits for it before it returns.
         if (State is null) checkpoint.Save(path);
         else _checkpointWriter.Write(path, checkpoint.Save);
@@ -228,6 +247,7 @@ public sealed class Trainer
     /// <summary>Deletes a checkpoint file after any pending write of it (checkpoint callbacks use this, not File.Delete).</summary>
     internal void RemoveCheckpoint(string path)
     {
+        if (!IsGlobalZero) return;
         if (State is null) File.Delete(path);
         else _checkpointWriter.Delete(path);
     }
@@ -237,6 +257,16 @@ public sealed class Trainer
 
     /// <summary>Waits until every checkpoint asked for is on disk.</summary>
     internal void FlushCheckpoints() => _checkpointWriter.Flush();
+
+    /// <summary>Waits until rank 0's checkpoints are on disk and every rank got here, so any rank may read them next.</summary>
+    internal void SyncCheckpoints()
+    {
+        FlushCheckpoints();
+        Ddp?.Barrier();
+    }
+
+    /// <summary>Rank 0's value on every rank (itself without "ddp"); every rank must call it at the same point.</summary>
+    internal string? BroadcastFromGlobalZero(string? value) => Ddp is null ? value : Ddp.Broadcast(value);
 
     private void Fit<TBatch>(LightningModule<TBatch> module, DataSource<TBatch> data, string? ckptPath)
     {
@@ -317,11 +347,19 @@ public sealed class Trainer
             if (Selection.Precision.Dtype is { } dtype) module.to(dtype);
             Metrics.Context = HookContext.None;
             Metrics.Hook = "setup";
-            data.DataModule?.PrepareData();
+            // Downloads and the like happen once per machine (Lightning: local rank 0), before any rank sets up.
+            if (LocalRank == 0) data.DataModule?.PrepareData();
+            Ddp?.Barrier();
             data.DataModule?.Setup(stage);
             CallHooks("setup", c => c.Setup(this, module, stage), () => module.Setup(stage));
+            if (Ddp is { } ddp)
+            {
+                ddp.BroadcastModule(module);
+                if (Options.UseDistributedSampler)
+                    data.Shard = (loader, training) => DistributedLoader.Shard(loader, ddp, training, LightningSeed.GlobalSeed ?? 0);
+            }
             var result = run();
-            FlushCheckpoints();
+            SyncCheckpoints();
             Metrics.Context = HookContext.None;
             Metrics.Hook = "teardown";
             CallHooks("teardown", c => c.Teardown(this, module, stage), () => module.Teardown(stage));
@@ -391,6 +429,7 @@ public sealed class Trainer
     internal void RunManualOptimizerStep(optim.Optimizer optimizer, Func<Tensor>? closure)
     {
         var module = LightningModule!;
+        Ddp?.AverageGradients(module.parameters());
         if (Scaler is { } scaler)
         {
             // Gradients come from ManualBackward, scaled: run the closure first, unscale, skip the step on overflow.
@@ -415,11 +454,13 @@ public sealed class Trainer
         return [tensorBoard, new CsvLogger(DefaultRootDir, version: tensorBoard.Version)];
     }
 
-    private static List<Callback> BuildCallbacks(TrainerOptions options, EffectiveLimits limits)
+    private static List<Callback> BuildCallbacks(TrainerOptions options, EffectiveLimits limits, bool isGlobalZero)
     {
         var callbacks = options.Callbacks.ToList();
-        if (limits.ProgressBar && !callbacks.OfType<ProgressBar>().Any()) callbacks.Add(new ProgressBar());
-        if (limits.ModelSummary && !callbacks.OfType<ModelSummary>().Any()) callbacks.Add(new ModelSummary());
+        // Console output comes from rank 0 only.
+        if (!isGlobalZero) callbacks.RemoveAll(c => c is ProgressBar or ModelSummary);
+        if (isGlobalZero && limits.ProgressBar && !callbacks.OfType<ProgressBar>().Any()) callbacks.Add(new ProgressBar());
+        if (isGlobalZero && limits.ModelSummary && !callbacks.OfType<ModelSummary>().Any()) callbacks.Add(new ModelSummary());
         if (options.MaxTime is { } maxTime && !callbacks.OfType<Callbacks.Timer>().Any()) callbacks.Add(new Callbacks.Timer(maxTime));
         if (limits.Checkpointing && !callbacks.OfType<ModelCheckpoint>().Any()) callbacks.Add(new ModelCheckpoint());
         // Checkpoints and monitors run last so they see what every other callback did.

@@ -16,10 +16,21 @@ public sealed record TrainerOptions
     public Devices Devices { get; init; } = Devices.Auto;
 
     /// <summary>
-    /// How work is spread over devices: "auto" (data parallel when several devices are asked for), "single_device", or
-    /// "dp": one process, each batch split across replicas whose training steps run in parallel, one optimizer step.
+    /// How work is spread over devices: "auto" (data parallel when several devices are asked for), "single_device",
+    /// "dp": one process, each batch split across replicas whose training steps run in parallel, one optimizer step; or
+    /// "ddp": one process per device on MPI (NumNodes × Devices processes), started by <c>mpiexec -n N</c> or relaunched
+    /// under it by the trainer, each rank on its shard of the data, gradients averaged every optimizer step.
     /// </summary>
     public string Strategy { get; init; } = "auto";
+
+    /// <summary>Machines taking part in "ddp" (default 1); the world size is NumNodes × Devices.</summary>
+    public int NumNodes { get; init; } = 1;
+
+    /// <summary>With "ddp", give each rank its shard of the training and evaluation loaders (default true), as Lightning's <c>use_distributed_sampler</c>.</summary>
+    public bool UseDistributedSampler { get; init; } = true;
+
+    /// <summary>How long a "ddp" collective (gradient Allreduce, barrier) waits for the other ranks before this rank fails (default 30 minutes).</summary>
+    public TimeSpan DistributedTimeout { get; init; } = TimeSpan.FromMinutes(30);
 
     /// <summary>
     /// Numeric precision: "32-true" (default), "64-true", "16-true", "bf16-true" (weights and inputs in that dtype),
@@ -144,6 +155,9 @@ public sealed record TrainerOptions
         if (CheckValEveryNEpoch is null && ValCheckInterval.Count is null)
             Fail(nameof(CheckValEveryNEpoch), "null", "step-driven validation needs ValCheckInterval as a batch count");
         if (NumSanityValSteps < -1) Fail(nameof(NumSanityValSteps), NumSanityValSteps, "it must be 0 or more, or -1 for all");
+        if (NumNodes < 1) Fail(nameof(NumNodes), NumNodes, "it must be 1 or more");
+        if (NumNodes > 1 && Strategy != "ddp") Fail(nameof(NumNodes), NumNodes, $"several nodes need Strategy = \"ddp\" (Strategy is \"{Strategy}\")");
+        if (DistributedTimeout <= TimeSpan.Zero) Fail(nameof(DistributedTimeout), DistributedTimeout, "it must be a positive duration");
         if (AccumulateGradBatches < 1) Fail(nameof(AccumulateGradBatches), AccumulateGradBatches, "it must be 1 or more");
         if (GradientClipVal is { } clip && (clip <= 0 || double.IsNaN(clip))) Fail(nameof(GradientClipVal), clip, "it must be greater than 0, or null for no clipping");
         if (FastDevRun < 0) Fail(nameof(FastDevRun), FastDevRun, "it must be 0 (off) or a number of batches");

@@ -224,12 +224,13 @@ public sealed partial class ModelCheckpoint : Callback
     /// <inheritdoc />
     public override void Setup(Trainer trainer, LightningModule module, Stage stage)
     {
-        DirPath ??= trainer.Loggers.Count > 0
+        // Under "ddp" only rank 0 has loggers (and picks the version folder): every rank takes its choice.
+        DirPath ??= trainer.BroadcastFromGlobalZero(trainer.Loggers.Count > 0
             ? Path.Combine(trainer.Loggers[0].LogDir, "checkpoints")
-            : Path.Combine(trainer.DefaultRootDir, "checkpoints");
+            : Path.Combine(trainer.DefaultRootDir, "checkpoints"));
         if (stage != Stage.Fit) return;
         _validationSeen = _validationRan = false;
-        if (SaveTopK != 0 && Directory.Exists(DirPath) && Directory.EnumerateFileSystemEntries(DirPath).Any())
+        if (trainer.IsGlobalZero && SaveTopK != 0 && Directory.Exists(DirPath) && Directory.EnumerateFileSystemEntries(DirPath).Any())
             Warn($"Checkpoint directory {DirPath} exists and is not empty.");
     }
 

@@ -48,7 +48,7 @@ internal static class CheckpointConnector
 
     private static string? ResolvePath(Trainer trainer, string ckptPath, Stage stage)
     {
-        trainer.FlushCheckpoints();
+        trainer.SyncCheckpoints();
         switch (ckptPath)
         {
             case "best":

@@ -42,6 +42,11 @@ public sealed class EpochShuffler : IEnumerable<long>
     /// <summary>Sets the epoch of the shuffler inside a TorchSharp data loader, if it has one of these.</summary>
     internal static void SetEpochOf(object loader, int epoch)
     {
+        if (loader is Strategies.IDistributedLoader sharded)
+        {
+            sharded.SetEpoch(epoch);
+            return;
+        }
         for (var type = loader.GetType(); type is not null; type = type.BaseType)
             if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(TorchSharp.Modules.DataLoader<,>))
             {

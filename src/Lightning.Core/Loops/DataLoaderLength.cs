@@ -7,6 +7,7 @@ internal static class DataLoaderLength
 {
     public static long? Of<TBatch>(IEnumerable<TBatch> loader)
     {
+        if (loader is Strategies.IDistributedLoader sharded) return sharded.Count;
         if (loader.TryGetNonEnumeratedCount(out var count)) return count;
         if (loader is IReadOnlyCollection<TBatch> collection) return collection.Count;
         // TorchSharp's DataLoader<T, TBatch> knows its length but implements no collection interface.

@@ -12,12 +12,19 @@ internal sealed class DataSource<TBatch>
 
     public LightningDataModule<TBatch>? DataModule { get; }
 
-    public IEnumerable<TBatch> Train() => _train ?? DataModule?.TrainDataLoader()
-        ?? throw new InvalidOperationException("Fit needs a training data loader.");
+    /// <summary>Turns a loader into this rank's share under "ddp" (the flag says training); null keeps loaders whole.</summary>
+    public Func<IEnumerable<TBatch>, bool, IEnumerable<TBatch>>? Shard { get; set; }
 
-    public IEnumerable<TBatch>? Val() => _val ?? DataModule?.ValDataLoader();
-    public IEnumerable<TBatch>? Test() => _test ?? DataModule?.TestDataLoader();
+    public IEnumerable<TBatch> Train() => Apply(_train ?? DataModule?.TrainDataLoader()
+        ?? throw new InvalidOperationException("Fit needs a training data loader."), training: true);
 
-    public IEnumerable<TBatch> Predict() => _predict ?? DataModule?.PredictDataLoader()
-        ?? throw new InvalidOperationException("Predict needs a data loader.");
+    public IEnumerable<TBatch>? Val() => Apply(_val ?? DataModule?.ValDataLoader(), training: false);
+    public IEnumerable<TBatch>? Test() => Apply(_test ?? DataModule?.TestDataLoader(), training: false);
+
+    public IEnumerable<TBatch> Predict() => Apply(_predict ?? DataModule?.PredictDataLoader()
+        ?? throw new InvalidOperationException("Predict needs a data loader."), training: false);
+
+    [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(loader))]
+    private IEnumerable<TBatch>? Apply(IEnumerable<TBatch>? loader, bool training) =>
+        loader is null || Shard is null ? loader : Shard(loader, training);
 }

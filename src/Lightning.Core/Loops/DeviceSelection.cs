@@ -11,14 +11,14 @@ namespace Lightning.Loops;
 internal sealed record DeviceSelection(Device Root, int Replicas, PrecisionPlugin Precision)
 {
     public static readonly string[] Accelerators = ["auto", "cpu", "cuda", "gpu"];
-    public static readonly string[] Strategies = ["auto", "single_device", "dp"];
+    public static readonly string[] Strategies = ["auto", "single_device", "dp", "ddp"];
 
     public static DeviceSelection Resolve(string accelerator, Devices devices, string strategy, string precision, Action<string> warn)
     {
         if (!Accelerators.Contains(accelerator))
             throw new ArgumentOutOfRangeException("Accelerator", accelerator, $"Accelerator = \"{accelerator}\" is not allowed: use one of {string.Join(", ", Accelerators.Select(a => $"\"{a}\""))}.");
         if (!Strategies.Contains(strategy))
-            throw new ArgumentOutOfRangeException("Strategy", strategy, $"Strategy = \"{strategy}\" is not allowed: use one of {string.Join(", ", Strategies.Select(s => $"\"{s}\""))} (multi-process \"ddp\" is not available yet).");
+            throw new ArgumentOutOfRangeException("Strategy", strategy, $"Strategy = \"{strategy}\" is not allowed: use one of {string.Join(", ", Strategies.Select(s => $"\"{s}\""))}.");
         PrecisionPlugin.Canonical(precision);
 
         var cudaCount = cuda.is_available() ? cuda.device_count() : 0;
@@ -48,6 +48,12 @@ internal sealed record DeviceSelection(Device Root, int Replicas, PrecisionPlugi
 
         if (strategy == "single_device" && ids.Length > 1)
             throw new ArgumentException($"Strategy = \"single_device\" runs on one device, but Devices = {devices} asks for {ids.Length}.", "Strategy");
+        if (strategy == "ddp")
+        {
+            // One process per device: the rank with local rank i drives the i-th of the devices asked for.
+            var device = useCuda ? new Device(DeviceType.CUDA, ids[Lightning.Strategies.Mpi.LocalRank % ids.Length]) : CPU;
+            return new DeviceSelection(device, 1, PrecisionPlugin.Create(precision, type, warn));
+        }
         // CPU replicas share one set of weights in memory, so a single module serves them all; CUDA replicas would
         // need a copy of the module per device, which TorchSharp cannot make of an arbitrary module.
         if (useCuda && ids.Length > 1)

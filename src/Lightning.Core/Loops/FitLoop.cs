@@ -64,7 +64,18 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
         var t = _trainer;
         if (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps) return true;
         if (t.MaxEpochs != -1 && t.CurrentEpoch >= t.MaxEpochs) return true;
-        return t.ShouldStop && MinimumsReached();
+        return StopAgreed() && MinimumsReached();
+    }
+
+    /// <summary>
+    /// Under "ddp" a stop asked for on any rank (early stopping on its own metrics, a timer) stops them all, as Lightning's
+    /// <c>reduce_boolean_decision</c>: ranks that stopped apart would wait on each other's collectives.
+    /// </summary>
+    private bool StopAgreed()
+    {
+        if (_trainer.Ddp is { WorldSize: > 1 } ddp)
+            _trainer.ShouldStop = ddp.AllReduce([_trainer.ShouldStop ? 1.0 : 0.0], ReduceFx.Max)[0] > 0;
+        return _trainer.ShouldStop;
     }
 
     private bool MinimumsReached() =>
@@ -114,7 +125,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
                 if (!RunBatch(batches.Current, batchIdx, isLast)) break;
                 batchIdx++;
                 if (ValidationDueInEpoch(batchIdx, isLast)) RunValidation();
-                if ((t.ShouldStop && MinimumsReached()) || (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps)) break;
+                if ((StopAgreed() && MinimumsReached()) || (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps)) break;
             }
         }
         Phase = EpochPhase.AfterBatches;
@@ -215,6 +226,8 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
             {
                 var result = Closure();
                 if (result is null) throw new SkippedStep(counted: false);
+                // Skipped on accumulation batches: only the stepping batch's closure averages the summed gradients.
+                t.Ddp?.AverageGradients(_module.parameters());
                 // Clipping and the hook see true gradients, so undo loss scaling first.
                 t.Scaler?.Unscale(optimizer!);
                 t.CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(t, _module, optimizer!), () => _module.OnBeforeOptimizerStep(optimizer!));

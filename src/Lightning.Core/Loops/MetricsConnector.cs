@@ -8,12 +8,23 @@ namespace Lightning.Loops;
 /// </summary>
 internal sealed class MetricsConnector
 {
-    private sealed class Accumulator(ReduceFx reduce, bool progBar, bool toLogger)
+    private sealed class Accumulator(ReduceFx reduce, bool progBar, bool toLogger, bool syncDist)
     {
         private double _sum, _weight, _extreme = reduce == ReduceFx.Min ? double.PositiveInfinity : double.NegativeInfinity;
 
         public bool ProgBar { get; } = progBar;
         public bool ToLogger { get; } = toLogger;
+
+        /// <summary>Reduced across ranks at the epoch's end (once), from every rank's sum and weight, so a mean is the global one.</summary>
+        public bool PendingSync { get; private set; } = syncDist;
+
+        public void Sync(Func<double[], ReduceFx, double[]> reduceAcrossRanks)
+        {
+            var totals = reduceAcrossRanks([_sum, _weight], ReduceFx.Sum);
+            (_sum, _weight) = (totals[0], totals[1]);
+            _extreme = reduceAcrossRanks([_extreme], reduce == ReduceFx.Min ? ReduceFx.Min : ReduceFx.Max)[0];
+            PendingSync = false;
+        }
 
         public void Add(double value, int batchSize)
         {
@@ -44,6 +55,9 @@ internal sealed class MetricsConnector
     public HookContext Context { get; set; }
     public string Hook { get; set; } = "";
     public bool Disabled { get; set; }
+
+    /// <summary>Reduces values across "ddp" ranks (set by the trainer when there are several); null: <c>syncDist</c> has nothing to do.</summary>
+    public Func<double[], ReduceFx, double[]>? SyncDist { get; set; }
 
     /// <summary>Batch size of the batch in flight, for weighting means; found on demand from the batch itself.</summary>
     public Func<int>? BatchSizeOfCurrentBatch { get; set; }
@@ -80,7 +94,8 @@ internal sealed class MetricsConnector
         }
     }
 
-    public void Record(string name, double value, bool progBar, bool? onStep, bool? onEpoch, ReduceFx reduceFx, int? batchSize, bool logger)
+    public void Record(string name, double value, bool progBar, bool? onStep, bool? onEpoch, ReduceFx reduceFx, int? batchSize, bool logger,
+        bool syncDist = false)
     {
         if (_replicaLogs is { } replica)
         {
@@ -101,6 +116,10 @@ internal sealed class MetricsConnector
         if (batchSize is <= 0)
             throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batchSize = {batchSize} for metric '{name}' is not allowed: it must be 1 or more.");
 
+        // An epoch-only value inside a step is reduced once at the epoch's end; anything else now, as it is recorded.
+        var syncAtEpochEnd = syncDist && SyncDist is not null && inStep && !step;
+        if (syncDist && SyncDist is { } reduce && !syncAtEpochEnd) value = reduce([value], reduceFx)[0];
+
         var stepKey = step && epoch ? $"{name}_step" : name;
         if (step)
         {
@@ -113,7 +132,7 @@ internal sealed class MetricsConnector
         {
             var key = step ? $"{name}_epoch" : name;
             if (!_epoch.TryGetValue(key, out var accumulator))
-                _epoch[key] = accumulator = new Accumulator(reduceFx, progBar, logger);
+                _epoch[key] = accumulator = new Accumulator(reduceFx, progBar, logger, syncAtEpochEnd);
             var weight = reduceFx == ReduceFx.Mean && inStep ? batchSize ?? BatchSizeOfCurrentBatch?.Invoke() ?? 1 : 1;
             accumulator.Add(value, weight);
             // Outside steps the value is final at once, so monitoring callbacks later in the same hook see it.
@@ -131,6 +150,10 @@ internal sealed class MetricsConnector
     /// <summary>Publishes this epoch's reduced values to the callback metrics (Lightning's <c>epoch_end_reached</c>).</summary>
     public void PublishEpochValues()
     {
+        // Every rank logs the same keys; sorted, they meet in the same collectives in the same order.
+        if (SyncDist is { } reduce)
+            foreach (var (_, accumulator) in _epoch.OrderBy(e => e.Key, StringComparer.Ordinal).Where(e => e.Value.PendingSync))
+                accumulator.Sync(reduce);
         foreach (var (key, accumulator) in _epoch)
         {
             var value = accumulator.Value;

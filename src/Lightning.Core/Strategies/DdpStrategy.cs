@@ -1,0 +1,193 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Lightning.Strategies;
+
+/// <summary>
+/// Strategy "ddp": one process per device, started by <c>mpiexec</c> (or relaunched under it), rank 0's weights broadcast
+/// at the start and gradients averaged with one Allreduce per optimizer step over a flattened buffer. With a world of one
+/// process every collective is the identity and MPI is not needed.
+/// </summary>
+internal sealed class DdpStrategy
+{
+    /// <summary>Large buffers go out in buckets of this many elements (25 MB of float32, Lightning's <c>bucket_cap_mb</c> default).</summary>
+    internal const int BucketElements = 25 * 1024 * 1024 / sizeof(float);
+
+    private DdpStrategy(int rank, int localRank, int worldSize, TimeSpan timeout) =>
+        (Rank, LocalRank, WorldSize, Timeout) = (rank, localRank, worldSize, timeout);
+
+    public int Rank { get; }
+    public int LocalRank { get; }
+    public int WorldSize { get; }
+    public TimeSpan Timeout { get; }
+    public bool IsGlobalZero => Rank == 0;
+
+    /// <summary>
+    /// Joins the MPI world, or relaunches this program under <c>mpiexec</c> when it was started without it and asks for
+    /// more than one process (this call then never returns: the process exits with the ranks' exit code).
+    /// </summary>
+    public static DdpStrategy Connect(int numNodes, Devices devices, TimeSpan timeout)
+    {
+        var perNode = devices.Ids?.Length ?? (devices.Count is { } n and >= 1 ? n : (int?)null);
+        if (!Mpi.LaunchedByMpiexec)
+        {
+            var expected = numNodes * (perNode ?? 1);
+            if (expected == 1) return new DdpStrategy(0, 0, 1, timeout);
+            if (numNodes > 1)
+                throw new InvalidOperationException(
+                    $"Strategy = \"ddp\" with NumNodes = {numNodes} needs the processes started by mpiexec on every node " +
+                    $"(e.g. mpiexec -hosts a,b -n {expected} dotnet app.dll); it relaunches itself on one node only.");
+            DdpLauncher.Relaunch(expected);
+        }
+        var (rank, size) = Mpi.Initialize();
+        if (perNode is { } devicesPerNode && size != numNodes * devicesPerNode)
+            throw new InvalidOperationException(
+                $"Strategy = \"ddp\" with NumNodes = {numNodes} and Devices = {devices} expects {numNodes * devicesPerNode} processes, " +
+                $"but mpiexec started {size}. Start mpiexec -n {numNodes * devicesPerNode}, or set Devices = \"auto\" to take the world size from mpiexec.");
+        return new DdpStrategy(rank, Mpi.LocalRank, size, timeout);
+    }
+
+    /// <summary>Copies rank 0's parameters and buffers into every rank, so all start from the same weights.</summary>
+    public void BroadcastModule(nn.Module module)
+    {
+        if (WorldSize == 1) return;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var (_, value) in module.state_dict())
+        {
+            var host = value.device_type == DeviceType.CPU && value.is_contiguous() ? value : value.cpu().contiguous();
+            BroadcastBytes(host, root: 0);
+            if (!ReferenceEquals(host, value)) value.copy_(host);
+        }
+    }
+
+    /// <summary>
+    /// Averages the gradients of <paramref name="parameters"/> over the ranks: one flattened buffer, summed by Allreduce
+    /// (in buckets when large) and divided by the world size. A parameter without a gradient contributes zeros, so every
+    /// rank sends the same layout, and stays without one.
+    /// </summary>
+    public void AverageGradients(IEnumerable<Parameter> parameters)
+    {
+        if (WorldSize == 1) return;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var trainable = parameters.Where(p => p.requires_grad).ToList();
+        if (trainable.Count == 0) return;
+        var dtype = trainable.Any(p => p.dtype == ScalarType.Float64) ? ScalarType.Float64 : ScalarType.Float32;
+        var flat = cat(trainable.Select(p => (p.grad ?? zeros_like(p)).flatten().to(dtype, CPU)).ToList());
+        AllReduceInPlace(flat, ReduceFx.Sum);
+        flat.div_(WorldSize);
+        long offset = 0;
+        foreach (var parameter in trainable)
+        {
+            var count = parameter.numel();
+            parameter.grad?.copy_(flat.narrow(0, offset, count).view_as(parameter));
+            offset += count;
+        }
+    }
+
+    /// <summary>Reduces a tensor over the ranks into a new tensor (mean, sum, min or max).</summary>
+    public Tensor AllReduce(Tensor tensor, ReduceFx reduce)
+    {
+        var result = tensor.detach().cpu().clone().contiguous();
+        if (WorldSize > 1)
+        {
+            var wide = result.dtype is ScalarType.Float64 or ScalarType.Int64 ? result : result.to(ScalarType.Float32);
+            AllReduceInPlace(wide, reduce);
+            if (!ReferenceEquals(wide, result)) result.copy_(wide);
+            if (reduce == ReduceFx.Mean) result = result.is_floating_point() ? result.div_(WorldSize) : result.div(WorldSize, rounding_mode: RoundingMode.floor);
+        }
+        return result.to(tensor.device);
+    }
+
+    /// <summary>Reduces scalars over the ranks (the same operation for each).</summary>
+    public double[] AllReduce(double[] values, ReduceFx reduce)
+    {
+        if (WorldSize == 1) return values.ToArray();
+        var result = values.ToArray();
+        unsafe
+        {
+            fixed (double* pointer = result) Mpi.AllReduceInPlace(pointer, result.Length, Mpi.Double, Mpi.Op(reduce), Timeout);
+        }
+        if (reduce == ReduceFx.Mean)
+            for (int i = 0; i < result.Length; i++) result[i] /= WorldSize;
+        return result;
+    }
+
+    /// <summary>Stacks every rank's tensor (same shape on all ranks) along a new first dimension, in rank order.</summary>
+    public Tensor AllGather(Tensor tensor)
+    {
+        var local = tensor.detach().cpu().contiguous();
+        if (WorldSize == 1) return local.unsqueeze(0).clone().to(tensor.device);
+        var gathered = empty([WorldSize, .. local.shape], local.dtype);
+        var bytes = checked((int)(local.numel() * local.ElementSize));
+        unsafe
+        {
+            fixed (byte* send = local.bytes)
+            fixed (byte* receive = gathered.bytes)
+                Mpi.AllGather(send, bytes, Mpi.Byte, receive, Timeout);
+        }
+        return gathered.to(tensor.device);
+    }
+
+    /// <summary>Rank <paramref name="root"/>'s tensor on every rank (same shape and dtype everywhere).</summary>
+    public Tensor Broadcast(Tensor tensor, int root)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(root);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, WorldSize);
+        var result = tensor.detach().cpu().clone().contiguous();
+        if (WorldSize > 1) BroadcastBytes(result, root);
+        return result.to(tensor.device);
+    }
+
+    /// <summary>Rank 0's string on every rank (e.g. a folder chosen by rank 0 alone).</summary>
+    public string? Broadcast(string? value)
+    {
+        if (WorldSize == 1) return value;
+        var bytes = IsGlobalZero && value is not null ? Encoding.UTF8.GetBytes(value) : [];
+        long[] length = [IsGlobalZero ? (value is null ? -1 : bytes.Length) : 0];
+        unsafe
+        {
+            fixed (long* pointer = length) Mpi.Broadcast(pointer, 1, Mpi.Long, 0, Timeout);
+        }
+        if (length[0] < 0) return null;
+        if (!IsGlobalZero) bytes = new byte[length[0]];
+        unsafe
+        {
+            fixed (byte* pointer = bytes) Mpi.Broadcast(pointer, bytes.Length, Mpi.Byte, 0, Timeout);
+        }
+        return Encoding.UTF8.GetString(bytes);
+    }
+
+    public void Barrier()
+    {
+        if (WorldSize > 1) Mpi.Barrier(Timeout);
+    }
+
+    /// <summary>Sums (or min/max) a contiguous CPU tensor in place, in buckets of <see cref="BucketElements"/>.</summary>
+    private unsafe void AllReduceInPlace(Tensor tensor, ReduceFx reduce)
+    {
+        var (datatype, size) = tensor.dtype switch
+        {
+            ScalarType.Float32 => (Mpi.Float, 4),
+            ScalarType.Float64 => (Mpi.Double, 8),
+            ScalarType.Int64 => (Mpi.Long, 8),
+            _ => throw new NotSupportedException($"DDP reduces float32, float64 and int64 tensors; got {tensor.dtype}."),
+        };
+        var total = tensor.numel();
+        fixed (byte* start = tensor.bytes)
+            for (long offset = 0; offset < total; offset += BucketElements)
+                Mpi.AllReduceInPlace(start + offset * size, (int)Math.Min(BucketElements, total - offset), datatype, Mpi.Op(reduce), Timeout);
+    }
+
+    private unsafe void BroadcastBytes(Tensor contiguousCpu, int root)
+    {
+        var span = contiguousCpu.bytes;
+        fixed (byte* pointer = span)
+            for (int offset = 0; offset < span.Length; offset += int.MaxValue / 2)
+                Mpi.Broadcast(pointer + offset, Math.Min(int.MaxValue / 2, span.Length - offset), Mpi.Byte, root, Timeout);
+    }
+}

@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Lightning.Strategies;
+
+/// <summary>
+/// MPI through MPI.NET for start-up, ranks and shutdown, and through MPICH's own nonblocking collectives for the data
+/// path: MPI.NET 1.4 has no nonblocking collectives, and only those can give up after a timeout instead of hanging
+/// when a peer died. MPI.NET binds to <c>msmpi.dll</c>; a resolver maps it to MPICH, whose handle values it shares.
+/// </summary>
+internal static class Mpi
+{
+    public const string Package = "mpich";
+    private const string Library = "libmpich.so.12";
+    private static readonly object s_gate = new();
+    private static MPI.Environment? s_environment;
+
+    /// <summary>True when this process was started by MPICH's <c>mpiexec</c> (Hydra sets the PMI variables).</summary>
+    public static bool LaunchedByMpiexec =>
+        Environment.GetEnvironmentVariable("PMI_RANK") is not null || Environment.GetEnvironmentVariable("PMI_SIZE") is not null;
+
+    /// <summary>The rank among the processes of this node, from Hydra's environment.</summary>
+    public static int LocalRank =>
+        int.TryParse(Environment.GetEnvironmentVariable("MPI_LOCALRANKID"), out var local) ? local : 0;
+
+    /// <summary>Initializes MPI once per process (finalized at exit); fails naming the package when MPICH is missing.</summary>
+    public static (int Rank, int Size) Initialize()
+    {
+        lock (s_gate)
+        {
+            if (s_environment is null)
+            {
+                if (!NativeLibrary.TryLoad(Library, out _)) throw Missing($"the MPI library {Library} was not found");
+                NativeLibrary.SetDllImportResolver(typeof(MPI.Environment).Assembly, (name, _, _) =>
+                    name.StartsWith("msmpi", StringComparison.OrdinalIgnoreCase) ? NativeLibrary.Load(Library) : IntPtr.Zero);
+                var args = Array.Empty<string>();
+                s_environment = new MPI.Environment(ref args, MPI.Threading.Serialized);
+                // Errors come back as codes, so a dead peer becomes an exception here rather than an abort inside MPI.
+                Check(MPI_Comm_set_errhandler(MPI.Unsafe.MPI_COMM_WORLD, MpiErrorsReturn), "MPI_Comm_set_errhandler");
+                AppDomain.CurrentDomain.ProcessExit += (_, _) => s_environment?.Dispose();
+            }
+            return (MPI.Communicator.world.Rank, MPI.Communicator.world.Size);
+        }
+    }
+
+    public static InvalidOperationException Missing(string what) => new(
+        $"Strategy = \"ddp\" runs on MPI, but {what}. Install MPICH (Debian/Ubuntu: apt-get install -y {Package}).");
+
+    public static int Float => MPI.Unsafe.MPI_FLOAT;
+    public static int Double => MPI.Unsafe.MPI_DOUBLE;
+    public static int Byte => MPI.Unsafe.MPI_BYTE;
+    public static int Long => MPI.Unsafe.MPI_LONG_LONG;
+
+    public static int Op(ReduceFx reduce) => reduce switch
+    {
+        ReduceFx.Sum or ReduceFx.Mean => MPI.Unsafe.MPI_SUM,
+        ReduceFx.Min => MPI.Unsafe.MPI_MIN,
+        _ => MPI.Unsafe.MPI_MAX,
+    };
+
+    public static unsafe void AllReduceInPlace(void* buffer, int count, int datatype, int op, TimeSpan timeout)
+    {
+        Check(MPI_Iallreduce(s_inPlace, (IntPtr)buffer, count, datatype, op, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallreduce");
+        Wait(ref request, "AllReduce", timeout);
+    }
+
+    public static unsafe void Broadcast(void* buffer, int count, int datatype, int root, TimeSpan timeout)
+    {
+        Check(MPI_Ibcast((IntPtr)buffer, count, datatype, root, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Ibcast");
+        Wait(ref request, "Broadcast", timeout);
+    }
+
+    public static unsafe void AllGather(void* send, int count, int datatype, void* receive, TimeSpan timeout)
+    {
+        Check(MPI_Iallgather((IntPtr)send, count, datatype, (IntPtr)receive, count, datatype, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallgather");
+        Wait(ref request, "AllGather", timeout);
+    }
+
+    public static void Barrier(TimeSpan timeout)
+    {
+        Check(MPI_Ibarrier(MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Ibarrier");
+        Wait(ref request, "Barrier", timeout);
+    }
+
+    /// <summary>Polls the request until it completes; a peer that never arrives (crashed, hung) ends in a TimeoutException.</summary>
+    private static void Wait(ref int request, string collective, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        var spin = new SpinWait();
+        while (true)
+        {
+            Check(MPI_Test(ref request, out var done, s_statusIgnore), collective);
+            if (done != 0) return;
+            if (clock.Elapsed > timeout)
+                throw new TimeoutException(
+                    $"DDP {collective} did not complete within {timeout} (TrainerOptions.DistributedTimeout): another rank failed or stopped. " +
+                    "This rank stops instead of waiting forever.");
+            // Yield instead of sleeping: small collectives finish in microseconds, and a 1 ms sleep would dominate them.
+            spin.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+
+    private static void Check(int code, string call)
+    {
+        if (code != 0) throw new InvalidOperationException($"{call} failed with MPI error {code}: a peer process likely exited.");
+    }
+
+    // MPICH's values (mpi.h): MPI_IN_PLACE is (void*)-1, MPI_STATUS_IGNORE is (MPI_Status*)1, MPI_ERRORS_RETURN 0x54000001.
+    private static readonly IntPtr s_inPlace = -1;
+    private static readonly IntPtr s_statusIgnore = 1;
+    private const int MpiErrorsReturn = 0x54000001;
+
+    [DllImport(Library)] private static extern int MPI_Iallreduce(IntPtr send, IntPtr receive, int count, int datatype, int op, int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Ibcast(IntPtr buffer, int count, int datatype, int root, int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Iallgather(IntPtr send, int sendCount, int sendType, IntPtr receive, int receiveCount, int receiveType, int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Ibarrier(int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Test(ref int request, out int flag, IntPtr status);
+    [DllImport(Library)] private static extern int MPI_Comm_set_errhandler(int comm, int errhandler);
+}

@@ -1,0 +1,341 @@
+using System.Diagnostics;
+using System.Globalization;
+using Lightning.Strategies;
+using Lightning.Testing;
+using static TorchSharp.torch;
+
+namespace Lightning.Core.Tests.Strategies;
+
+/// <summary>
+/// Strategy "ddp": the multi-process tests start the worker project under <c>mpiexec -n 2</c> (MPICH; <c>.ci/run</c>
+/// installs it) and compare what the ranks wrote with single-process runs made here.
+/// </summary>
+public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
+{
+    private static TrainerOptions Quiet(string root) => new()
+    {
+        DefaultRootDir = root, Accelerator = "cpu", EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false,
+        Loggers = [], NumSanityValSteps = 0,
+    };
+
+    [Fact]
+    public void TwoRanksOnBatchesOfB_MatchOneProcessOnBatchesOf2B()
+    {
+        using var root = new TempDirectory();
+        using var rows = new IndexedRows(160, seed: 5);
+        var single = Fit(Quiet(root.Path) with { MaxSteps = 20 }, rows.Loader(8, shuffle: false));
+
+        Assert.Equal("20", run.Read("fp32-steps", 0));
+        AssertClose(single, run.Weights("fp32", 0), 1e-5);
+        AssertClose(run.Weights("fp32", 0), run.Weights("fp32", 1), 0);
+    }
+
+    [Fact]
+    public void TwoRanksWithGradientAccumulation_MatchOneProcessOnBatchesOf2B()
+    {
+        using var root = new TempDirectory();
+        var batches = Pairs(RandomBatches.Create(80, batchSize: 4, features: 16, seed: 5));
+        var single = Fit(Quiet(root.Path) with { MaxEpochs = 1, AccumulateGradBatches = 2 }, batches);
+
+        AssertClose(single, run.Weights("accumulate", 0), 1e-5);
+        AssertClose(run.Weights("accumulate", 0), run.Weights("accumulate", 1), 0);
+    }
+
+    [Fact]
+    public void TwoRanksInBf16Mixed_StayWithinBf16RoundingOfOneProcess()
+    {
+        using var root = new TempDirectory();
+        var batches = Pairs(RandomBatches.Create(80, batchSize: 4, features: 16, seed: 5).Take(40).ToList());
+        var single = Fit(Quiet(root.Path) with { MaxEpochs = 1, Precision = "bf16-mixed" }, batches);
+
+        // bfloat16 keeps 8 bits of mantissa and its rounding depends on how rows are batched (as with "dp"): 1e-5 is out of reach.
+        AssertClose(single, run.Weights("bf16", 0), 5e-3);
+        AssertClose(run.Weights("bf16", 0), run.Weights("bf16", 1), 0);
+    }
+
+    [Fact]
+    public void InjectedSampler_GivesDisjointShardsThatCoverEachEpoch_ReshuffledPerEpoch()
+    {
+        var seen = new[] { run.Rows("sampler", 0), run.Rows("sampler", 1) };
+        // 21 rows padded to 22: 11 per rank and epoch, one row repeated to even the shards out.
+        Assert.All(seen, rank => Assert.Equal(22, rank.Length));
+        var epochs = Enumerable.Range(0, 2).Select(e => seen.SelectMany(rank => rank.Skip(11 * e).Take(11)).ToArray()).ToArray();
+        foreach (var epoch in epochs)
+        {
+            Assert.Equal(Enumerable.Range(0, 21).Select(i => (long)i), epoch.Distinct().Order());
+            Assert.Equal(21, epoch.Distinct().Count());
+        }
+        Assert.NotEqual(seen[0].Take(11), seen[0].Skip(11));
+    }
+
+    [Fact]
+    public void EvaluationMetricsWithSyncDist_EqualSingleProcess()
+    {
+        using var root = new TempDirectory();
+        using var rows = new IndexedRows(21, seed: 6);
+        var model = new Regressor();
+        model.LoadWeightsText(run.Read("eval-weights", 0));
+        var single = new Trainer(Quiet(root.Path)).Validate(model, rows.Loader(2, shuffle: false));
+
+        foreach (var rank in new[] { 0, 1 })
+        {
+            var metrics = run.Read("eval", rank).Split('\n').Select(l => l.Split(' '))
+                .ToDictionary(p => p[0], p => double.Parse(p[1], CultureInfo.InvariantCulture));
+            // Each batch's loss is a float32 mean over different rows on each side: equal to float32 rounding.
+            Assert.Equal(single["val_loss"], metrics["val_loss"], 1e-6 * Math.Abs(single["val_loss"]));
+            Assert.Equal(single["val_max"], metrics["val_max"]);
+        }
+    }
+
+    [Fact]
+    public void Checkpoint_IsWrittenOnceByRankZero_AndLogsOnce()
+    {
+        var folder = Path.Combine(run.Folder, "ckpt");
+        Assert.Single(Directory.GetFiles(folder, "*.ckpt", SearchOption.AllDirectories));
+        Assert.Equal(["version_0"], Directory.GetDirectories(Path.Combine(folder, "lightning_logs")).Select(Path.GetFileName));
+        Assert.Single(Directory.GetFiles(folder, "metrics.csv", SearchOption.AllDirectories));
+        Assert.Equal(run.Read("checkpoint", 0), run.Read("checkpoint", 1));
+    }
+
+    [Fact]
+    public void ResumedDdpRun_EqualsTheUninterruptedRun()
+    {
+        AssertClose(run.Weights("straight", 0), run.Weights("resumed", 0), 0);
+        AssertClose(run.Weights("resumed", 0), run.Weights("resumed", 1), 0);
+    }
+
+    [Fact]
+    public void DdpCheckpoint_ResumesInOneProcess()
+    {
+        using var root = new TempDirectory();
+        using var rows = new IndexedRows(48, seed: 7);
+        var trainer = new Trainer(Quiet(root.Path) with { MaxEpochs = 2 });
+        trainer.Fit(new Regressor(), rows.Loader(4, shuffle: true), ckptPath: run.Read("checkpoint", 0));
+
+        // Epoch 0 ran on 2 ranks (48 rows / 2 / 4 = 6 steps); epoch 1 on one process takes all 12 batches.
+        Assert.Equal(6 + 12, trainer.GlobalStep);
+        Assert.Equal(2, trainer.CurrentEpoch);
+    }
+
+    [Fact]
+    public void StopAskedForByOneRank_StopsEveryRankAtTheSameStep()
+    {
+        Assert.Equal("3 1", run.Read("stopped", 0)); // 3 steps; the stopped epoch counts as done
+        Assert.Equal("3 1", run.Read("stopped", 1));
+    }
+
+    [Fact]
+    public void DataModule_PreparesOnLocalRankZeroOnly_AndSetsUpOnEveryRank()
+    {
+        Assert.Equal("1 1", run.Read("prepared", 0));
+        Assert.Equal("0 1", run.Read("prepared", 1));
+    }
+
+    [Fact]
+    public void KilledRank_MakesTheOthersExitNonZeroInBoundedTime()
+    {
+        using var folder = new TempDirectory();
+        using var mpiexec = Mpiexec.Start("kill", folder.Path);
+        var pidFile = folder.Combine("rank1.pid");
+        var started = Stopwatch.StartNew();
+        while (!File.Exists(pidFile) && !mpiexec.Process.HasExited && started.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(100);
+        Assert.True(File.Exists(pidFile), $"rank 1 never started training:\n{mpiexec.Output()}");
+        Thread.Sleep(200);
+        using (var rank1 = Process.GetProcessById(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture))) rank1.Kill();
+
+        var killed = Stopwatch.StartNew();
+        Assert.True(mpiexec.Process.WaitForExit(TimeSpan.FromSeconds(60)), "the surviving rank did not stop within 60 s");
+        Assert.NotEqual(0, mpiexec.Process.ExitCode);
+        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(60));
+    }
+
+    [Fact]
+    public void HungRank_MakesTheOthersFailOnTheCollectiveTimeout()
+    {
+        using var folder = new TempDirectory();
+        using var mpiexec = Mpiexec.Start("hang", folder.Path);
+        Assert.True(mpiexec.Process.WaitForExit(TimeSpan.FromMinutes(2)), "the job did not stop within 2 minutes");
+        Assert.NotEqual(0, mpiexec.Process.ExitCode);
+        Assert.Contains("did not complete within 00:00:05", mpiexec.Output());
+    }
+
+    [Fact]
+    public void FabricCollectives_ReduceGatherAndBroadcastAcrossRanks()
+    {
+        foreach (var rank in new[] { 0, 1 })
+        {
+            var results = run.Read("fabric", rank).Split('\n').Select(l => l.Split(' ')).ToDictionary(p => p[0], p => p[1]);
+            Assert.Equal("3,30", results["sum"]);
+            Assert.Equal("1.5,15", results["mean"]);
+            Assert.Equal("2,20", results["max"]);
+            Assert.Equal("1,10,2,20", results["gather"]);
+            Assert.Equal("2,20", results["broadcast"]);
+            Assert.Equal("True", results["saved"]);
+            Assert.Equal("True", results["bucketed"]);
+        }
+    }
+
+    [Fact]
+    public void FabricLoopOnTwoRanks_MatchesOneProcessOnBatchesOf2B()
+    {
+        manual_seed(11);
+        var model = new Regressor();
+        var optimizer = optim.SGD(model.parameters(), 0.05);
+        foreach (var batch in Pairs(RandomBatches.Create(40, batchSize: 4, features: 16, seed: 5)))
+        {
+            using var scope = NewDisposeScope();
+            var x = batch[.., 1..];
+            var loss = nn.functional.mse_loss(model.forward(x), x.sum(1, keepdim: true));
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+        }
+
+        AssertClose(Regressor.ParseWeights(model.WeightsText()), run.Weights("fabric-weights", 0), 1e-5);
+        AssertClose(run.Weights("fabric-weights", 0), run.Weights("fabric-weights", 1), 0);
+    }
+
+    [Fact]
+    public void DdpWithOneDevice_RunsInThisProcessWithoutMpi()
+    {
+        using var root = new TempDirectory();
+        var batches = RandomBatches.Create(4, batchSize: 4, features: 16, seed: 1);
+        var trainer = new Trainer(Quiet(root.Path) with { Strategy = "ddp", Devices = 1, MaxEpochs = 1 });
+        trainer.Fit(new Regressor(), batches);
+        Assert.Equal((0, 1, true, 4L), (trainer.GlobalRank, trainer.WorldSize, trainer.IsGlobalZero, trainer.GlobalStep));
+    }
+
+    [Fact]
+    public void NumNodesWithoutDdp_FailsNamingTheOption()
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(new TrainerOptions { NumNodes = 2 }));
+        Assert.Contains("NumNodes = 2 is not allowed: several nodes need Strategy = \"ddp\"", error.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(new TrainerOptions { Strategy = "ddp", NumNodes = 0 }));
+    }
+
+    [Fact]
+    public void DdpOnSeveralDevicesWithoutMpiexec_FailsNamingThePackage()
+    {
+        // Without mpiexec on PATH the trainer cannot relaunch itself under it.
+        var path = Environment.GetEnvironmentVariable("PATH");
+        Environment.SetEnvironmentVariable("PATH", "");
+        try
+        {
+            var error = Assert.Throws<InvalidOperationException>(() => new Trainer(new TrainerOptions { Accelerator = "cpu", Strategy = "ddp", Devices = 2 }));
+            Assert.Contains("mpiexec was not found on PATH", error.Message);
+            Assert.Contains("apt-get install -y mpich", error.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("PATH", path);
+        }
+    }
+
+    [Theory]
+    [InlineData(21, 2)]
+    [InlineData(20, 3)]
+    [InlineData(5, 4)]
+    public void DistributedSampler_ShardsAreDisjointAndCover(int count, int worldSize)
+    {
+        var eval = Enumerable.Range(0, worldSize).Select(r => new DistributedSampler(count, r, worldSize, shuffle: false, pad: false, seed: 0).ToArray()).ToArray();
+        Assert.Equal(Enumerable.Range(0, count).Select(i => (long)i), eval.SelectMany(s => s).Order());
+
+        var train = Enumerable.Range(0, worldSize).Select(r => new DistributedSampler(count, r, worldSize, shuffle: true, pad: true, seed: 4) { Epoch = 1 }).ToArray();
+        Assert.All(train, s => Assert.Equal(s.Length, s.Count()));
+        Assert.Single(train.Select(s => s.Length).Distinct());
+        var all = train.SelectMany(s => s).ToArray();
+        Assert.Equal(count, all.Distinct().Count());
+        Assert.Equal(all.Length - count, all.Length - all.Distinct().Count());
+    }
+
+    private static Dictionary<string, double[]> Fit(TrainerOptions options, IEnumerable<Tensor> loader)
+    {
+        manual_seed(11);
+        var model = new Regressor();
+        new Trainer(options).Fit(model, loader);
+        return Regressor.ParseWeights(model.WeightsText());
+    }
+
+    /// <summary>Batches 2i and 2i+1 joined: what two ranks see together at step i.</summary>
+    private static List<Tensor> Pairs(IReadOnlyList<Tensor> batches) =>
+        Enumerable.Range(0, batches.Count / 2).Select(i => cat([batches[2 * i], batches[2 * i + 1]]).DetachFromDisposeScope()).ToList();
+
+    private static void AssertClose(Dictionary<string, double[]> expected, Dictionary<string, double[]> actual, double tolerance)
+    {
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, values) in expected)
+        {
+            var gap = values.Zip(actual[name], (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(gap <= tolerance, $"{name} differs by {gap} (allowed {tolerance})");
+        }
+    }
+
+    /// <summary>The worker's "train" scenario, run once under mpiexec -n 2 for the tests that read its files.</summary>
+    public sealed class TrainRun : IDisposable
+    {
+        private readonly TempDirectory _folder = new();
+
+        public TrainRun()
+        {
+            using var mpiexec = Mpiexec.Start("train", _folder.Path);
+            if (!mpiexec.Process.WaitForExit(TimeSpan.FromMinutes(5)) || mpiexec.Process.ExitCode != 0)
+                throw new InvalidOperationException($"mpiexec -n 2 (train) failed:\n{mpiexec.Output()}");
+        }
+
+        public string Folder => _folder.Path;
+
+        public string Read(string name, int rank) => File.ReadAllText(Path.Combine(Folder, $"{name}.rank{rank}.txt"));
+
+        public Dictionary<string, double[]> Weights(string name, int rank) => Regressor.ParseWeights(Read(name, rank));
+
+        public long[] Rows(string name, int rank) => Read(name, rank).Split(' ').Select(long.Parse).ToArray();
+
+        public void Dispose() => _folder.Dispose();
+    }
+
+    /// <summary>mpiexec -n 2 on the worker, output captured; disposing kills what is left.</summary>
+    private sealed class Mpiexec : IDisposable
+    {
+        private readonly System.Text.StringBuilder _output = new();
+
+        private Mpiexec(Process process) => Process = process;
+
+        public Process Process { get; }
+
+        public static Mpiexec Start(string scenario, string folder)
+        {
+            // The worker is built next to this project (see the ProjectReference): .../Lightning.Core.DdpWorker/bin/<config>/<tfm>/.
+            var worker = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory.Replace("Lightning.Core.Tests", "Lightning.Core.DdpWorker"), "Lightning.Core.DdpWorker.dll"));
+            if (!File.Exists(worker)) throw new FileNotFoundException($"The DDP worker was not built: {worker}");
+            var start = new ProcessStartInfo("mpiexec") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var argument in new[] { "-n", "2", "dotnet", worker, scenario, folder }) start.ArgumentList.Add(argument);
+            Process process;
+            try
+            {
+                process = Process.Start(start)!;
+            }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                throw new InvalidOperationException("The DDP tests need mpiexec: install MPICH (apt-get install -y mpich).", e);
+            }
+            var run = new Mpiexec(process);
+            process.OutputDataReceived += (_, e) => { lock (run._output) run._output.AppendLine(e.Data); };
+            process.ErrorDataReceived += (_, e) => { lock (run._output) run._output.AppendLine(e.Data); };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            return run;
+        }
+
+        public string Output()
+        {
+            Process.WaitForExit(TimeSpan.FromSeconds(5));
+            lock (_output) return _output.ToString();
+        }
+
+        public void Dispose()
+        {
+            if (!Process.HasExited) Process.Kill(entireProcessTree: true);
+            Process.Dispose();
+        }
+    }
+}
