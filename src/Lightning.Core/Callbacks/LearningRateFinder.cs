@@ -186,7 +186,7 @@ public sealed class LearningRateFinder : Callback
             using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true)) helper.save_state_dict(writer);
             optimizerState = buffer.ToArray();
         }
-        var rng = get_rng_state().DetachFromDisposeScope();
+        var rng = LibTorch.GetRngState().DetachFromDisposeScope();
         var wasTraining = module.training;
 
         var lrs = new List<double>();
@@ -237,7 +237,7 @@ public sealed class LearningRateFinder : Callback
                 }
             }
             using (var reader = new BinaryReader(new MemoryStream(optimizerState, writable: false))) helper.load_state_dict(reader);
-            set_rng_state(rng);
+            LibTorch.SetRngState(rng);
             rng.Dispose();
             module.train(wasTraining);
             trainer.Metrics.EndSanityCheck();

@@ -26,7 +26,7 @@ internal static class CheckpointConnector
                 ["phase"] = ((trainer.FitRun as ILoopProgress)?.Phase ?? EpochPhase.BetweenEpochs).ToString(),
                 ["global_step"] = trainer.GlobalStep,
             };
-            using (var rng = get_rng_state()) checkpoint.RngState = rng.bytes.ToArray();
+            using (var rng = LibTorch.GetRngState()) checkpoint.RngState = rng.bytes.ToArray();
             checkpoint.SchedulerSteps = trainer.SchedulerSteps.ToArray();
             if (trainer.Selection.Precision.SaveState() is { } precision) checkpoint.Callbacks[PrecisionKey(trainer)] = precision;
             foreach (var callback in trainer.Callbacks)

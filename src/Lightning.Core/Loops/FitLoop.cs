@@ -115,7 +115,7 @@ internal sealed class FitLoop<TBatch> : IFitRun, ILoopProgress
             for (; batchIdx < skip && batches.MoveNext(); batchIdx++) { }
             if (ResumeRngState is { } state)
             {
-                set_rng_state(state);
+                LibTorch.SetRngState(state);
                 state.Dispose();
                 ResumeRngState = null;
             }
