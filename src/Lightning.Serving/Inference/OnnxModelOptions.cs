@@ -28,7 +28,11 @@ public sealed class OnnxModelOptions
     /// <summary>The most rows (dim 0) one ONNX Runtime run takes when requests are merged (default 32; at least 1). A request with more rows is rejected.</summary>
     public int MaxBatchSize { get; set; } = 32;
 
-    /// <summary>How long, in microseconds, the batcher waits for more requests after the first one of a batch (default 0: take what is queued now; at most 10,000,000).</summary>
+    /// <summary>
+    /// How long, in microseconds, the batcher may wait for more requests after the first one of a batch (default 0: take
+    /// what is queued now; at most 10,000,000). It waits only while other requests for the model are arriving (being
+    /// read and parsed), so a lone request runs at once.
+    /// </summary>
     public long MaxQueueDelayMicroseconds { get; set; }
 
     /// <summary>The most requests waiting for a run (default 1024; at least 1); a request beyond it is rejected with 503.</summary>

@@ -6,7 +6,8 @@ namespace Lightning.Serving;
 
 /// <summary>
 /// One served model: the current <see cref="LoadedModel"/>, its dynamic batcher (one queue, one run at a time, requests
-/// merged along dim 0 up to <see cref="OnnxModelOptions.MaxBatchSize"/> rows or <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>)
+/// merged along dim 0 up to <see cref="OnnxModelOptions.MaxBatchSize"/> rows or <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>,
+/// waiting only while more requests are arriving)
 /// and the file watcher that reloads it.
 /// </summary>
 internal sealed class ServedModel : IDisposable
@@ -23,6 +24,7 @@ internal sealed class ServedModel : IDisposable
     private FileSystemWatcher? _watcher;
     private Timer? _debounce;
     private long _runs;
+    private int _arriving;
     private volatile bool _stopping;
 
     public ServedModel(string name, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
@@ -52,6 +54,23 @@ internal sealed class ServedModel : IDisposable
 
     /// <summary>Requests waiting in the queue.</summary>
     internal int QueueLength => _queue.Reader.Count;
+
+    /// <summary>
+    /// Marks a request for this model as arriving (its body being read and parsed) until the returned scope is disposed.
+    /// The batcher waits out <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/> only while some request is
+    /// arriving, so a lone request runs at once instead of waiting for partners that are not coming.
+    /// </summary>
+    public ArrivalScope Arrive()
+    {
+        Interlocked.Increment(ref _arriving);
+        return new ArrivalScope(this);
+    }
+
+    /// <summary>Ends one <see cref="Arrive"/>.</summary>
+    internal readonly struct ArrivalScope(ServedModel model) : IDisposable
+    {
+        public void Dispose() => Interlocked.Decrement(ref model._arriving);
+    }
 
     /// <summary>Test hook: while set, the batcher waits for this task before taking the next batch.</summary>
     internal Task? RunGate { get; set; }
@@ -188,7 +207,8 @@ internal sealed class ServedModel : IDisposable
                         continue;
                     }
                     long remaining = deadline - Stopwatch.GetTimestamp();
-                    if (remaining <= 0 || _stopping) break;
+                    // Nothing queued and nothing on its way: waiting longer only adds latency.
+                    if (remaining <= 0 || _stopping || Volatile.Read(ref _arriving) == 0) break;
                     var more = reader.WaitToReadAsync().AsTask();
                     var timeout = Task.Delay(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
                     if (await Task.WhenAny(more, timeout).ConfigureAwait(false) != more || !more.Result) break;

@@ -78,6 +78,52 @@ public sealed class InferenceBatchingTests : IDisposable
     }
 
     [Fact]
+    public async Task Infer_LoneRequestWithLongQueueDelay_RunsWithoutWaitingForTheDelay()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.MaxQueueDelayMicroseconds = 10_000_000;
+        }));
+
+        // Nothing else arrives, so the batcher has no reason to wait the 10 s.
+        var (response, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1)).WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        TestModels.AssertClose(TestModels.Reference(path, Row(1), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+    }
+
+    [Fact]
+    public async Task Infer_AnotherRequestArriving_BatcherWaitsAndMergesIt()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.MaxQueueDelayMicroseconds = 10_000_000;
+        }));
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        var first = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1));
+        await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+
+        // A second request is on its way (as if its body were being read) when the batcher takes the first.
+        var arriving = model.Arrive();
+        model.RunGate = null;
+        gate.SetResult();
+        await WaitUntil(() => model.QueueLength == 0, "the batcher to take the first request");
+        var second = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(2), 1));
+        arriving.Dispose();
+
+        var results = await Task.WhenAll(first, second).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.Response.StatusCode));
+        TestModels.AssertClose(TestModels.Reference(path, Row(2), [1, 4]), TestModels.Floats(results[1].Body!["outputs"]![0]!["data"]));
+        Assert.Equal(1, model.RunCount);
+    }
+
+    [Fact]
     public async Task Infer_QueueFull_Returns503WithRetryAfter()
     {
         var path = TestModels.Linear(_dir.Combine("linear.onnx"));
