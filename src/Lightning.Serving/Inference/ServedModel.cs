@@ -5,10 +5,10 @@ using Microsoft.Extensions.Logging;
 namespace Lightning.Serving;
 
 /// <summary>
-/// One served model: the current <see cref="LoadedModel"/>, its dynamic batcher (one queue, one run at a time, requests
+/// One served model: the current <see cref="LoadedModel"/>, its dynamic batcher (one queue, one batch at a time, requests
 /// merged along dim 0 up to <see cref="OnnxModelOptions.MaxBatchSize"/> rows or <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>,
-/// waiting only while more requests are arriving)
-/// and the file watcher that reloads it.
+/// waiting only while more requests are arriving; a request that finds the model idle runs on its own thread) and the
+/// file watcher that reloads it.
 /// </summary>
 internal sealed class ServedModel : IDisposable
 {
@@ -19,7 +19,8 @@ internal sealed class ServedModel : IDisposable
     private readonly object _reloadLock = new();
     private readonly List<LoadedModel> _retired = [];
     private LoadedModel? _current;
-    private bool _running;
+    /// <summary>Runs in progress (the batcher's and inline ones); a retired generation is disposed when it drops to 0.</summary>
+    private int _runners;
     private Task _loop = Task.CompletedTask;
     private FileSystemWatcher? _watcher;
     private Timer? _debounce;
@@ -38,6 +39,8 @@ internal sealed class ServedModel : IDisposable
             FullMode = BoundedChannelFullMode.Wait,
             SingleReader = true,
         });
+        // The series exists from the start, at 0, even while requests run inline and never queue.
+        _metrics.QueueDepth.WithLabels(name).Set(0);
     }
 
     public string Name { get; }
@@ -136,7 +139,7 @@ internal sealed class ServedModel : IDisposable
             {
                 old = _current;
                 Volatile.Write(ref _current, next);
-                inUse = _running;
+                inUse = _runners > 0;
                 if (inUse) _retired.Add(old); // the batcher disposes it after its run
             }
             if (!inUse) old.Dispose();
@@ -155,6 +158,7 @@ internal sealed class ServedModel : IDisposable
         var model = Current ?? throw new InferenceUnavailableException($"model '{Name}' is not loaded yet.");
         if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
         var (ordered, rows, key) = model.Validate(inputs, outputs, Options.MaxBatchSize);
+        if (TryRunInline(model, ordered, rows, outputs, out var inline)) return inline;
         var pending = new Pending(inputs, outputs) { Model = model, Ordered = ordered, Rows = rows, Key = key };
         if (!_queue.Writer.TryWrite(pending))
         {
@@ -180,7 +184,7 @@ internal sealed class ServedModel : IDisposable
             lock (_runLock)
             {
                 model = _current!;
-                _running = true;
+                _runners++;
             }
             try
             {
@@ -217,14 +221,47 @@ internal sealed class ServedModel : IDisposable
             }
             finally
             {
-                lock (_runLock)
-                {
-                    _running = false;
-                    foreach (var old in _retired) old.Dispose();
-                    _retired.Clear();
-                }
+                EndRun();
             }
         }
+    }
+
+    private void EndRun()
+    {
+        lock (_runLock)
+        {
+            if (--_runners > 0) return;
+            foreach (var old in _retired) old.Dispose();
+            _retired.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Runs the request on the caller's thread when a batch could hold nothing else: no run in progress, nothing queued,
+    /// nothing arriving. That skips the two thread hops through the batcher; under load requests queue and merge as before.
+    /// </summary>
+    private bool TryRunInline(LoadedModel model, InferenceTensor[] ordered, long rows, IReadOnlyList<string>? outputs, out Task<InferenceTensor[]> result)
+    {
+        result = null!;
+        lock (_runLock)
+        {
+            if (_runners > 0 || RunGate is not null || _queue.Reader.Count > 0 || Volatile.Read(ref _arriving) > 0 || !ReferenceEquals(model, _current))
+                return false;
+            _runners++;
+        }
+        try
+        {
+            result = Task.FromResult(Select(Count(model, rows, () => model.Run(ordered)), outputs));
+        }
+        catch (Exception ex)
+        {
+            result = Task.FromException<InferenceTensor[]>(new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex));
+        }
+        finally
+        {
+            EndRun();
+        }
+        return true;
     }
 
     private bool Revalidate(Pending pending, LoadedModel model)
@@ -327,7 +364,7 @@ internal sealed class ServedModel : IDisposable
         lock (_reloadLock)
         lock (_runLock)
         {
-            if (!_running)
+            if (_runners == 0)
             {
                 _current?.Dispose();
                 _current = null;

@@ -67,7 +67,11 @@ public sealed class InferenceBatchingTests : IDisposable
             o.MaxBatchSize = 64;
         }));
         const int n = 16;
+        // Another request on its way (as from a slow client) keeps the batcher waiting for partners; the test server
+        // would otherwise hand over the requests one by one, and a request that finds the model idle runs at once.
+        var arriving = server.Model("linear").Arrive();
         var tasks = Enumerable.Range(0, n).Select(i => server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1))).ToList();
+        arriving.Dispose();
         for (int i = 0; i < n; i++)
         {
             var (response, body) = await tasks[i];
