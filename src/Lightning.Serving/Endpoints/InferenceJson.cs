@@ -193,6 +193,17 @@ internal static class InferenceJson
             return data.Length > 0 && TrySet(ref reader, type, data, 0) ? 1 : -1;
         int depth = reader.CurrentDepth;
         int count = 0;
+        // Flat FP32 is nearly every request: read it without the per-element type dispatch. A nested array goes on below.
+        if (data is float[] floats)
+        {
+            while (reader.Read() && reader.TokenType == JsonTokenType.Number)
+            {
+                if (count >= floats.Length || !reader.TryGetDouble(out var value) || Math.Abs(value) > float.MaxValue) return -1;
+                floats[count++] = (float)value;
+            }
+            if (reader.TokenType == JsonTokenType.EndArray) return count;
+            if (reader.TokenType != JsonTokenType.StartArray) return -1;
+        }
         while (reader.Read())
         {
             switch (reader.TokenType)

@@ -12,6 +12,8 @@ public sealed class InferenceJsonTests
         """{"inputs":[{"name":"a","shape":[2,2],"datatype":"INT64","data":[[1,2],[3,-4]]},{"name":"b","shape":[3],"datatype":"BOOL","data":[true,0,1]}]}""",
         """{"parameters":{"x":1},"inputs":[{"name":"u","shape":[],"datatype":"UINT8","data":255,"parameters":{"y":[1]}}],"id":null,"outputs":null}""",
         """{"inputs":[{"name":"d","shape":[0,4],"datatype":"FP64","data":[]}]}""",
+        """{"inputs":[{"name":"f","shape":[3,2],"datatype":"FP32","data":[1,[2,3],[[4]],5,6]}]}""",
+        """{"inputs":[{"name":"f","shape":[2],"datatype":"FP32","data":[3.4e38,-1e-45]}]}""",
     ];
 
     [Fact]
