@@ -114,6 +114,8 @@ public static class InferenceEndpoints
             try
             {
                 InferRequest request;
+                Task<InferenceTensor[]> run;
+                // Arriving until queued (or run), so a batch forming meanwhile waits for this request.
                 using (model.Arrive())
                 {
                     var body = await ReadBodyAsync(context, limit).ConfigureAwait(false);
@@ -124,8 +126,9 @@ public static class InferenceEndpoints
                             $"the request body exceeds the maximum allowed size of {limit} bytes ({nameof(OnnxInferenceOptions)}.{nameof(OnnxInferenceOptions.MaxRequestBodySize)}).");
                     }
                     request = InferenceJson.Parse(body.Value);
+                    run = model.InferAsync(request.Inputs, request.Outputs);
                 }
-                var outputs = await model.InferAsync(request.Inputs, request.Outputs).ConfigureAwait(false);
+                var outputs = await run.ConfigureAwait(false);
                 status = StatusCodes.Status200OK;
                 return TypedResults.Json(new InferResponse(name, request.Id,
                     [.. outputs.Select(o => new OutputTensor(o.Name, o.Shape, o.Datatype, InferenceJson.DataForJson(o.Data)))]),

@@ -49,10 +49,15 @@ internal sealed record InferResponse(
 /// <summary>Reads v2 infer requests (flat or nested <c>data</c>) into typed tensors; every failure is an <see cref="InferenceRequestException"/>.</summary>
 internal static class InferenceJson
 {
-    /// <summary>Serializer settings of the v2 bodies: property names as declared, NaN and infinities as named literals.</summary>
+    /// <summary>
+    /// Serializer settings of the v2 bodies: property names as declared, NaN and infinities as named literals, and
+    /// ASP.NET Core's relaxed escaping, so an error reads "input 'x'" rather than "input \u0027x\u0027" (the bodies are
+    /// application/json, never embedded in HTML).
+    /// </summary>
     public static readonly JsonSerializerOptions SerializerOptions = new()
     {
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };

@@ -26,6 +26,9 @@ internal sealed class ServedModel : IDisposable
     private Timer? _debounce;
     private long _runs;
     private int _arriving;
+    private int _forming;
+    /// <summary>Completed when the last arriving request is in; the batcher waits on it besides the queue and the deadline.</summary>
+    private TaskCompletionSource? _arrivalsDone;
     private volatile bool _stopping;
 
     public ServedModel(string name, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
@@ -59,9 +62,9 @@ internal sealed class ServedModel : IDisposable
     internal int QueueLength => _queue.Reader.Count;
 
     /// <summary>
-    /// Marks a request for this model as arriving (its body being read and parsed) until the returned scope is disposed.
-    /// The batcher waits out <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/> only while some request is
-    /// arriving, so a lone request runs at once instead of waiting for partners that are not coming.
+    /// Marks a request for this model as arriving (its body being read and parsed, until it is queued) until the returned
+    /// scope is disposed. A batch waits for partners, up to <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>,
+    /// only while some request is arriving, so it never waits for partners that are not coming.
     /// </summary>
     public ArrivalScope Arrive()
     {
@@ -69,11 +72,17 @@ internal sealed class ServedModel : IDisposable
         return new ArrivalScope(this);
     }
 
-    /// <summary>Ends one <see cref="Arrive"/>.</summary>
+    /// <summary>Ends one <see cref="Arrive"/>; the last one wakes a batcher that waits for partners.</summary>
     internal readonly struct ArrivalScope(ServedModel model) : IDisposable
     {
-        public void Dispose() => Interlocked.Decrement(ref model._arriving);
+        public void Dispose()
+        {
+            if (Interlocked.Decrement(ref model._arriving) == 0) Volatile.Read(ref model._arrivalsDone)?.TrySetResult();
+        }
     }
+
+    /// <summary>Test hook: requests in the batch the batcher is forming now.</summary>
+    internal int Forming => Volatile.Read(ref _forming);
 
     /// <summary>Test hook: while set, the batcher waits for this task before taking the next batch.</summary>
     internal Task? RunGate { get; set; }
@@ -191,6 +200,7 @@ internal sealed class ServedModel : IDisposable
                 batch.Clear();
                 if (!Revalidate(first, model)) continue;
                 batch.Add(first);
+                Volatile.Write(ref _forming, 1);
                 long rows = first.Rows;
                 long deadline = Stopwatch.GetTimestamp() + delayTicks;
                 while (model.Batchable && rows < Options.MaxBatchSize)
@@ -207,20 +217,27 @@ internal sealed class ServedModel : IDisposable
                         reader.TryRead(out _);
                         _metrics.QueueDepth.WithLabels(Name).Dec();
                         batch.Add(next);
+                        Volatile.Write(ref _forming, batch.Count);
                         rows += next.Rows;
                         continue;
                     }
                     long remaining = deadline - Stopwatch.GetTimestamp();
+                    if (remaining <= 0 || _stopping) break;
+                    // Published (with a full fence) before reading the count, so the last arrival either is seen here or signals it.
+                    var arrivalsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    Interlocked.Exchange(ref _arrivalsDone, arrivalsDone);
                     // Nothing queued and nothing on its way: waiting longer only adds latency.
-                    if (remaining <= 0 || _stopping || Volatile.Read(ref _arriving) == 0) break;
+                    if (Volatile.Read(ref _arriving) == 0) break;
                     var more = reader.WaitToReadAsync().AsTask();
                     var timeout = Task.Delay(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
-                    if (await Task.WhenAny(more, timeout).ConfigureAwait(false) != more || !more.Result) break;
+                    var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
+                    if (woke == timeout || (woke == more && !more.Result)) break;
                 }
                 Execute(model, batch);
             }
             finally
             {
+                Volatile.Write(ref _forming, 0);
                 EndRun();
             }
         }
@@ -237,15 +254,15 @@ internal sealed class ServedModel : IDisposable
     }
 
     /// <summary>
-    /// Runs the request on the caller's thread when a batch could hold nothing else: no run in progress, nothing queued,
-    /// nothing arriving. That skips the two thread hops through the batcher; under load requests queue and merge as before.
+    /// Runs the request on the caller's thread when the model is idle: no run in progress or batch forming, nothing
+    /// queued. That skips the two thread hops through the batcher; requests that come meanwhile queue and merge as before.
     /// </summary>
     private bool TryRunInline(LoadedModel model, InferenceTensor[] ordered, long rows, IReadOnlyList<string>? outputs, out Task<InferenceTensor[]> result)
     {
         result = null!;
         lock (_runLock)
         {
-            if (_runners > 0 || RunGate is not null || _queue.Reader.Count > 0 || Volatile.Read(ref _arriving) > 0 || !ReferenceEquals(model, _current))
+            if (_runners > 0 || RunGate is not null || _queue.Reader.Count > 0 || !ReferenceEquals(model, _current))
                 return false;
             _runners++;
         }

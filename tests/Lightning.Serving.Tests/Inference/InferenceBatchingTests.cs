@@ -67,16 +67,24 @@ public sealed class InferenceBatchingTests : IDisposable
             o.MaxBatchSize = 64;
         }));
         const int n = 16;
-        // Another request on its way (as from a slow client) keeps the batcher waiting for partners; the test server
-        // would otherwise hand over the requests one by one, and a request that finds the model idle runs at once.
-        var arriving = server.Model("linear").Arrive();
-        var tasks = Enumerable.Range(0, n).Select(i => server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1))).ToList();
-        arriving.Dispose();
-        for (int i = 0; i < n; i++)
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        // A request that never finishes arriving (a slow client) keeps each forming batch waiting out its 50 ms delay.
+        using (model.Arrive())
         {
-            var (response, body) = await tasks[i];
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+            var tasks = new List<Task<(HttpResponseMessage Response, JsonNode? Body)>> { server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(0), 1)) };
+            await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+            model.RunGate = null;
+            gate.SetResult();
+            // The rest come one by one while the first one's batch is forming.
+            for (int i = 1; i < n; i++) tasks.Add(server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1)));
+            for (int i = 0; i < n; i++)
+            {
+                var (response, body) = await tasks[i];
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+            }
         }
         Assert.True(server.Model("linear").RunCount < n, $"{server.Model("linear").RunCount} runs for {n} requests");
     }
@@ -119,6 +127,8 @@ public sealed class InferenceBatchingTests : IDisposable
         gate.SetResult();
         await WaitUntil(() => model.QueueLength == 0, "the batcher to take the first request");
         var second = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(2), 1));
+        await WaitUntil(() => model.Forming == 2, "the batcher to add the second request");
+        // The last arrival is in: the batch runs now, not after the 10 s delay.
         arriving.Dispose();
 
         var results = await Task.WhenAll(first, second).WaitAsync(TimeSpan.FromSeconds(5));
