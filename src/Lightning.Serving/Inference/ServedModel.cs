@@ -149,7 +149,7 @@ internal sealed class ServedModel : IDisposable
                 old = _current;
                 Volatile.Write(ref _current, next);
                 inUse = _runners > 0;
-                if (inUse) _retired.Add(old); // the batcher disposes it after its run
+                if (inUse) _retired.Add(old); // the last run in progress disposes it
             }
             if (!inUse) old.Dispose();
             _metrics.Reloads.WithLabels(Name, "success").Inc();
