@@ -1,17 +1,18 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Json;
+using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json;
 using Lightning.Onnx;
 using Lightning.Serving;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 using static TorchSharp.torch;
 
 namespace Lightning.Benchmarks;
@@ -19,7 +20,8 @@ namespace Lightning.Benchmarks;
 /// <summary>
 /// Requests/s and latency on 127.0.0.1 for the same ONNX model served three ways: (a) MapPredict with the
 /// PredictionEnginePool (ML.NET's OnnxTransformer), (b) Open Inference Protocol v2 with dynamic batching, (c) ONNX
-/// Runtime called in-process. Bounded request counts; one table from one run.
+/// Runtime called in-process, and (d) the bare HTTP round trip with the same body, the floor under (a) and (b).
+/// Bounded request counts; one table from one run. The load generator shares the machine's cores with the server.
 /// </summary>
 internal static class ServingBenchmark
 {
@@ -50,30 +52,63 @@ internal static class ServingBenchmark
             SaveMlNetModel(onnx, zip);
             var sample = Enumerable.Range(0, Features).Select(i => (float)Math.Sin(i)).ToArray();
 
-            var rows = new List<(string Name, int Concurrency, double Rps, double P50, double P99)>();
-            foreach (var c in Concurrency) rows.Add(("(c) in-process ORT", c, InProcess(onnx, sample, c, out var p50, out var p99), p50, p99));
+            // Bodies are serialized once, so the load generator (sharing the cores with the server) spends no time on JSON.
+            var predictBody = JsonSerializer.SerializeToUtf8Bytes(new Input { Values = sample });
+            var v2Body = Encoding.UTF8.GetBytes(
+                $"{{\"inputs\":[{{\"name\":\"input\",\"shape\":[1,{Features}],\"datatype\":\"FP32\",\"data\":[{string.Join(',', sample.Select(v => v.ToString("R", CultureInfo.InvariantCulture)))}]}}]}}");
+            Console.WriteLine($"load average before: {LoadAverage()}");
+
+            var rows = new List<(string Name, int Concurrency, Stats Stats)>();
+            var batches = new List<string>();
+            foreach (var c in Concurrency) rows.Add(("(c) in-process ORT", c, InProcess(onnx, sample, c)));
             using (var predict = Host(app => app.MapPredict<Input, Output>("/predict"),
                        services => services.AddPredictionEnginePool<Input, Output>().FromFile(zip, watchForChanges: false)))
             {
-                foreach (var c in Concurrency)
-                    rows.Add(("(a) MapPredict + pool", c, Load(predict.Url + "/predict", () => JsonContent.Create(new Input { Values = sample }), c, out var p50, out var p99), p50, p99));
+                foreach (var c in Concurrency) rows.Add(("(a) MapPredict + pool", c, Load(predict.Url + "/predict", predictBody, c)));
             }
-            using (var v2 = Host(app => app.MapOpenInference(),
-                       services => services.AddOnnxInference().AddModel("mlp", onnx, o => { o.MaxBatchSize = 32; o.MaxQueueDelayMicroseconds = 200; o.WatchForChanges = false; })))
+            // The same ONNX Runtime settings as (c): one intra-op thread.
+            using (var v2 = Host(app => app.MapOpenInference(), services => services.AddOnnxInference().AddModel("mlp", onnx, o =>
+                   {
+                       o.MaxBatchSize = 32;
+                       o.MaxQueueDelayMicroseconds = 200;
+                       o.IntraOpNumThreads = 1;
+                       o.WatchForChanges = false;
+                   })))
             {
-                var json = $"{{\"inputs\":[{{\"name\":\"input\",\"shape\":[1,{Features}],\"datatype\":\"FP32\",\"data\":[{string.Join(',', sample.Select(v => v.ToString("R", CultureInfo.InvariantCulture)))}]}}]}}";
+                v2.Services.GetRequiredService<OnnxModelRegistry>().TryGet("mlp", out var model);
                 foreach (var c in Concurrency)
-                    rows.Add(("(b) v2 infer, dynamic batching", c, Load(v2.Url + "/v2/models/mlp/infer", () => new StringContent(json, Encoding.UTF8, "application/json"), c, out var p50, out var p99), p50, p99));
+                {
+                    long runsBefore = model.RunCount;
+                    var stats = Load(v2.Url + "/v2/models/mlp/infer", v2Body, c);
+                    rows.Add(("(b) v2 infer, dynamic batching", c, stats));
+                    batches.Add(string.Create(CultureInfo.InvariantCulture, $"c={c}: {(double)stats.Requests / (model.RunCount - runsBefore):0.0}"));
+                }
             }
+            // The floor under any HTTP endpoint here: Kestrel and HttpClient moving the same body, with no JSON and no model.
+            using (var echo = Host(app => app.MapPost("/empty", async (HttpContext context) =>
+                   {
+                       await context.Request.Body.CopyToAsync(Stream.Null);
+                       return Results.Ok();
+                   }), _ => { }))
+            {
+                foreach (var c in Concurrency) rows.Add(("(d) HTTP only, same body", c, Load(echo.Url + "/empty", v2Body, c)));
+            }
+            Console.WriteLine($"load average after:  {LoadAverage()}");
 
-            Console.WriteLine($"{"scenario",-32} {"conc",4} {"req/s",10} {"p50 µs",10} {"p99 µs",10}");
-            foreach (var r in rows.OrderBy(r => r.Name).ThenBy(r => r.Concurrency))
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{r.Name,-32} {r.Concurrency,4} {r.Rps,10:0} {r.P50,10:0} {r.P99,10:0}"));
-            double Rps(string prefix, int c) => rows.First(r => r.Name.StartsWith(prefix) && r.Concurrency == c).Rps;
-            double P50(string prefix, int c) => rows.First(r => r.Name.StartsWith(prefix) && r.Concurrency == c).P50;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"serving: v2/MapPredict req/s at concurrency 32 = {Rps("(b)", 32) / Rps("(a)", 32):0.00} (goal >= 2); " +
-                $"HTTP+JSON p50 overhead at concurrency 1 = {P50("(b)", 1) - P50("(c)", 1):0} µs (goal <= 100)"));
+                $"v2 body ({v2Body.Length} bytes) parse, one thread: one-pass reader {ParseMicroseconds(() => InferenceJson.Parse(v2Body)):0.0} µs, " +
+                $"document parser {ParseMicroseconds(() => InferenceJson.ParseDocument(v2Body)):0.0} µs"));
+            Console.WriteLine($"(b) requests per ONNX Runtime run: {string.Join(", ", batches)}");
+            Console.WriteLine("cpu µs/req: this process's CPU time (server and load generator) per request; less sensitive to other work on the machine than wall time.");
+            Console.WriteLine($"{"scenario",-32} {"conc",4} {"req/s",10} {"p50 µs",10} {"p99 µs",10} {"cpu µs/req",11}");
+            foreach (var (name, c, stats) in rows.OrderBy(r => r.Name).ThenBy(r => r.Concurrency))
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{name,-32} {c,4} {stats.Rps,10:0} {stats.P50,10:0} {stats.P99,10:0} {stats.CpuMicroseconds,11:0}"));
+            Stats Row(string prefix, int c) => rows.First(r => r.Name.StartsWith(prefix, StringComparison.Ordinal) && r.Concurrency == c).Stats;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"serving: v2/MapPredict req/s at concurrency 32 = {Row("(b)", 32).Rps / Row("(a)", 32).Rps:0.00} (goal >= 2); " +
+                $"HTTP+JSON p50 overhead at concurrency 1 = {Row("(b)", 1).P50 - Row("(c)", 1).P50:0} µs (goal <= 100), " +
+                $"of which the bare HTTP round trip (d) - (c) = {Row("(d)", 1).P50 - Row("(c)", 1).P50:0} µs"));
         }
         finally
         {
@@ -89,57 +124,88 @@ internal static class ServingBenchmark
         ml.Model.Save(model, empty.Schema, zip);
     }
 
-    private static double InProcess(string onnx, float[] sample, int concurrency, out double p50, out double p99)
+    /// <summary>Requests/s, latency percentiles (µs) and this process's CPU µs per request of one measured load.</summary>
+    private sealed record Stats(double Rps, double P50, double P99, double CpuMicroseconds, int Requests);
+
+    /// <summary>ONNX Runtime's fastest managed path (OrtValue over the caller's array), each call copying the result out as a server must.</summary>
+    private static Stats InProcess(string onnx, float[] sample, int concurrency)
     {
         using var options = new Microsoft.ML.OnnxRuntime.SessionOptions { IntraOpNumThreads = 1 };
         using var session = new InferenceSession(onnx, options);
+        using var runOptions = new RunOptions();
+        string[] inputNames = ["input"], outputNames = [.. session.OutputNames];
         void Call()
         {
-            var input = new DenseTensor<float>(sample, [1, Features]);
-            using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", input)]);
-            _ = results.First().AsTensor<float>()[0, 0];
+            using var input = OrtValue.CreateTensorValueFromMemory(sample, [1L, Features]);
+            using var results = session.Run(runOptions, inputNames, [input], outputNames);
+            _ = results[0].GetTensorDataAsSpan<float>().ToArray();
         }
-        return Measure(_ => { Call(); return Task.CompletedTask; }, concurrency, out p50, out p99);
+        return Measure(() => { Call(); return Task.CompletedTask; }, concurrency);
     }
 
-    private static double Load(string url, Func<HttpContent> body, int concurrency, out double p50, out double p99)
+    /// <summary>Posts the same pre-serialized body from <paramref name="concurrency"/> workers, one connection each.</summary>
+    private static Stats Load(string url, byte[] body, int concurrency)
     {
-        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency }) { Timeout = TimeSpan.FromSeconds(30) };
-        return Measure(async _ =>
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency, UseProxy = false, UseCookies = false })
         {
-            using var response = await client.PostAsync(url, body());
+            Timeout = TimeSpan.FromSeconds(30),
+        };
+        var contentType = new MediaTypeHeaderValue("application/json");
+        return Measure(async () =>
+        {
+            using var content = new ByteArrayContent(body);
+            content.Headers.ContentType = contentType;
+            using var response = await client.PostAsync(url, content);
             response.EnsureSuccessStatusCode();
             await response.Content.ReadAsByteArrayAsync();
-        }, concurrency, out p50, out p99);
+        }, concurrency);
     }
 
-    /// <summary>Warm-up, then <c>concurrency</c> workers × a bounded number of calls; returns calls/s and the latency percentiles in µs.</summary>
-    private static double Measure(Func<int, Task> call, int concurrency, out double p50, out double p99)
+    /// <summary>Mean µs per call over a bounded number of calls after a warm-up.</summary>
+    private static double ParseMicroseconds(Action parse)
     {
-        for (int i = 0; i < 50; i++) call(i).GetAwaiter().GetResult();
+        for (int i = 0; i < 200; i++) parse();
+        const int calls = 2000;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < calls; i++) parse();
+        return clock.Elapsed.TotalMicroseconds / calls;
+    }
+
+    /// <summary>The 1-minute load average: the other work sharing this machine's cores during the run.</summary>
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] + $" on {Environment.ProcessorCount} cores" : "n/a";
+
+    /// <summary>Warm-up, then <c>concurrency</c> workers × a bounded number of calls.</summary>
+    private static Stats Measure(Func<Task> call, int concurrency)
+    {
+        const int warmUp = 50;
+        for (int i = 0; i < warmUp; i++) call().GetAwaiter().GetResult();
         var perWorker = Math.Max(40, 1200 / concurrency);
         var latencies = new double[concurrency * perWorker];
+        using var process = Process.GetCurrentProcess();
+        var cpuBefore = process.TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var workers = Enumerable.Range(0, concurrency).Select(w => Task.Run(async () =>
         {
             for (int i = 0; i < perWorker; i++)
             {
                 var start = Stopwatch.GetTimestamp();
-                await call(i);
+                await call();
                 latencies[w * perWorker + i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
             }
         })).ToArray();
         Task.WaitAll(workers);
         var seconds = clock.Elapsed.TotalSeconds;
+        process.Refresh();
+        var cpu = (process.TotalProcessorTime - cpuBefore).TotalMicroseconds / latencies.Length;
         Array.Sort(latencies);
-        p50 = latencies[latencies.Length / 2];
-        p99 = latencies[(int)(latencies.Length * 0.99)];
-        return latencies.Length / seconds;
+        return new Stats(latencies.Length / seconds, latencies[latencies.Length / 2], latencies[(int)(latencies.Length * 0.99)], cpu, warmUp + latencies.Length);
     }
 
     private sealed class Server(WebApplication app, string url) : IDisposable
     {
         public string Url { get; } = url;
+        public IServiceProvider Services => app.Services;
         public void Dispose() => app.StopAsync().GetAwaiter().GetResult();
     }
 

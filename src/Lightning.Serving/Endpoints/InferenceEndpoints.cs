@@ -111,17 +111,24 @@ public static class InferenceEndpoints
                 return Unavailable(context, registry, $"the server is shutting down; model '{name}' takes no new requests.");
             }
             var limit = registry.Options.MaxRequestBodySize;
-            var body = await ReadBodyAsync(context, limit).ConfigureAwait(false);
-            if (body is null)
-            {
-                status = StatusCodes.Status413PayloadTooLarge;
-                return Error(status,
-                    $"the request body exceeds the maximum allowed size of {limit} bytes ({nameof(OnnxInferenceOptions)}.{nameof(OnnxInferenceOptions.MaxRequestBodySize)}).");
-            }
             try
             {
-                var request = InferenceJson.Parse(body.Value);
-                var outputs = await model.InferAsync(request.Inputs, request.Outputs).ConfigureAwait(false);
+                InferRequest request;
+                Task<InferenceTensor[]> run;
+                // Arriving until queued (or run), so a batch forming meanwhile waits for this request.
+                using (model.Arrive())
+                {
+                    var body = await ReadBodyAsync(context, limit).ConfigureAwait(false);
+                    if (body is null)
+                    {
+                        status = StatusCodes.Status413PayloadTooLarge;
+                        return Error(status,
+                            $"the request body exceeds the maximum allowed size of {limit} bytes ({nameof(OnnxInferenceOptions)}.{nameof(OnnxInferenceOptions.MaxRequestBodySize)}).");
+                    }
+                    request = InferenceJson.Parse(body.Value);
+                    run = model.InferAsync(request.Inputs, request.Outputs);
+                }
+                var outputs = await run.ConfigureAwait(false);
                 status = StatusCodes.Status200OK;
                 return TypedResults.Json(new InferResponse(name, request.Id,
                     [.. outputs.Select(o => new OutputTensor(o.Name, o.Shape, o.Datatype, InferenceJson.DataForJson(o.Data)))]),

@@ -25,8 +25,9 @@ public static class PredictEndpointRouteBuilderExtensions
     /// <summary>
     /// Maps <c>POST pattern</c> to a model of the pool: the body is one JSON example (answered with one prediction)
     /// or an array of examples (scored through one engine rental, answered with an array in the same order).
-    /// Malformed JSON, a body that is neither an object nor an array, or an example that does not fit
-    /// <typeparamref name="TData"/> is answered 400 with a ProblemDetails body that names the problem.
+    /// Malformed JSON, a body that is neither an object nor an array, an example that does not fit
+    /// <typeparamref name="TData"/>, or a vector whose length differs from its column's <c>[VectorType(n)]</c> is
+    /// answered 400 with a ProblemDetails body that names the problem (the column, the expected and the received length).
     /// </summary>
     /// <param name="endpoints">The route builder (e.g. the <c>WebApplication</c>).</param>
     /// <param name="pattern">The route pattern, e.g. <c>"/predict/sentiment"</c>.</param>
@@ -84,6 +85,7 @@ internal sealed class PredictHandler<TData, TPrediction>(string modelName, JsonS
     where TData : class
     where TPrediction : class, new()
 {
+    private readonly VectorSizeCheck<TData> _vectors = VectorSizeCheck<TData>.Create();
     private PredictionEnginePool<TData, TPrediction>? _pool;
 
     public async Task<IResult> HandleAsync(HttpContext context)
@@ -109,6 +111,7 @@ internal sealed class PredictHandler<TData, TPrediction>(string modelName, JsonS
             {
                 var example = JsonSerializer.Deserialize<TData>(payload.Span, json);
                 if (example is null) return Problem(400, "Invalid example", "The example is null.");
+                if (_vectors.Check(example, null) is { } wrong) return Problem(400, "Invalid example", wrong);
                 return TypedResults.Json(pool.Predict(modelName, example), json);
             }
             if (start == (byte)'[')
@@ -116,6 +119,8 @@ internal sealed class PredictHandler<TData, TPrediction>(string modelName, JsonS
                 var examples = JsonSerializer.Deserialize<TData?[]>(payload.Span, json)!;
                 var nullAt = Array.IndexOf(examples, null);
                 if (nullAt >= 0) return Problem(400, "Invalid example", $"Example [{nullAt}] is null; every element of the array must be a JSON object.");
+                for (var i = 0; i < examples.Length; i++)
+                    if (_vectors.Check(examples[i]!, i) is { } wrong) return Problem(400, "Invalid example", wrong);
                 return TypedResults.Json(PredictAll(pool, examples!), json);
             }
         }

@@ -58,10 +58,15 @@ internal sealed class LoadedModel : IDisposable
             catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
             {
                 var why = $"ONNX Runtime could not create the CUDA execution provider on device {options.CudaDeviceId}: {ex.Message}";
+                // The CPU package lists no CUDA provider at all; the GPU package lists it even when CUDA or cuDNN cannot load.
+                var fix = OrtEnv.Instance().GetAvailableProviders().Contains(CudaProvider)
+                    ? "Check that CUDA 12 and cuDNN 9 are installed and the device id exists"
+                    : "This build has the CPU-only ONNX Runtime (Microsoft.ML.OnnxRuntime); build with -p:OnnxRuntimeBackend=gpu for Microsoft.ML.OnnxRuntime.Gpu";
                 if (!options.AllowCpuFallback)
                     throw new InvalidOperationException(
                         $"Model '{name}' asks for {nameof(OnnxExecutionProvider.Cuda)} with {nameof(OnnxModelOptions.AllowCpuFallback)} = false, but {why}. " +
-                        "Install Microsoft.ML.OnnxRuntime.Gpu with CUDA 12 and cuDNN 9, or allow the CPU fallback.", ex);
+                        $"{fix}, or allow the CPU fallback.", ex);
+                why += $". {fix}";
                 logger.LogWarning("Model '{Model}' asked for CUDA, but {Why}; serving it on the CPU instead.", name, why);
             }
         }

@@ -8,7 +8,10 @@ public enum OnnxExecutionProvider
     /// <summary>ONNX Runtime's CPU provider.</summary>
     Cpu,
 
-    /// <summary>ONNX Runtime's CUDA provider (needs the Microsoft.ML.OnnxRuntime.Gpu natives, CUDA 12 and cuDNN 9); see <see cref="OnnxModelOptions.AllowCpuFallback"/>.</summary>
+    /// <summary>
+    /// ONNX Runtime's CUDA provider: needs the Microsoft.ML.OnnxRuntime.Gpu natives (build with <c>-p:OnnxRuntimeBackend=gpu</c>),
+    /// CUDA 12 and cuDNN 9; see <see cref="OnnxModelOptions.AllowCpuFallback"/>.
+    /// </summary>
     Cuda,
 }
 
@@ -25,7 +28,11 @@ public sealed class OnnxModelOptions
     /// <summary>The most rows (dim 0) one ONNX Runtime run takes when requests are merged (default 32; at least 1). A request with more rows is rejected.</summary>
     public int MaxBatchSize { get; set; } = 32;
 
-    /// <summary>How long, in microseconds, the batcher waits for more requests after the first one of a batch (default 0: take what is queued now; at most 10,000,000).</summary>
+    /// <summary>
+    /// How long, in microseconds, the batcher may wait for more requests after the first one of a batch (default 0: take
+    /// what is queued now; at most 10,000,000). It waits only while other requests for the model are arriving (being
+    /// read and parsed), so it never waits for nobody; and a request that finds the model idle runs at once, unbatched.
+    /// </summary>
     public long MaxQueueDelayMicroseconds { get; set; }
 
     /// <summary>The most requests waiting for a run (default 1024; at least 1); a request beyond it is rejected with 503.</summary>

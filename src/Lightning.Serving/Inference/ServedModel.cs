@@ -5,9 +5,10 @@ using Microsoft.Extensions.Logging;
 namespace Lightning.Serving;
 
 /// <summary>
-/// One served model: the current <see cref="LoadedModel"/>, its dynamic batcher (one queue, one run at a time, requests
-/// merged along dim 0 up to <see cref="OnnxModelOptions.MaxBatchSize"/> rows or <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>)
-/// and the file watcher that reloads it.
+/// One served model: the current <see cref="LoadedModel"/>, its dynamic batcher (one queue, one batch at a time, requests
+/// merged along dim 0 up to <see cref="OnnxModelOptions.MaxBatchSize"/> rows or <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>,
+/// waiting only while more requests are arriving; a request that finds the model idle runs on its own thread) and the
+/// file watcher that reloads it.
 /// </summary>
 internal sealed class ServedModel : IDisposable
 {
@@ -18,11 +19,16 @@ internal sealed class ServedModel : IDisposable
     private readonly object _reloadLock = new();
     private readonly List<LoadedModel> _retired = [];
     private LoadedModel? _current;
-    private bool _running;
+    /// <summary>Runs in progress (the batcher's and inline ones); a retired generation is disposed when it drops to 0.</summary>
+    private int _runners;
     private Task _loop = Task.CompletedTask;
     private FileSystemWatcher? _watcher;
     private Timer? _debounce;
     private long _runs;
+    private int _arriving;
+    private int _forming;
+    /// <summary>Completed when the last arriving request is in; the batcher waits on it besides the queue and the deadline.</summary>
+    private TaskCompletionSource? _arrivalsDone;
     private volatile bool _stopping;
 
     public ServedModel(string name, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
@@ -36,6 +42,8 @@ internal sealed class ServedModel : IDisposable
             FullMode = BoundedChannelFullMode.Wait,
             SingleReader = true,
         });
+        // The series exists from the start, at 0, even while requests run inline and never queue.
+        _metrics.QueueDepth.WithLabels(name).Set(0);
     }
 
     public string Name { get; }
@@ -52,6 +60,29 @@ internal sealed class ServedModel : IDisposable
 
     /// <summary>Requests waiting in the queue.</summary>
     internal int QueueLength => _queue.Reader.Count;
+
+    /// <summary>
+    /// Marks a request for this model as arriving (its body being read and parsed, until it is queued) until the returned
+    /// scope is disposed. A batch waits for partners, up to <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>,
+    /// only while some request is arriving, so it never waits for partners that are not coming.
+    /// </summary>
+    public ArrivalScope Arrive()
+    {
+        Interlocked.Increment(ref _arriving);
+        return new ArrivalScope(this);
+    }
+
+    /// <summary>Ends one <see cref="Arrive"/>; the last one wakes a batcher that waits for partners.</summary>
+    internal readonly struct ArrivalScope(ServedModel model) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Interlocked.Decrement(ref model._arriving) == 0) Volatile.Read(ref model._arrivalsDone)?.TrySetResult();
+        }
+    }
+
+    /// <summary>Test hook: requests in the batch the batcher is forming now.</summary>
+    internal int Forming => Volatile.Read(ref _forming);
 
     /// <summary>Test hook: while set, the batcher waits for this task before taking the next batch.</summary>
     internal Task? RunGate { get; set; }
@@ -117,8 +148,8 @@ internal sealed class ServedModel : IDisposable
             {
                 old = _current;
                 Volatile.Write(ref _current, next);
-                inUse = _running;
-                if (inUse) _retired.Add(old); // the batcher disposes it after its run
+                inUse = _runners > 0;
+                if (inUse) _retired.Add(old); // the last run in progress disposes it
             }
             if (!inUse) old.Dispose();
             _metrics.Reloads.WithLabels(Name, "success").Inc();
@@ -136,6 +167,7 @@ internal sealed class ServedModel : IDisposable
         var model = Current ?? throw new InferenceUnavailableException($"model '{Name}' is not loaded yet.");
         if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
         var (ordered, rows, key) = model.Validate(inputs, outputs, Options.MaxBatchSize);
+        if (TryRunInline(model, ordered, rows, outputs, out var inline)) return inline;
         var pending = new Pending(inputs, outputs) { Model = model, Ordered = ordered, Rows = rows, Key = key };
         if (!_queue.Writer.TryWrite(pending))
         {
@@ -161,13 +193,14 @@ internal sealed class ServedModel : IDisposable
             lock (_runLock)
             {
                 model = _current!;
-                _running = true;
+                _runners++;
             }
             try
             {
                 batch.Clear();
                 if (!Revalidate(first, model)) continue;
                 batch.Add(first);
+                Volatile.Write(ref _forming, 1);
                 long rows = first.Rows;
                 long deadline = Stopwatch.GetTimestamp() + delayTicks;
                 while (model.Batchable && rows < Options.MaxBatchSize)
@@ -184,27 +217,68 @@ internal sealed class ServedModel : IDisposable
                         reader.TryRead(out _);
                         _metrics.QueueDepth.WithLabels(Name).Dec();
                         batch.Add(next);
+                        Volatile.Write(ref _forming, batch.Count);
                         rows += next.Rows;
                         continue;
                     }
                     long remaining = deadline - Stopwatch.GetTimestamp();
                     if (remaining <= 0 || _stopping) break;
+                    // Published (with a full fence) before reading the count, so the last arrival either is seen here or signals it.
+                    var arrivalsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    Interlocked.Exchange(ref _arrivalsDone, arrivalsDone);
+                    // Nothing queued and nothing on its way: waiting longer only adds latency.
+                    if (Volatile.Read(ref _arriving) == 0) break;
                     var more = reader.WaitToReadAsync().AsTask();
                     var timeout = Task.Delay(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
-                    if (await Task.WhenAny(more, timeout).ConfigureAwait(false) != more || !more.Result) break;
+                    var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
+                    if (woke == timeout || (woke == more && !more.Result)) break;
                 }
                 Execute(model, batch);
             }
             finally
             {
-                lock (_runLock)
-                {
-                    _running = false;
-                    foreach (var old in _retired) old.Dispose();
-                    _retired.Clear();
-                }
+                Volatile.Write(ref _forming, 0);
+                EndRun();
             }
         }
+    }
+
+    private void EndRun()
+    {
+        lock (_runLock)
+        {
+            if (--_runners > 0) return;
+            foreach (var old in _retired) old.Dispose();
+            _retired.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Runs the request on the caller's thread when the model is idle: no run in progress or batch forming, nothing
+    /// queued. That skips the two thread hops through the batcher; requests that come meanwhile queue and merge as before.
+    /// </summary>
+    private bool TryRunInline(LoadedModel model, InferenceTensor[] ordered, long rows, IReadOnlyList<string>? outputs, out Task<InferenceTensor[]> result)
+    {
+        result = null!;
+        lock (_runLock)
+        {
+            if (_runners > 0 || RunGate is not null || _queue.Reader.Count > 0 || !ReferenceEquals(model, _current))
+                return false;
+            _runners++;
+        }
+        try
+        {
+            result = Task.FromResult(Select(Count(model, rows, () => model.Run(ordered)), outputs));
+        }
+        catch (Exception ex)
+        {
+            result = Task.FromException<InferenceTensor[]>(new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex));
+        }
+        finally
+        {
+            EndRun();
+        }
+        return true;
     }
 
     private bool Revalidate(Pending pending, LoadedModel model)
@@ -307,7 +381,7 @@ internal sealed class ServedModel : IDisposable
         lock (_reloadLock)
         lock (_runLock)
         {
-            if (!_running)
+            if (_runners == 0)
             {
                 _current?.Dispose();
                 _current = null;

@@ -67,14 +67,74 @@ public sealed class InferenceBatchingTests : IDisposable
             o.MaxBatchSize = 64;
         }));
         const int n = 16;
-        var tasks = Enumerable.Range(0, n).Select(i => server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1))).ToList();
-        for (int i = 0; i < n; i++)
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        // A request that never finishes arriving (a slow client) keeps each forming batch waiting out its 50 ms delay.
+        using (model.Arrive())
         {
-            var (response, body) = await tasks[i];
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+            var tasks = new List<Task<(HttpResponseMessage Response, JsonNode? Body)>> { server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(0), 1)) };
+            await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+            model.RunGate = null;
+            gate.SetResult();
+            // The rest come one by one while the first one's batch is forming.
+            for (int i = 1; i < n; i++) tasks.Add(server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1)));
+            for (int i = 0; i < n; i++)
+            {
+                var (response, body) = await tasks[i];
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+            }
         }
         Assert.True(server.Model("linear").RunCount < n, $"{server.Model("linear").RunCount} runs for {n} requests");
+    }
+
+    [Fact]
+    public async Task Infer_LoneRequestWithLongQueueDelay_RunsWithoutWaitingForTheDelay()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.MaxQueueDelayMicroseconds = 10_000_000;
+        }));
+
+        // Nothing else arrives, so the batcher has no reason to wait the 10 s.
+        var (response, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1)).WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        TestModels.AssertClose(TestModels.Reference(path, Row(1), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+    }
+
+    [Fact]
+    public async Task Infer_AnotherRequestArriving_BatcherWaitsAndMergesIt()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.MaxQueueDelayMicroseconds = 10_000_000;
+        }));
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        var first = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1));
+        await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+
+        // A second request is on its way (as if its body were being read) when the batcher takes the first.
+        var arriving = model.Arrive();
+        model.RunGate = null;
+        gate.SetResult();
+        await WaitUntil(() => model.QueueLength == 0, "the batcher to take the first request");
+        var second = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(2), 1));
+        await WaitUntil(() => model.Forming == 2, "the batcher to add the second request");
+        // The last arrival is in: the batch runs now, not after the 10 s delay.
+        arriving.Dispose();
+
+        var results = await Task.WhenAll(first, second).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.Response.StatusCode));
+        TestModels.AssertClose(TestModels.Reference(path, Row(2), [1, 4]), TestModels.Floats(results[1].Body!["outputs"]![0]!["data"]));
+        Assert.Equal(1, model.RunCount);
     }
 
     [Fact]

@@ -61,6 +61,15 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ErrorBody_AsSentOnTheWire_QuotesNamesPlainly()
+    {
+        var response = await _server.Client.GetAsync("/v2/models/nope");
+
+        // What curl shows: no \u0027 escapes around names.
+        Assert.Contains("model 'nope' is not found", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task Metadata_KnownModel_ReportsSignatureAndCpuProvider()
     {
         var (response, body) = await _server.GetAsync("/v2/models/linear");

@@ -3,6 +3,7 @@ using Lightning.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Microsoft.ML.OnnxRuntime;
 
 namespace Lightning.Serving.Tests.Inference;
 
@@ -56,7 +57,7 @@ public sealed class InferenceModelLoadingTests : IDisposable
         Assert.Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"success\"}", metrics);
     }
 
-    [Fact]
+    [NoCudaFact]
     public async Task Cuda_UnavailableWithFallback_ServesOnCpuWithWarning()
     {
         var path = TestModels.Linear(_dir.Combine("linear.onnx"));
@@ -66,14 +67,13 @@ public sealed class InferenceModelLoadingTests : IDisposable
             o.ExecutionProvider = OnnxExecutionProvider.Cuda;
         }));
         var (_, metadata) = await server.GetAsync("/v2/models/linear");
-        // This test machine's ONNX Runtime is the CPU build, so CUDA cannot be created.
         Assert.Equal("CPUExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
         Assert.Equal("CUDAExecutionProvider", metadata["parameters"]!["requested_execution_provider"]!.GetValue<string>());
-        Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("CUDA") && e.Message.Contains("CPU"));
-        await InferAsync(server, [1, 2, 3, 4]);
+        Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("asked for CUDA") && e.Message.Contains("serving it on the CPU"));
+        TestModels.AssertClose(TestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
     }
 
-    [Fact]
+    [NoCudaFact]
     public async Task Cuda_UnavailableWithoutFallback_FailsTheStart()
     {
         var path = TestModels.Linear(_dir.Combine("linear.onnx"));
@@ -85,6 +85,24 @@ public sealed class InferenceModelLoadingTests : IDisposable
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => app.StartAsync());
         Assert.Contains("'linear'", error.Message);
         Assert.Contains("AllowCpuFallback = false", error.Message);
+        // The error says how to fix it: the GPU package when this build has none, else the CUDA install.
+        var gpuPackage = OrtEnv.Instance().GetAvailableProviders().Contains("CUDAExecutionProvider");
+        Assert.Contains(gpuPackage ? "CUDA 12 and cuDNN 9" : "-p:OnnxRuntimeBackend=gpu", error.Message);
+    }
+
+    [CudaFact]
+    public async Task Cuda_Available_ServesOnCudaAndReportsIt()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.ExecutionProvider = OnnxExecutionProvider.Cuda;
+            o.AllowCpuFallback = false;
+        }));
+        var (_, metadata) = await server.GetAsync("/v2/models/linear");
+        Assert.Equal("CUDAExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
+        TestModels.AssertClose(TestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
     }
 
     [Fact]

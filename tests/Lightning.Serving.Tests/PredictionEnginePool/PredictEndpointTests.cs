@@ -23,15 +23,18 @@ public sealed class PredictEndpointTests : IAsyncLifetime
     {
         File.WriteAllBytes(_dir.Combine("a.zip"), TestModels.A);
         File.WriteAllBytes(_dir.Combine("b.zip"), TestModels.B);
+        File.WriteAllBytes(_dir.Combine("vector.zip"), TestModels.Vector);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseTestServer();
         builder.Logging.ClearProviders();
         builder.Services.AddPredictionEnginePool<SizeInput, ScoreOutput>()
             .FromFile(_dir.Combine("a.zip"), watchForChanges: false)
             .FromFile("b", _dir.Combine("b.zip"), watchForChanges: false);
+        builder.Services.AddPredictionEnginePool<VectorInput, ScoreOutput>().FromFile(_dir.Combine("vector.zip"), watchForChanges: false);
         _app = builder.Build();
         _app.MapPredict<SizeInput, ScoreOutput>("/predict");
         _app.MapPredict<SizeInput, ScoreOutput>("/predict/b", "b");
+        _app.MapPredict<VectorInput, ScoreOutput>("/predict/vector");
         await _app.StartAsync();
         _client = _app.GetTestClient();
     }
@@ -93,6 +96,40 @@ public sealed class PredictEndpointTests : IAsyncLifetime
         using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal(400, problem.RootElement.GetProperty("status").GetInt32());
         Assert.Contains(expected, problem.RootElement.GetProperty("title").GetString() + " " + problem.RootElement.GetProperty("detail").GetString());
+    }
+
+    [Fact]
+    public async Task MapPredict_VectorOfRightLength_ReturnsPrediction()
+    {
+        var low = await PostAsync("/predict/vector", """{"features": [0, 0, 0]}""");
+        var high = await PostAsync("/predict/vector", """{"features": [1, 1, 1]}""");
+
+        Assert.Equal(HttpStatusCode.OK, low.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, high.StatusCode);
+        // label = x0 + 2·x1 + 3·x2: about 0 and 6.
+        var lowScore = (await low.Content.ReadFromJsonAsync<ScoreOutput>())!.Score;
+        var highScore = (await high.Content.ReadFromJsonAsync<ScoreOutput>())!.Score;
+        Assert.True(highScore - lowScore > 3, $"scores {lowScore} and {highScore}");
+    }
+
+    [Theory]
+    [InlineData("""{"features": [1, 2]}""", "example", "received 2")]
+    [InlineData("""{"features": [1, 2, 3, 4, 5]}""", "example", "received 5")]
+    [InlineData("""{"features": null}""", "example", "received null")]
+    [InlineData("""{}""", "example", "received null")]
+    [InlineData("""[{"features": [1, 2, 3]}, {"features": [1]}]""", "example [1]", "received 1")]
+    public async Task MapPredict_VectorOfWrongLength_Returns400NamingColumnExpectedAndReceived(string body, string which, string received)
+    {
+        var response = await PostAsync("/predict/vector", body);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var detail = problem.RootElement.GetProperty("detail").GetString()!;
+        Assert.Contains("column 'Features'", detail);
+        Assert.Contains("expects 3 Single values", detail);
+        Assert.Contains(which, detail);
+        Assert.Contains(received, detail);
     }
 
     [Fact]

@@ -16,6 +16,13 @@ public sealed class ScoreOutput
     public float Score { get; set; }
 }
 
+/// <summary>One example with a fixed-size vector column, as image and embedding models take.</summary>
+public sealed class VectorInput
+{
+    [VectorType(3)]
+    public float[]? Features { get; set; }
+}
+
 /// <summary>
 /// Two small SDCA regressions trained here on generated rows: model A answers positive scores (label = 10x + 5) and
 /// model B negative ones (label = -10x - 5), so every answer tells which model gave it.
@@ -24,6 +31,7 @@ public static class TestModels
 {
     private static readonly Lazy<byte[]> s_a = new(() => Train(10f, 5f));
     private static readonly Lazy<byte[]> s_b = new(() => Train(-10f, -5f));
+    private static readonly Lazy<byte[]> s_vector = new(TrainVector);
 
     public static byte[] A => s_a.Value;
 
@@ -31,6 +39,9 @@ public static class TestModels
 
     /// <summary>Bytes that are not a model: a zip header followed by junk, as a half-written file might look.</summary>
     public static byte[] Corrupt => [.. "PK\u0003\u0004"u8, .. Enumerable.Repeat((byte)7, 200)];
+
+    /// <summary>A regression on three features (label = x0 + 2·x1 + 3·x2), for inputs with a fixed-size vector.</summary>
+    public static byte[] Vector => s_vector.Value;
 
     public static bool IsA(float score) => score > 2f;
 
@@ -81,6 +92,32 @@ public static class TestModels
         using var stream = new MemoryStream();
         ml.Model.Save(model, data.Schema, stream);
         return stream.ToArray();
+    }
+
+    private static byte[] TrainVector()
+    {
+        var ml = new MLContext(seed: 1);
+        var random = new Random(7);
+        var rows = Enumerable.Range(0, 300).Select(_ =>
+        {
+            float[] x = [(float)random.NextDouble(), (float)random.NextDouble(), (float)random.NextDouble()];
+            return new VectorTrainRow { Features = x, Label = x[0] + 2 * x[1] + 3 * x[2] };
+        }).ToList();
+        var data = ml.Data.LoadFromEnumerable(rows);
+        var model = ml.Transforms.NormalizeMeanVariance("Features")
+            .Append(ml.Regression.Trainers.Sdca(labelColumnName: nameof(VectorTrainRow.Label), l2Regularization: 0.01f, maximumNumberOfIterations: 50))
+            .Fit(data);
+        using var stream = new MemoryStream();
+        ml.Model.Save(model, data.Schema, stream);
+        return stream.ToArray();
+    }
+
+    private sealed class VectorTrainRow
+    {
+        [VectorType(3)]
+        public float[] Features { get; set; } = [];
+
+        public float Label { get; set; }
     }
 
     private sealed class TrainRow
