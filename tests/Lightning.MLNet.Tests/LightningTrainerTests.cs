@@ -27,10 +27,7 @@ public sealed class LightningTrainerTests : IDisposable
     private LightningMulticlassTrainer Classifier(int epochs = 20, IDataView? validation = null) =>
         _ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), Options(epochs, validation));
 
-    /// <summary>SchemaShape.Create is internal to ML.NET (pipelines make shapes themselves); tests reach it by reflection.</summary>
-    private static SchemaShape ShapeOf(DataViewSchema schema) =>
-        (SchemaShape)typeof(SchemaShape).GetMethod("Create", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public, [typeof(DataViewSchema)])!
-            .Invoke(null, [schema])!;
+    private static SchemaShape ShapeOf(DataViewSchema schema) => SchemaShapes.Of(schema);
 
     private static float[][] Scores(IDataView scored) =>
         scored.GetColumn<VBuffer<float>>("Score").Select(v => v.DenseValues().ToArray()).ToArray();
