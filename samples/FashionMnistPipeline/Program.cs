@@ -41,7 +41,7 @@ var pipelines = new (string Name, IEstimator<ITransformer> Trainer)[]
     ("SdcaMaximumEntropy", mlContext.MulticlassClassification.Trainers.SdcaMaximumEntropy(
         new Microsoft.ML.Trainers.SdcaMaximumEntropyMulticlassTrainer.Options { MaximumNumberOfIterations = 10 })),
     ("LightGbm", mlContext.MulticlassClassification.Trainers.LightGbm(
-        new LightGbmMulticlassTrainer.Options { NumberOfIterations = 50, NumberOfLeaves = 31 })),
+        new LightGbmMulticlassTrainer.Options { NumberOfIterations = 30, NumberOfLeaves = 31 })),
 };
 
 var results = new List<(string Name, MulticlassClassificationMetrics Metrics, TimeSpan Time, TimeSpan Cpu)>();
