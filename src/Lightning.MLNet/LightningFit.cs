@@ -2,7 +2,6 @@ using Lightning.Onnx;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Lightning.MLNet;
