@@ -12,8 +12,8 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Trainers.LightGbm;
 
 const int DefaultEpochs = 5;
-int epochs = args is ["--epochs", var e] ? int.Parse(e, CultureInfo.InvariantCulture) : DefaultEpochs;
-if (epochs < 1 || (args.Length > 0 && args is not ["--epochs", _]))
+int epochs = DefaultEpochs;
+if (!(args is [] || (args is ["--epochs", var e] && int.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out epochs) && epochs >= 1)))
 {
     Console.Error.WriteLine($"usage: FashionMnistPipeline [--epochs N] (N >= 1, default {DefaultEpochs}); got '{string.Join(' ', args)}'");
     return 2;
