@@ -4,11 +4,11 @@ using static TorchSharp.torch;
 namespace Lightning.MLNet;
 
 /// <summary>
-/// Lightning trainers on ML.NET's catalogs: <c>mlContext.Regression.Trainers.Lightning(...)</c> and
-/// <c>mlContext.MulticlassClassification.Trainers.Lightning(...)</c>.
+/// Lightning on ML.NET's catalogs: the trainers <c>mlContext.Regression.Trainers.Lightning(...)</c> and
+/// <c>mlContext.MulticlassClassification.Trainers.Lightning(...)</c>, and the transform <c>mlContext.Transforms.Lightning(...)</c>.
 /// </summary>
 /// <remarks>
-/// The module factory is called once per <c>Fit</c>, so two fits give independent models. The module must implement
+/// A trainer's module factory is called once per <c>Fit</c>, so two fits give independent models. The module must implement
 /// <see cref="Lightning.Onnx.IOnnxExportable"/>: the trained model is its ONNX export.
 /// </remarks>
 public static class LightningCatalog
@@ -51,5 +51,24 @@ public static class LightningCatalog
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return new LightningRegressionTrainer(moduleFactory, options);
+    }
+
+    /// <summary>Maps the vector column <paramref name="inputColumnName"/> through <paramref name="module"/> into <paramref name="outputColumnName"/>.</summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="module">A trained module (features [batch, F] to float32 [batch, …]), e.g. an autoencoder's encoder.</param>
+    /// <param name="outputColumnName">The column to add: each row's output, flattened to a vector of Single.</param>
+    /// <param name="inputColumnName">The known-size vector of Single the module reads; it must differ from the output column.</param>
+    public static LightningTransformEstimator Lightning(this TransformsCatalog catalog, nn.Module module, string outputColumnName,
+        string inputColumnName = "Features") =>
+        Lightning(catalog, module, new LightningTransformOptions { OutputColumnName = outputColumnName, InputColumnName = inputColumnName });
+
+    /// <summary>Maps a vector column through <paramref name="module"/>, as <paramref name="options"/> say.</summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="module">A trained module (features [batch, F] to float32 [batch, …]), e.g. an autoencoder's encoder.</param>
+    /// <param name="options">The input and output columns and the rows per ONNX Runtime call.</param>
+    public static LightningTransformEstimator Lightning(this TransformsCatalog catalog, nn.Module module, LightningTransformOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new LightningTransformEstimator(module, options);
     }
 }

@@ -46,35 +46,51 @@ internal static class LightningFit
         trainer.Fit(module, train.Batches(options.BatchSize, new Random(options.Seed)), val?.Batches(options.BatchSize, null));
 
         options.CancellationToken.ThrowIfCancellationRequested();
-        var onnx = Export(module, featureCount, classCount, options.FeatureColumnName);
-        // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
-        // fit's own, removed when the transformer is disposed, keeps that file from leaking.
-        var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
-        var mlContext = new MLContext(options.Seed) { TempFilePath = tempDirectory };
-        var outputs = multiclass ? new[] { ScoreColumnName, PredictedLabelColumnName } : [ScoreColumnName];
-        IEstimator<ITransformer> pipeline = mlContext.Transforms.ApplyOnnxModel(outputs, [options.FeatureColumnName], new MemoryStream(onnx));
-        if (multiclass)
-            pipeline = pipeline.Append(LabelValueMapping(mlContext, data.Schema[options.LabelColumnName], classCount)
+        var label = data.Schema[options.LabelColumnName];
+        return Wrap(module, ownsModule: true, multiclass ? HeadKind.Multiclass : HeadKind.Regression, classCount, data,
+            options.FeatureColumnName, featureCount, multiclass ? [ScoreColumnName, PredictedLabelColumnName] : [ScoreColumnName],
+            options.TransformBatchSize, options.Seed, trainer.CheckpointCallback?.BestModelPath,
+            multiclass ? mlContext => LabelValueMapping(mlContext, label, classCount)
                 ?? mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName, PredictedLabelColumnName,
-                    keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount)));
-        var inner = pipeline.Fit(data);
-        return new LightningTransformer(inner, onnx, module, trainer.CheckpointCallback?.BestModelPath,
-            options.FeatureColumnName, featureCount, classCount, tempDirectory);
+                    keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount))
+            : null);
     }
 
-    private static byte[] Export(LightningModule module, int featureCount, int classCount, string featureColumnName)
+    /// <summary>
+    /// Exports <paramref name="module"/> twice (one row per call for OnnxTransformer and the saved model; a batch axis
+    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: OnnxTransformer, then <paramref name="rest"/>.
+    /// </summary>
+    public static LightningTransformer Wrap(nn.Module module, bool ownsModule, HeadKind kind, int classCount, IDataView data,
+        string featureColumnName, int featureCount, string[] outputNames, int transformBatchSize, int seed, string? checkpointPath,
+        Func<MLContext, IEstimator<ITransformer>>? rest)
     {
-        var head = new PredictionHead(module, classCount);
+        var rowModel = Export(new PredictionHead(module, kind, classCount, batched: false), zeros(featureCount), featureColumnName,
+            outputNames, new Dictionary<int, string>());
+        var batchedModel = Export(new PredictionHead(module, kind, classCount, batched: true), zeros(1, featureCount), featureColumnName,
+            outputNames, new Dictionary<int, string> { [0] = "batch" });
+        // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
+        // model's own, removed when the transformer is disposed, keeps that file from leaking.
+        var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
+        var mlContext = new MLContext(seed) { TempFilePath = tempDirectory };
+        var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [featureColumnName], new MemoryStream(rowModel)).Fit(data);
+        var after = rest?.Invoke(mlContext).Fit(onnx.Transform(data));
+        return new LightningTransformer(onnx, after, rowModel, batchedModel, module, ownsModule, checkpointPath,
+            featureColumnName, featureCount, classCount, transformBatchSize, tempDirectory);
+    }
+
+    private static byte[] Export(PredictionHead head, Tensor sample, string featureColumnName, string[] outputNames,
+        IReadOnlyDictionary<int, string> dynamicAxes)
+    {
         var path = Path.Combine(Path.GetTempPath(), $"lightning-mlnet-{Guid.NewGuid():N}.onnx");
         try
         {
-            using var sample = zeros(featureCount);
-            head.ToOnnx(path, sample, new OnnxExportOptions
-            {
-                DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>> { [featureColumnName] = new Dictionary<int, string>() },
-                InputNames = [featureColumnName],
-                OutputNames = classCount > 0 ? [ScoreColumnName, PredictedLabelColumnName] : [ScoreColumnName],
-            });
+            using (sample)
+                head.ToOnnx(path, sample, new OnnxExportOptions
+                {
+                    DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>> { [featureColumnName] = dynamicAxes },
+                    InputNames = [featureColumnName],
+                    OutputNames = outputNames,
+                });
             return File.ReadAllBytes(path);
         }
         finally

@@ -8,6 +8,9 @@ public sealed record LightningTrainerOptions
     /// <summary>The default <see cref="BatchSize"/>.</summary>
     public const int DefaultBatchSize = 32;
 
+    /// <summary>The default <see cref="TransformBatchSize"/>.</summary>
+    public const int DefaultTransformBatchSize = 256;
+
     /// <summary>The feature column: a known-size vector of <see cref="float"/>. Default <c>"Features"</c>.</summary>
     public string FeatureColumnName { get; init; } = "Features";
 
@@ -25,6 +28,9 @@ public sealed record LightningTrainerOptions
 
     /// <summary>Rows per training batch; at least 1.</summary>
     public int BatchSize { get; init; } = DefaultBatchSize;
+
+    /// <summary>Rows per ONNX Runtime call when the trained model's <c>Transform</c> scores many rows; at least 1.</summary>
+    public int TransformBatchSize { get; init; } = DefaultTransformBatchSize;
 
     /// <summary>Seeds libtorch before the module is made (its initial weights) and the per-epoch shuffle of the rows.</summary>
     public int Seed { get; init; } = 1;
@@ -44,6 +50,9 @@ public sealed record LightningTrainerOptions
         ArgumentException.ThrowIfNullOrWhiteSpace(LabelColumnName, nameof(LabelColumnName));
         if (BatchSize < 1)
             throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"{nameof(BatchSize)} is {BatchSize}; it must be at least 1.");
+        if (TransformBatchSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(TransformBatchSize), TransformBatchSize,
+                $"{nameof(TransformBatchSize)} is {TransformBatchSize}; it must be at least 1.");
     }
 
     internal TrainerOptions ResolvedTrainerOptions

@@ -1,64 +1,97 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using static TorchSharp.torch;
 
 namespace Lightning.MLNet;
 
 /// <summary>
-/// A model trained by a Lightning trainer (<see cref="LightningCatalog"/>): the trained module exported to ONNX and
-/// scored by ML.NET's OnnxTransformer. It adds <c>Score</c> (multiclass: the class probabilities,
-/// <c>Vector&lt;Single, K&gt;</c>; regression: <c>Vector&lt;Single, 1&gt;</c>) and, for multiclass, <c>PredictedLabel</c>
-/// (<c>Vector&lt;Key&lt;UInt32, 0-(K-1)&gt;, 1&gt;</c>, whose key values are the label's own, in the label's
-/// order, when the label key carries them (as after <c>MapValueToKey</c>; so <c>MapKeyToValue</c> gives the labels back),
-/// else the class numbers 1..K). They are one-slot
-/// vectors rather than the scalars of ML.NET's own trainers because OnnxTransformer fails at run time on rank-0 outputs,
-/// so <c>mlContext.Regression.Evaluate</c> does not take the regression <c>Score</c> yet. <c>mlContext.Model.Save</c> writes it as
-/// ML.NET's own transformer chain with the ONNX bytes embedded, so <c>mlContext.Model.Load</c> reads it back in a
-/// process that references only Microsoft.ML and Microsoft.ML.OnnxTransformer (the loaded model is a
-/// <see cref="TransformerChain{TLastTransformer}"/>).
+/// A module exported to ONNX as an ML.NET transformer: the model a Lightning trainer returns (<see cref="LightningCatalog"/>)
+/// or a Lightning transform (<see cref="LightningTransformEstimator"/>).
+/// <list type="bullet">
+/// <item>Trainers add <c>Score</c> (multiclass: the class probabilities, <c>Vector&lt;Single, K&gt;</c>; regression:
+/// <c>Vector&lt;Single, 1&gt;</c>) and, for multiclass, <c>PredictedLabel</c> (<c>Vector&lt;Key&lt;UInt32, 0-(K-1)&gt;, 1&gt;</c>,
+/// whose key values are the label's own, in the label's order, when the label key carries them (as after
+/// <c>MapValueToKey</c>; so <c>MapKeyToValue</c> gives the labels back), else the class numbers 1..K).</item>
+/// <item>A transform adds its output column, <c>Vector&lt;Single, D&gt;</c>: each row's module output, flattened.</item>
+/// </list>
+/// <c>PredictedLabel</c> and the regression <c>Score</c> are one-slot vectors rather than the scalars of ML.NET's own
+/// trainers: OnnxTransformer fails at run time on rank-0 outputs, and ML.NET has no built-in transform that a model
+/// can be saved with that turns a one-slot vector into a scalar (ConvertType, DropSlots, MapValue and Expression keep a
+/// vector a vector; only CustomMapping, whose loading needs this assembly, could). So <c>mlContext.Regression.Evaluate</c>
+/// does not take the regression <c>Score</c>; compute metrics from its single slot.
 /// </summary>
-/// <remarks>Dispose it to release the ONNX Runtime session.</remarks>
+/// <remarks>
+/// <para><see cref="Transform"/> scores the rows in blocks of <see cref="TransformBatchSize"/>, one ONNX Runtime call per
+/// block; a <see cref="PredictionEngine{TSrc, TDst}"/> (through <see cref="GetRowToRowMapper"/>) scores one row per call.</para>
+/// <para><c>mlContext.Model.Save</c> writes ML.NET's own transformer chain (OnnxTransformer with the ONNX bytes embedded,
+/// then ML.NET's key mapping), so <c>mlContext.Model.Load</c> reads it back in a process that references only Microsoft.ML
+/// and Microsoft.ML.OnnxTransformer; the loaded model is a <see cref="TransformerChain{TLastTransformer}"/> that scores
+/// row by row and gives the same values.</para>
+/// <para>Dispose it to release the ONNX Runtime sessions.</para>
+/// </remarks>
 public sealed class LightningTransformer : ITransformer, IDisposable
 {
-    private readonly ITransformer _inner;
+    private readonly ITransformer _onnx;
+    private readonly ITransformer? _rest;
+    private readonly TransformerChain<ITransformer> _chain;
     private readonly byte[] _onnxModel;
+    private readonly BatchScorer _scorer;
+    private readonly bool _ownsModule;
     private readonly string _tempDirectory;
 
-    internal LightningTransformer(ITransformer inner, byte[] onnxModel, LightningModule module, string? checkpointPath,
-        string featureColumnName, int featureCount, int classCount, string tempDirectory)
+    internal LightningTransformer(ITransformer onnx, ITransformer? rest, byte[] onnxModel, byte[] batchedOnnxModel, nn.Module module,
+        bool ownsModule, string? checkpointPath, string featureColumnName, int featureCount, int classCount, int transformBatchSize,
+        string tempDirectory)
     {
-        _tempDirectory = tempDirectory;
-        _inner = inner;
+        _onnx = onnx;
+        _rest = rest;
+        // Flat, as an EstimatorChain's Fit makes it: the saved model is ML.NET's chain of its own transformers.
+        ITransformer[] parts = rest switch { null => [onnx], IEnumerable<ITransformer> chain => [onnx, .. chain], _ => [onnx, rest] };
+        _chain = new TransformerChain<ITransformer>(parts);
         _onnxModel = onnxModel;
+        _scorer = new BatchScorer(batchedOnnxModel, featureCount);
+        _ownsModule = ownsModule;
+        _tempDirectory = tempDirectory;
         Module = module;
         CheckpointPath = checkpointPath;
         FeatureColumnName = featureColumnName;
         FeatureCount = featureCount;
         ClassCount = classCount;
+        TransformBatchSize = transformBatchSize;
     }
 
-    /// <summary>The trained module (the state at the end of <c>Fit</c>), for use outside ML.NET.</summary>
-    public LightningModule Module { get; }
+    /// <summary>
+    /// The module: for a trainer's model the trained <see cref="LightningModule"/> (its state at the end of <c>Fit</c>, owned
+    /// and disposed by this transformer); for a transform the module it was given (still owned by the caller).
+    /// </summary>
+    public nn.Module Module { get; }
 
-    /// <summary>The best checkpoint the trainer wrote, or null when checkpointing was off.</summary>
+    /// <summary>The best checkpoint the trainer wrote, or null when checkpointing was off (and for a transform).</summary>
     public string? CheckpointPath { get; }
 
     /// <summary>
-    /// The exported ONNX model that the transformer scores with. OnnxTransformer runs one row per call, so the graph
-    /// takes one feature vector <c>[F]</c> and returns that row's <c>Score</c> (and <c>PredictedLabel</c>).
+    /// The ONNX model that the saved chain scores with. OnnxTransformer runs one row per call, so this graph takes one
+    /// feature vector <c>[F]</c> and returns that row's outputs.
     /// </summary>
     public ReadOnlyMemory<byte> OnnxModel => _onnxModel;
 
-    /// <summary>The feature column the model reads.</summary>
+    /// <summary>The input column the model reads (the features).</summary>
     public string FeatureColumnName { get; }
 
-    /// <summary>The size of the feature vector the model was trained on.</summary>
+    /// <summary>The size of the feature vector the model takes.</summary>
     public int FeatureCount { get; }
 
-    /// <summary>The number of classes (multiclass), or 0 (regression).</summary>
+    /// <summary>The number of classes (multiclass), or 0 (regression and transforms).</summary>
     public int ClassCount { get; }
 
+    /// <summary>Rows per ONNX Runtime call in <see cref="Transform"/>.</summary>
+    public int TransformBatchSize { get; }
+
+    /// <summary>ONNX Runtime calls <see cref="Transform"/>'s views have made (tests check that rows are scored in blocks).</summary>
+    internal long BatchRuns => _scorer.Runs;
+
     /// <summary>Whether the model maps row to row; always true.</summary>
-    public bool IsRowToRowMapper => _inner.IsRowToRowMapper;
+    public bool IsRowToRowMapper => true;
 
     /// <summary>The schema <see cref="Transform"/> produces from <paramref name="inputSchema"/>.</summary>
     /// <param name="inputSchema">The input's schema; it must hold the feature column as a vector of the trained size.</param>
@@ -67,36 +100,43 @@ public sealed class LightningTransformer : ITransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
         SchemaChecks.CheckFeatures(inputSchema, FeatureColumnName, FeatureCount);
-        return _inner.GetOutputSchema(inputSchema);
+        return _chain.GetOutputSchema(inputSchema);
     }
 
-    /// <summary>A row-to-row mapper over <paramref name="inputSchema"/>, as for every ML.NET transformer.</summary>
+    /// <summary>A row-to-row mapper over <paramref name="inputSchema"/> (one ONNX Runtime call per row), as for every ML.NET transformer.</summary>
     /// <param name="inputSchema">The input's schema.</param>
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
         SchemaChecks.CheckFeatures(inputSchema, FeatureColumnName, FeatureCount);
-        return _inner.GetRowToRowMapper(inputSchema);
+        return ((ITransformer)_chain).GetRowToRowMapper(inputSchema);
     }
 
-    /// <summary>Adds the prediction columns to <paramref name="input"/> (lazily, as ML.NET does).</summary>
+    /// <summary>
+    /// Adds the output columns to <paramref name="input"/>, lazily as ML.NET does; a cursor over the result scores
+    /// <see cref="TransformBatchSize"/> rows per ONNX Runtime call. The result does not shuffle; cache it or use
+    /// <c>mlContext.Data.ShuffleRows</c> when a shuffled read is needed.
+    /// </summary>
     /// <param name="input">The rows to score.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The feature column is missing or has another type.</exception>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
         SchemaChecks.CheckFeatures(input.Schema, FeatureColumnName, FeatureCount);
-        return _inner.Transform(input);
+        var scored = new BatchedOnnxDataView(input, _scorer, TransformBatchSize, FeatureColumnName, _onnx.GetOutputSchema(input.Schema));
+        return _rest?.Transform(scored) ?? scored;
     }
 
     /// <summary>Writes the underlying ML.NET chain; called by <c>mlContext.Model.Save</c>.</summary>
     /// <param name="ctx">ML.NET's save context.</param>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => _inner.Save(ctx);
+    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)_chain).Save(ctx);
 
-    /// <summary>Releases the ONNX Runtime session, the module and the ONNX file OnnxTransformer scores from.</summary>
+    /// <summary>Releases the ONNX Runtime sessions, the module (when this transformer owns it) and the ONNX file OnnxTransformer scores from.</summary>
     public void Dispose()
     {
-        (_inner as IDisposable)?.Dispose();
-        Module.Dispose();
+        _chain.Dispose();
+        _scorer.Dispose();
+        if (_ownsModule) Module.Dispose();
         try
         {
             Directory.Delete(_tempDirectory, recursive: true);

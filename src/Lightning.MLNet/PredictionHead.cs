@@ -4,52 +4,81 @@ using static TorchSharp.torch;
 
 namespace Lightning.MLNet;
 
+/// <summary>What the exported graph returns after the module's forward.</summary>
+internal enum HeadKind
+{
+    /// <summary><c>Score</c> = softmax of the [batch, K] scores and <c>PredictedLabel</c> = argmax + 1, a one-based key value.</summary>
+    Multiclass,
+    /// <summary><c>Score</c> = the module's [batch] or [batch, 1] output.</summary>
+    Regression,
+    /// <summary>One column: the module's output, each row's values flattened.</summary>
+    Vector,
+}
+
 /// <summary>
-/// The exported graph, for one row: features [F] as a batch of one, the trained module's forward, then ML.NET's output
-/// conventions. Multiclass: <c>Score</c> [K] = softmax of the module's [1, K] output and <c>PredictedLabel</c> [1] =
-/// argmax + 1, a one-based key value. Regression: <c>Score</c> [1] = the module's [1] or [1, 1] output. (Rank-0
-/// outputs would give ML.NET scalar columns, but OnnxTransformer's getter fails on them at run time.)
+/// The exported graph: the module's forward, then ML.NET's output conventions. Two forms of the same graph:
+/// <list type="bullet">
+/// <item>per row (<c>batched: false</c>), for OnnxTransformer and the saved model: features [F] as a batch of one, outputs
+/// of one row (multiclass <c>Score</c> [K], <c>PredictedLabel</c> [1]; regression <c>Score</c> [1]; vector [D]). ML.NET
+/// then sees Vector&lt;Single, K&gt; rather than the Vector&lt;Single, 1, K&gt; (or an unknown size) that a batch axis gives.
+/// Rank-0 outputs would give scalar columns, but OnnxTransformer's getter fails on them at run time.</item>
+/// <item>batched (<c>batched: true</c>), for <see cref="BatchScorer"/>: features [N, F], outputs [N, …] of the same values.</item>
+/// </list>
 /// </summary>
 internal sealed class PredictionHead : nn.Module, IOnnxExportable
 {
-    private readonly LightningModule module;
+    private readonly nn.Module module;
+    private readonly HeadKind kind;
     private readonly int classCount;
+    private readonly bool batched;
 
-    /// <param name="module">The trained module; it must implement <see cref="IOnnxExportable"/>.</param>
-    /// <param name="classCount">The number of classes, or 0 for regression.</param>
-    public PredictionHead(LightningModule module, int classCount) : base(nameof(PredictionHead))
+    /// <param name="module">The module; it is a TorchSharp layer the exporter knows or implements <see cref="IOnnxExportable"/>.</param>
+    /// <param name="kind">The outputs after the forward.</param>
+    /// <param name="classCount">The number of classes (multiclass), else 0.</param>
+    /// <param name="batched">True: the graph takes [N, F]; false: one row [F].</param>
+    public PredictionHead(nn.Module module, HeadKind kind, int classCount, bool batched) : base(nameof(PredictionHead))
     {
         this.module = module;
+        this.kind = kind;
         this.classCount = classCount;
+        this.batched = batched;
         RegisterComponents();
     }
 
     public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs)
     {
-        // ML.NET's OnnxTransformer runs one row at a time: the graph takes one feature vector [F] and returns one row's
-        // outputs, so that ML.NET sees Score as Vector<Single, K> rather than Vector<Single, 1, K>.
-        var outputs = graph.Call(module, graph.Reshape(inputs[0], 1, -1));
+        var outputs = graph.Call(module, batched ? inputs[0] : graph.Reshape(inputs[0], 1, -1));
         if (outputs.Count != 1)
             throw new InvalidOperationException(
-                $"{module.GetType().Name}.ExportOnnx returned {outputs.Count} ONNX values; a Lightning trainer's module returns one (its scores).");
+                $"{module.GetType().Name}'s ONNX export returns {outputs.Count} values; a Lightning trainer or transform takes a module with one output.");
         var scores = outputs[0];
         var shape = scores.Shape;
-        if (classCount > 0)
+        switch (kind)
         {
-            if (shape.Count != 2 || shape[1] != classCount)
-                throw new InvalidOperationException(
-                    $"{module.GetType().Name} returns scores of shape [{Format(shape)}]; a multiclass trainer with {classCount} classes expects [batch, {classCount}].");
-            var row = graph.Reshape(scores, classCount);
-            var probabilities = graph.Node("Softmax", [row], new Dictionary<string, object> { ["axis"] = -1L },
-                s => nn.functional.softmax(s[0], -1));
-            var index = graph.Node("ArgMax", [row], new Dictionary<string, object> { ["axis"] = 0L, ["keepdims"] = 1L },
-                s => s[0].argmax(0, keepdim: true));
-            return [probabilities, graph.Add(index, graph.Scalar(1, index))];
+            case HeadKind.Multiclass:
+                if (shape.Count != 2 || shape[1] != classCount)
+                    throw new InvalidOperationException(
+                        $"{module.GetType().Name} returns scores of shape [{Format(shape)}]; a multiclass trainer with {classCount} classes expects [batch, {classCount}].");
+                var probabilities = graph.Node("Softmax", [scores], new Dictionary<string, object> { ["axis"] = -1L },
+                    s => nn.functional.softmax(s[0], -1));
+                var index = graph.Node("ArgMax", [scores], new Dictionary<string, object> { ["axis"] = 1L, ["keepdims"] = 1L },
+                    s => s[0].argmax(1, keepdim: true));
+                var label = graph.Add(index, graph.Scalar(1, index));
+                return batched ? [probabilities, label] : [graph.Reshape(probabilities, classCount), graph.Reshape(label, 1)];
+            case HeadKind.Regression:
+                if (!(shape.Count == 1 || (shape.Count == 2 && shape[1] == 1)))
+                    throw new InvalidOperationException(
+                        $"{module.GetType().Name} returns scores of shape [{Format(shape)}]; a regression trainer expects [batch] or [batch, 1].");
+                return [batched ? graph.Reshape(scores, -1, 1) : graph.Reshape(scores, 1)];
+            default:
+                if (scores.ElementType != ScalarType.Float32)
+                    throw new InvalidOperationException(
+                        $"{module.GetType().Name} returns {scores.ElementType} values; a Lightning transform makes a vector of Single, so the module must return float32.");
+                if (shape.Count < 1)
+                    throw new InvalidOperationException(
+                        $"{module.GetType().Name} returns a scalar; a Lightning transform expects an output of shape [batch, …].");
+                return [batched ? graph.Reshape(scores, 0, -1) : graph.Reshape(scores, -1)];
         }
-        if (!(shape.Count == 1 || (shape.Count == 2 && shape[1] == 1)))
-            throw new InvalidOperationException(
-                $"{module.GetType().Name} returns scores of shape [{Format(shape)}]; a regression trainer expects [batch] or [batch, 1].");
-        return [graph.Reshape(scores, 1)];
     }
 
     private static string Format(IReadOnlyList<long?> shape) => string.Join(", ", shape.Select(d => d?.ToString() ?? "batch"));

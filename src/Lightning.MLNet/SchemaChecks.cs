@@ -45,15 +45,21 @@ internal static class SchemaChecks
     /// <summary>Checks a schema shape as the estimators' GetOutputSchema sees it (no vector sizes there).</summary>
     public static void CheckShape(SchemaShape shape, string featureColumn, string labelColumn, bool keyLabel)
     {
-        if (!TryFind(shape, featureColumn, out var features))
-            throw Missing(featureColumn, "Vector<Single> of known size");
-        if (features.Kind != SchemaShape.Column.VectorKind.Vector || features.ItemType != NumberDataViewType.Single)
-            throw Mismatch(featureColumn, "Vector<Single> of known size", Describe(features));
+        CheckVectorShape(shape, featureColumn);
         if (!TryFind(shape, labelColumn, out var label))
             throw Missing(labelColumn, keyLabel ? "Key<UInt32>" : "Single");
         if (keyLabel ? !(label.IsKey && label.Kind == SchemaShape.Column.VectorKind.Scalar)
                      : label.Kind != SchemaShape.Column.VectorKind.Scalar || label.ItemType != NumberDataViewType.Single)
             throw Mismatch(labelColumn, keyLabel ? "Key<UInt32>" : "Single", Describe(label));
+    }
+
+    /// <summary>Checks that <paramref name="column"/> of a schema shape is a known-size vector of Single.</summary>
+    public static void CheckVectorShape(SchemaShape shape, string column)
+    {
+        if (!TryFind(shape, column, out var features))
+            throw Missing(column, "Vector<Single> of known size");
+        if (features.Kind != SchemaShape.Column.VectorKind.Vector || features.ItemType != NumberDataViewType.Single)
+            throw Mismatch(column, "Vector<Single> of known size", Describe(features));
     }
 
     private static bool TryFind(SchemaShape shape, string name, out SchemaShape.Column column)

@@ -28,8 +28,8 @@ public sealed class CrossProcessLoadTests
         </Project>
         """;
 
-    // Loads model.zip, scores the rows of features.bin (row count, width, then floats) and prints each row's
-    // PredictedLabel and Score values, round-trip formatted.
+    // Loads model.zip, scores the rows of features.bin (row count, width, then floats; Name empty, for a pipeline whose
+    // MapValueToKey reads it) and prints each row's PredictedLabel (key or text) and Score values, round-trip formatted.
     private const string LoaderProgram = """
         using System.Globalization;
         using Microsoft.ML;
@@ -43,7 +43,10 @@ public sealed class CrossProcessLoadTests
         schema[nameof(Input.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, width);
         var model = ml.Model.Load(args[0], out _);
         var scored = model.Transform(ml.Data.LoadFromEnumerable(data, schema));
-        var labels = scored.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]).ToArray();
+        var predicted = scored.Schema["PredictedLabel"];
+        var labels = predicted.Type is VectorDataViewType { ItemType: TextDataViewType }
+            ? scored.GetColumn<VBuffer<ReadOnlyMemory<char>>>(predicted).Select(v => v.GetValues()[0].ToString()).ToArray()
+            : scored.GetColumn<VBuffer<uint>>(predicted).Select(v => v.GetValues()[0].ToString()).ToArray();
         var scores = scored.GetColumn<VBuffer<float>>("Score").Select(v => v.DenseValues().ToArray()).ToArray();
         for (int i = 0; i < rows; i++)
             Console.WriteLine(labels[i] + " " + string.Join(" ", scores[i].Select(s => s.ToString("R", CultureInfo.InvariantCulture))));
@@ -51,25 +54,30 @@ public sealed class CrossProcessLoadTests
         public sealed class Input
         {
             public float[] Features { get; set; } = [];
+
+            public string Name { get; set; } = "";
         }
         """;
 
     [Fact]
-    public void SavedModel_LoadsInAProcessWithoutLightning_AndPredictsTheSame()
+    public void SavedModels_LoadInAProcessWithoutLightning_AndPredictTheSame()
     {
         using var root = new TempDirectory();
         var ml = new MLContext(seed: 0);
         var rows = Data.Rows(64, seed: 3);
         var train = Data.View(ml, rows);
-        var trainer = ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount),
-            new LightningTrainerOptions
-            {
-                LabelColumnName = nameof(Row.Class),
-                TrainerOptions = new TrainerOptions { MaxEpochs = 2, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false },
-            });
-        using var model = trainer.Fit(train);
-        var modelPath = root.Combine("model.zip");
-        ml.Model.Save(model, train.Schema, modelPath);
+        var options = new LightningTrainerOptions
+        {
+            LabelColumnName = nameof(Row.Class),
+            TrainerOptions = new TrainerOptions { MaxEpochs = 2, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false },
+        };
+        using var model = ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), options).Fit(train);
+        // The sample's and a serving app's shape: text labels to keys, the Lightning trainer, keys back to text.
+        var named = ml.Data.LoadFromEnumerable(rows.Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class] }).ToList());
+        using var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(NamedRow.Name))
+            .Append(ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), options with { LabelColumnName = "Label" }))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
+            .Fit(named);
         var featuresPath = root.Combine("features.bin");
         using (var writer = new BinaryWriter(File.Create(featuresPath)))
         {
@@ -77,21 +85,40 @@ public sealed class CrossProcessLoadTests
             writer.Write(Data.FeatureCount);
             foreach (var value in rows.SelectMany(r => r.Features)) writer.Write(value);
         }
-        var scored = model.Transform(train);
-        var labels = scored.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]).ToArray();
-        var scores = scored.GetColumn<VBuffer<float>>("Score").Select(v => v.DenseValues().ToArray()).ToArray();
-        var expected = labels.Select((label, i) =>
-            label + " " + string.Join(" ", scores[i].Select(s => s.ToString("R", CultureInfo.InvariantCulture)))).ToArray();
-
         var project = Directory.CreateDirectory(root.Combine("loader")).FullName;
         File.WriteAllText(Path.Combine(project, "Loader.csproj"), LoaderProject);
         File.WriteAllText(Path.Combine(project, "Program.cs"), LoaderProgram);
         var output = Path.Combine(project, "out");
         Run(project, "build", "-c", "Release", "-o", output, "-nologo", "-v", "q");
-        var printed = Run(project, Path.Combine(output, "Loader.dll"), modelPath, featuresPath)
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
-        Assert.Equal(expected, printed);
+        foreach (var (transformer, data, name) in new (ITransformer, IDataView, string)[] { (model, train, "trainer"), (pipeline, named, "pipeline") })
+        {
+            var modelPath = root.Combine($"{name}.zip");
+            ml.Model.Save(transformer, data.Schema, modelPath);
+            var scored = transformer.Transform(data);
+            var predicted = scored.Schema["PredictedLabel"];
+            var labels = predicted.Type is VectorDataViewType { ItemType: TextDataViewType }
+                ? scored.GetColumn<VBuffer<ReadOnlyMemory<char>>>(predicted).Select(v => v.GetValues()[0].ToString()).ToArray()
+                : scored.GetColumn<VBuffer<uint>>(predicted).Select(v => v.GetValues()[0].ToString()).ToArray();
+            var scores = scored.GetColumn<VBuffer<float>>("Score").Select(v => v.DenseValues().ToArray()).ToArray();
+            var expected = labels.Select((label, i) =>
+                label + " " + string.Join(" ", scores[i].Select(s => s.ToString("R", CultureInfo.InvariantCulture)))).ToArray();
+
+            var printed = Run(project, Path.Combine(output, "Loader.dll"), modelPath, featuresPath)
+                .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+            Assert.Equal(expected, printed);
+        }
+    }
+
+    private static readonly string[] Names = ["zebra", "ant", "moth"];
+
+    private sealed class NamedRow
+    {
+        [VectorType(Data.FeatureCount)]
+        public float[] Features { get; set; } = [];
+
+        public string Name { get; set; } = "";
     }
 
     private static string Run(string directory, params string[] arguments)

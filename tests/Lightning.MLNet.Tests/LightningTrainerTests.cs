@@ -27,10 +27,7 @@ public sealed class LightningTrainerTests : IDisposable
     private LightningMulticlassTrainer Classifier(int epochs = 20, IDataView? validation = null) =>
         _ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), Options(epochs, validation));
 
-    /// <summary>SchemaShape.Create is internal to ML.NET (pipelines make shapes themselves); tests reach it by reflection.</summary>
-    private static SchemaShape ShapeOf(DataViewSchema schema) =>
-        (SchemaShape)typeof(SchemaShape).GetMethod("Create", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public, [typeof(DataViewSchema)])!
-            .Invoke(null, [schema])!;
+    private static SchemaShape ShapeOf(DataViewSchema schema) => SchemaShapes.Of(schema);
 
     private static float[][] Scores(IDataView scored) =>
         scored.GetColumn<VBuffer<float>>("Score").Select(v => v.DenseValues().ToArray()).ToArray();
@@ -115,6 +112,47 @@ public sealed class LightningTrainerTests : IDisposable
         finally
         {
             model.Dispose();
+        }
+    }
+
+    private sealed class NamedPrediction
+    {
+        // A one-slot vector (OnnxTransformer cannot make scalars), so a string[] of one label, not a string.
+        public string[] PredictedLabel { get; set; } = [];
+
+        public float[] Score { get; set; } = [];
+    }
+
+    [Fact]
+    public void PredictionEngine_SavedTextLabelPipeline_ServesTheBulkTransformsLabelAndScores()
+    {
+        var rows = Data.Rows(300, seed: 1).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class] }).ToList();
+        var test = Data.Rows(20, seed: 2).Select(r => new NamedRow { Features = r.Features, Name = Names[r.Class] }).ToList();
+        var pipeline = _ml.Transforms.Conversion.MapValueToKey("Label", nameof(NamedRow.Name))
+            .Append(_ml.MulticlassClassification.Trainers.Lightning(() => new Mlp(Data.FeatureCount, Data.ClassCount), Options(epochs: 5) with { LabelColumnName = "Label" }))
+            .Append(_ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+        var data = _ml.Data.LoadFromEnumerable(rows);
+        using var model = pipeline.Fit(data);
+        var path = _root.Combine("served.zip");
+        _ml.Model.Save(model, data.Schema, path);
+        var loaded = _ml.Model.Load(path, out _);
+        try
+        {
+            var bulk = model.Transform(_ml.Data.LoadFromEnumerable(test));
+            var labels = bulk.GetColumn<VBuffer<ReadOnlyMemory<char>>>("PredictedLabel").Select(v => v.GetValues()[0].ToString()).ToArray();
+            var scores = Scores(bulk);
+            using var engine = _ml.Model.CreatePredictionEngine<NamedRow, NamedPrediction>(loaded);
+            for (int i = 0; i < test.Count; i++)
+            {
+                var prediction = engine.Predict(test[i]);
+                Assert.Equal(labels[i], Assert.Single(prediction.PredictedLabel));
+                Assert.Equal(scores[i], prediction.Score, (a, b) => Math.Abs(a - b) <= 1e-6f);
+            }
+            Assert.All(labels, label => Assert.Contains(label, Names));
+        }
+        finally
+        {
+            (loaded as IDisposable)?.Dispose();
         }
     }
 

@@ -95,3 +95,11 @@ internal static class Data
         return mlContext.Data.LoadFromEnumerable(rows, schema);
     }
 }
+
+internal static class SchemaShapes
+{
+    /// <summary>SchemaShape.Create is internal to ML.NET (pipelines make shapes themselves); tests reach it by reflection.</summary>
+    public static SchemaShape Of(DataViewSchema schema) =>
+        (SchemaShape)typeof(SchemaShape).GetMethod("Create", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public, [typeof(DataViewSchema)])!
+            .Invoke(null, [schema])!;
+}
