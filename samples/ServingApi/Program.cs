@@ -6,6 +6,7 @@
 //   dotnet run --project samples/QuickStart              (writes encoder.onnx)
 //   dotnet run --project samples/ServingApi -- --urls http://127.0.0.1:5000
 using Lightning.Serving;
+using System.Text.Json.Serialization;
 using Microsoft.ML.Data;
 
 // appsettings.json sits next to the binary, so the app finds it from any working directory; the model paths in it are
@@ -49,8 +50,16 @@ public sealed class FashionInput
 /// <summary>The predicted class name and the score of every class.</summary>
 public sealed class FashionPrediction
 {
+    /// <summary>
+    /// The model's <c>PredictedLabel</c> column: a one-slot vector, because OnnxTransformer cannot produce scalars
+    /// (Lightning.MLNet's README section); the JSON answer shows its one value as <see cref="PredictedLabel"/>.
+    /// </summary>
+    [ColumnName("PredictedLabel"), JsonIgnore]
+    public string[] PredictedLabelSlots { get; set; } = [];
+
     /// <summary>The class name with the highest score.</summary>
-    public string PredictedLabel { get; set; } = "";
+    [NoColumn]
+    public string PredictedLabel => PredictedLabelSlots.FirstOrDefault() ?? "";
 
     /// <summary>One score per class, in the order of the model's label keys.</summary>
     public float[] Score { get; set; } = [];
