@@ -118,14 +118,22 @@ public static class InferenceEndpoints
                 // Arriving until queued (or run), so a batch forming meanwhile waits for this request.
                 using (model.Arrive())
                 {
-                    var body = await ReadBodyAsync(context, limit).ConfigureAwait(false);
+                    var (body, length) = await ReadBodyAsync(context, limit).ConfigureAwait(false);
                     if (body is null)
                     {
                         status = StatusCodes.Status413PayloadTooLarge;
                         return Error(status,
                             $"the request body exceeds the maximum allowed size of {limit} bytes ({nameof(OnnxInferenceOptions)}.{nameof(OnnxInferenceOptions.MaxRequestBodySize)}).");
                     }
-                    request = InferenceJson.Parse(body.Value);
+                    // The parsed request copies what it keeps (names, typed data), so the buffer goes back at once.
+                    try
+                    {
+                        request = InferenceJson.Parse(body.AsMemory(0, length));
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(body);
+                    }
                     run = model.InferAsync(request.Inputs, request.Outputs);
                 }
                 var outputs = await run.ConfigureAwait(false);
@@ -158,32 +166,51 @@ public static class InferenceEndpoints
         }
     }
 
-    /// <summary>Reads the body up to <paramref name="limit"/> bytes; null when it is larger.</summary>
-    private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, long limit)
+    /// <summary>
+    /// Reads the body, up to <paramref name="limit"/> bytes, into a buffer rented from <see cref="ArrayPool{T}.Shared"/>
+    /// that the caller returns; a null buffer when the body is larger. A declared Content-Length sizes the buffer, so the
+    /// body is copied once, straight from the connection; without one the buffer doubles as needed.
+    /// </summary>
+    private static async Task<(byte[]? Buffer, int Length)> ReadBodyAsync(HttpContext context, long limit)
     {
-        if (context.Request.ContentLength > limit) return null;
+        var declared = context.Request.ContentLength;
+        if (declared > limit) return (null, 0);
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
             sizeFeature.MaxRequestBodySize = limit;
-        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        // One byte past a declared length, so the read that finds the end needs no larger buffer.
+        var buffer = ArrayPool<byte>.Shared.Rent(declared < Array.MaxLength ? (int)declared.Value + 1 : 16 * 1024);
+        int length = 0;
+        bool complete = false;
         try
         {
-            using var stream = new MemoryStream();
-            int read;
-            while ((read = await context.Request.Body.ReadAsync(buffer, context.RequestAborted).ConfigureAwait(false)) > 0)
+            while (length <= limit)
             {
-                if (stream.Length + read > limit) return null;
-                stream.Write(buffer, 0, read);
+                if (length == buffer.Length)
+                {
+                    if (buffer.Length == Array.MaxLength) break;
+                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(2L * buffer.Length, Array.MaxLength));
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+                int read = await context.Request.Body.ReadAsync(buffer.AsMemory(length), context.RequestAborted).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    complete = true;
+                    break;
+                }
+                length += read;
             }
-            return stream.GetBuffer().AsMemory(0, (int)stream.Length);
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return null;
+            // Kestrel's own limit (set above) ended the read: the body is too large.
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (!complete) ArrayPool<byte>.Shared.Return(buffer);
         }
+        return complete ? (buffer, length) : (null, 0);
     }
 
     private static JsonHttpResult<InferenceError> NotFound(string name, OnnxModelRegistry registry) =>

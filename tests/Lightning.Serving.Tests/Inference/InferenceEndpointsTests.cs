@@ -210,6 +210,61 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Infer_BodyWithoutContentLength_ReadInPiecesAndAnswered()
+    {
+        using var content = new UnsizedContent(TestModels.InferBody([1, 2, 3, 4], 1), chunk: 7);
+        var response = await _server.Client.PostAsync("/v2/models/linear/infer", content);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync());
+        TestModels.AssertClose(TestModels.Reference(_linear, [1, 2, 3, 4], [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+    }
+
+    [Fact]
+    public async Task Infer_BodyWithoutContentLengthOverLimit_Returns413()
+    {
+        using var content = new UnsizedContent(TestModels.InferBody(new float[4000], 1000), chunk: 1000);
+        var response = await _server.Client.PostAsync("/v2/models/linear/infer", content);
+
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Contains("4096 bytes", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Infer_BodyWithoutContentLengthOverTheFirstBuffer_ReadWhole()
+    {
+        // Over 16 KiB (the first buffer when no length is declared), under the default limit.
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", _linear, o => o.WatchForChanges = false));
+        var json = TestModels.InferBody([1, 2, 3, 4], 1).Insert(1, $"\"parameters\":{{\"pad\":\"{new string('x', 40_000)}\"}},");
+        using var content = new UnsizedContent(json, chunk: 5000);
+        var response = await server.Client.PostAsync("/v2/models/linear/infer", content);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync());
+        TestModels.AssertClose(TestModels.Reference(_linear, [1, 2, 3, 4], [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+    }
+
+    /// <summary>A body sent without Content-Length, in pieces of <c>chunk</c> bytes.</summary>
+    private sealed class UnsizedContent(string json, int chunk) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
+        {
+            var bytes = System.Text.Encoding.UTF8.GetBytes(json);
+            for (int i = 0; i < bytes.Length; i += chunk)
+            {
+                await stream.WriteAsync(bytes.AsMemory(i, Math.Min(chunk, bytes.Length - i)));
+                await stream.FlushAsync();
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+
+    [Fact]
     public async Task Metrics_AfterRequests_ExposesRequestsLatencyBatchQueueAndReloads()
     {
         await _server.PostAsync("/v2/models/linear/infer", TestModels.InferBody([1, 2, 3, 4], 1));
