@@ -41,10 +41,30 @@ internal static class TensorTypes
 
     public static bool TryFromV2(string datatype, out TensorElementType type) => FromV2Names.TryGetValue(datatype, out type);
 
-    public static string ToV2(TensorElementType type) =>
-        FromV2Names.FirstOrDefault(p => p.Value == type).Key ?? type.ToString().ToUpperInvariant();
+    // Switches, not searches of the tables above: both run for every input and output of every request.
+    public static string ToV2(TensorElementType type) => type switch
+    {
+        TensorElementType.Bool => "BOOL",
+        TensorElementType.UInt8 => "UINT8",
+        TensorElementType.UInt16 => "UINT16",
+        TensorElementType.UInt32 => "UINT32",
+        TensorElementType.UInt64 => "UINT64",
+        TensorElementType.Int8 => "INT8",
+        TensorElementType.Int16 => "INT16",
+        TensorElementType.Int32 => "INT32",
+        TensorElementType.Int64 => "INT64",
+        TensorElementType.Float16 => "FP16",
+        TensorElementType.BFloat16 => "BF16",
+        TensorElementType.Float => "FP32",
+        TensorElementType.Double => "FP64",
+        TensorElementType.String => "BYTES",
+        _ => type.ToString().ToUpperInvariant(),
+    };
 
-    public static bool IsSupported(TensorElementType type) => SupportedDatatypes.Contains(ToV2(type));
+    public static bool IsSupported(TensorElementType type) => type is TensorElementType.Bool
+        or TensorElementType.UInt8 or TensorElementType.UInt16 or TensorElementType.UInt32 or TensorElementType.UInt64
+        or TensorElementType.Int8 or TensorElementType.Int16 or TensorElementType.Int32 or TensorElementType.Int64
+        or TensorElementType.Float or TensorElementType.Double;
 
     public static Type ClrType(TensorElementType type) => type switch
     {

@@ -123,6 +123,20 @@ public sealed class InferenceJsonTests
         Assert.True(InferenceJson.TryParseShortDecimal("0.84147096"u8, out _));
     }
 
+    [Fact]
+    public void TensorTypes_NamesAndSupport_AgreeWithTheTables()
+    {
+        foreach (var type in Enum.GetValues<TensorElementType>())
+        {
+            var name = TensorTypes.ToV2(type);
+
+            Assert.Equal(TensorTypes.SupportedDatatypes.Contains(name), TensorTypes.IsSupported(type));
+            if (TensorTypes.TryFromV2(name, out var back)) Assert.Equal(type, back);
+        }
+        foreach (var name in TensorTypes.SupportedDatatypes)
+            Assert.True(TensorTypes.TryFromV2(name, out var type) && TensorTypes.ToV2(type) == name, name);
+    }
+
     private static void AssertSame(InferRequest expected, InferRequest actual)
     {
         Assert.Equal(expected.Id, actual.Id);
