@@ -5,28 +5,32 @@ using static TorchSharp.torch;
 namespace Lightning.MLNet;
 
 /// <summary>
-/// The feature and label columns of an <see cref="IDataView"/>, read once through a row cursor into flat arrays
-/// (typed getters and one reused <see cref="VBuffer{T}"/>, so no value is boxed). Rows with a missing label
-/// (key 0, or NaN) are skipped, as ML.NET's trainers do.
+/// The feature and label columns of an <see cref="IDataView"/>, read once through a row cursor (typed getters and one
+/// reused <see cref="VBuffer{T}"/>, so no value is boxed) into two tensors that every epoch's batches are gathered
+/// from. Rows with a missing label (key 0, or NaN) are skipped, as ML.NET's trainers do.
 /// </summary>
-internal sealed class DataViewTable
+internal sealed class DataViewTable : IDisposable
 {
-    private DataViewTable(float[] features, int featureCount, long[]? classLabels, float[]? regressionLabels, int rows)
+    private DataViewTable(Tensor features, Tensor labels, int rows)
     {
         Features = features;
-        FeatureCount = featureCount;
-        ClassLabels = classLabels;
-        RegressionLabels = regressionLabels;
+        Labels = labels;
         Rows = rows;
     }
 
-    public float[] Features { get; }
-    public int FeatureCount { get; }
-    /// <summary>Zero-based class indices (multiclass).</summary>
-    public long[]? ClassLabels { get; }
-    /// <summary>Targets (regression).</summary>
-    public float[]? RegressionLabels { get; }
+    /// <summary>The features, float32 [rows, F].</summary>
+    public Tensor Features { get; }
+
+    /// <summary>Zero-based class indices (int64 [rows], multiclass) or targets (float32 [rows], regression).</summary>
+    public Tensor Labels { get; }
+
     public int Rows { get; }
+
+    public void Dispose()
+    {
+        Features.Dispose();
+        Labels.Dispose();
+    }
 
     public static DataViewTable Read(IDataView data, string featureColumnName, int featureCount, string labelColumnName, bool classLabels)
     {
@@ -82,7 +86,9 @@ internal sealed class DataViewTable
             else targets![rows] = target;
             rows++;
         }
-        return new DataViewTable(features, featureCount, classes, targets, rows);
+        Array.Resize(ref features, rows * featureCount);
+        var labels = classes is not null ? tensor(classes.AsSpan(0, rows).ToArray(), [rows]) : tensor(targets.AsSpan(0, rows).ToArray(), [rows]);
+        return new DataViewTable(tensor(features, [rows, featureCount]), labels, rows);
     }
 
     /// <summary>Batches of [features [b, F] float32, labels [b] (int64 classes or float32 targets)].</summary>
@@ -92,30 +98,25 @@ internal sealed class DataViewTable
     {
         public IEnumerator<IList<Tensor>> GetEnumerator()
         {
-            var order = Enumerable.Range(0, table.Rows).ToArray();
+            var order = Enumerable.Range(0, table.Rows).Select(i => (long)i).ToArray();
             // One permutation per enumeration, i.e. per epoch, drawn from the seeded generator.
             shuffle?.Shuffle(order);
-            int f = table.FeatureCount;
             for (int start = 0; start < order.Length; start += batchSize)
             {
-                int b = Math.Min(batchSize, order.Length - start);
-                var x = new float[b * f];
-                for (int i = 0; i < b; i++)
-                    table.Features.AsSpan(order[start + i] * f, f).CopyTo(x.AsSpan(i * f, f));
-                Tensor y;
-                if (table.ClassLabels is { } classes)
+                // Gathered natively from the table's tensors, with no managed copy of the features. As with TorchSharp's
+                // DataLoader, a batch is disposed when the next is asked for, so an epoch leaves nothing to the GC.
+                Tensor x, y;
+                using (var index = tensor(order.AsSpan(start, Math.Min(batchSize, order.Length - start)).ToArray()))
+                    (x, y) = (table.Features.index_select(0, index), table.Labels.index_select(0, index));
+                try
                 {
-                    var labels = new long[b];
-                    for (int i = 0; i < b; i++) labels[i] = classes[order[start + i]];
-                    y = tensor(labels, [b]);
+                    yield return [x, y];
                 }
-                else
+                finally
                 {
-                    var labels = new float[b];
-                    for (int i = 0; i < b; i++) labels[i] = table.RegressionLabels![order[start + i]];
-                    y = tensor(labels, [b]);
+                    x.Dispose();
+                    y.Dispose();
                 }
-                yield return [tensor(x, [b, f]), y];
             }
         }
 

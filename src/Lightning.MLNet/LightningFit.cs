@@ -29,10 +29,10 @@ internal static class LightningFit
         }
 
         options.CancellationToken.ThrowIfCancellationRequested();
-        var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass);
+        using var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass);
         if (train.Rows == 0)
             throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
-        var val = options.ValidationData is { } v
+        using var val = options.ValidationData is { } v
             ? DataViewTable.Read(v, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass) : null;
 
         manual_seed(options.Seed);

@@ -43,8 +43,8 @@ public sealed class DataViewTableTests
         var table = DataViewTable.Read(data, "Features", 4, "Label", classLabels: true);
 
         Assert.Equal(2, table.Rows);
-        Assert.Equal([1f, 0f, 0f, 2f, 9f, 10f, 11f, 12f], table.Features[..8]);
-        Assert.Equal([2L, 0L], table.ClassLabels![..2]);
+        Assert.Equal([1f, 0f, 0f, 2f, 9f, 10f, 11f, 12f], table.Features.data<float>().ToArray());
+        Assert.Equal([2L, 0L], table.Labels.data<long>().ToArray());
     }
 
     [Fact]
@@ -59,8 +59,8 @@ public sealed class DataViewTableTests
         var table = DataViewTable.Read(data, "Features", 4, "Target", classLabels: false);
 
         Assert.Equal(2, table.Rows);
-        Assert.Equal([1f, 2f, 3f, 4f, 9f, 10f, 11f, 12f], table.Features[..8]);
-        Assert.Equal([0.5f, -1f], table.RegressionLabels![..2]);
+        Assert.Equal([1f, 2f, 3f, 4f, 9f, 10f, 11f, 12f], table.Features.data<float>().ToArray());
+        Assert.Equal([0.5f, -1f], table.Labels.data<float>().ToArray());
     }
 
     [Fact]
