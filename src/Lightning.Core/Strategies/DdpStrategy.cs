@@ -78,7 +78,7 @@ internal sealed class DdpStrategy
         if (trainable.Count == 0) return;
         var dtype = trainable.Any(p => p.dtype == ScalarType.Float64) ? ScalarType.Float64 : ScalarType.Float32;
         var flat = cat(trainable.Select(p => (p.grad ?? zeros_like(p)).flatten().to(dtype, CPU)).ToList());
-        AllReduceInPlace(flat, ReduceFx.Sum);
+        AllReduce(flat, flat, ReduceFx.Sum);
         flat.div_(WorldSize);
         long offset = 0;
         foreach (var parameter in trainable)
@@ -92,14 +92,14 @@ internal sealed class DdpStrategy
     /// <summary>Reduces a tensor over the ranks into a new tensor (mean, sum, min or max).</summary>
     public Tensor AllReduce(Tensor tensor, ReduceFx reduce)
     {
-        var result = tensor.detach().cpu().clone().contiguous();
-        if (WorldSize > 1)
-        {
-            var wide = result.dtype is ScalarType.Float64 or ScalarType.Int64 ? result : result.to(ScalarType.Float32);
-            AllReduceInPlace(wide, reduce);
-            if (!ReferenceEquals(wide, result)) result.copy_(wide);
-            if (reduce == ReduceFx.Mean) result = result.is_floating_point() ? result.div_(WorldSize) : result.div(WorldSize, rounding_mode: RoundingMode.floor);
-        }
+        var source = tensor.detach().cpu().contiguous();
+        if (WorldSize == 1) return source.clone().to(tensor.device);
+        var wide = source.dtype is ScalarType.Float64 or ScalarType.Int64 ? source : source.to(ScalarType.Float32);
+        // MPI reduces from the input straight into the new tensor, so the input is not cloned first.
+        var reduced = empty(wide.shape, wide.dtype);
+        AllReduce(wide, reduced, reduce);
+        var result = reduced.dtype == source.dtype ? reduced : reduced.to(source.dtype);
+        if (reduce == ReduceFx.Mean) result = result.is_floating_point() ? result.div_(WorldSize) : result.div(WorldSize, rounding_mode: RoundingMode.floor);
         return result.to(tensor.device);
     }
 
@@ -110,7 +110,7 @@ internal sealed class DdpStrategy
         var result = values.ToArray();
         unsafe
         {
-            fixed (double* pointer = result) Mpi.AllReduceInPlace(pointer, result.Length, Mpi.Double, Mpi.Op(reduce), Timeout);
+            fixed (double* pointer = result) Mpi.AllReduce(pointer, pointer, result.Length, Mpi.Double, Mpi.Op(reduce), Timeout);
         }
         if (reduce == ReduceFx.Mean)
             for (int i = 0; i < result.Length; i++) result[i] /= WorldSize;
@@ -167,20 +167,24 @@ internal sealed class DdpStrategy
         if (WorldSize > 1) Mpi.Barrier(Timeout);
     }
 
-    /// <summary>Sums (or min/max) a contiguous CPU tensor in place, in buckets of <see cref="BucketElements"/>.</summary>
-    private unsafe void AllReduceInPlace(Tensor tensor, ReduceFx reduce)
+    /// <summary>
+    /// Sums (or min/max) a contiguous CPU tensor into another of its shape and dtype, or into itself, in buckets of
+    /// <see cref="BucketElements"/>.
+    /// </summary>
+    private unsafe void AllReduce(Tensor send, Tensor receive, ReduceFx reduce)
     {
-        var (datatype, size) = tensor.dtype switch
+        var (datatype, size) = send.dtype switch
         {
             ScalarType.Float32 => (Mpi.Float, 4),
             ScalarType.Float64 => (Mpi.Double, 8),
             ScalarType.Int64 => (Mpi.Long, 8),
-            _ => throw new NotSupportedException($"DDP reduces float32, float64 and int64 tensors; got {tensor.dtype}."),
+            _ => throw new NotSupportedException($"DDP reduces float32, float64 and int64 tensors; got {send.dtype}."),
         };
-        var total = tensor.numel();
-        fixed (byte* start = tensor.bytes)
+        var total = send.numel();
+        fixed (byte* from = send.bytes)
+        fixed (byte* to = receive.bytes)
             for (long offset = 0; offset < total; offset += BucketElements)
-                Mpi.AllReduceInPlace(start + offset * size, (int)Math.Min(BucketElements, total - offset), datatype, Mpi.Op(reduce), Timeout);
+                Mpi.AllReduce(from + offset * size, to + offset * size, (int)Math.Min(BucketElements, total - offset), datatype, Mpi.Op(reduce), Timeout);
     }
 
     private unsafe void BroadcastBytes(Tensor contiguousCpu, int root)

@@ -58,9 +58,11 @@ internal static class Mpi
         _ => MPI.Unsafe.MPI_MAX,
     };
 
-    public static unsafe void AllReduceInPlace(void* buffer, int count, int datatype, int op, TimeSpan timeout)
+    /// <summary>Reduces <paramref name="send"/> into <paramref name="receive"/> on every rank; the same pointer twice reduces in place.</summary>
+    public static unsafe void AllReduce(void* send, void* receive, int count, int datatype, int op, TimeSpan timeout)
     {
-        Check(MPI_Iallreduce(s_inPlace, (IntPtr)buffer, count, datatype, op, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallreduce");
+        var source = send == receive ? s_inPlace : (IntPtr)send;
+        Check(MPI_Iallreduce(source, (IntPtr)receive, count, datatype, op, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallreduce");
         Wait(ref request, "AllReduce", timeout);
     }
 
