@@ -16,6 +16,12 @@ internal sealed class DdpStrategy
     /// <summary>Large buffers go out in buckets of this many elements (25 MB of float32, Lightning's <c>bucket_cap_mb</c> default).</summary>
     internal const int BucketElements = 25 * 1024 * 1024 / sizeof(float);
 
+    /// <summary>
+    /// The flattened gradients, kept from step to step (grown when a larger module needs more): a fresh buffer every
+    /// step costs an allocation, and above glibc's mmap threshold (32 MB) fresh pages that fault in on first touch.
+    /// </summary>
+    private Tensor? _gradients;
+
     private DdpStrategy(int rank, int localRank, int worldSize, TimeSpan timeout) =>
         (Rank, LocalRank, WorldSize, Timeout) = (rank, localRank, worldSize, timeout);
 
@@ -72,15 +78,31 @@ internal sealed class DdpStrategy
     public void AverageGradients(IEnumerable<Parameter> parameters)
     {
         if (WorldSize == 1) return;
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
         var trainable = parameters.Where(p => p.requires_grad).ToList();
         if (trainable.Count == 0) return;
         var dtype = trainable.Any(p => p.dtype == ScalarType.Float64) ? ScalarType.Float64 : ScalarType.Float32;
-        var flat = cat(trainable.Select(p => (p.grad ?? zeros_like(p)).flatten().to(dtype, CPU)).ToList());
+        var total = trainable.Sum(p => p.numel());
+        if (_gradients is null || _gradients.dtype != dtype || _gradients.numel() < total)
+        {
+            _gradients?.Dispose();
+            // Out of any caller's dispose scope: the buffer outlives the step that made it.
+            _gradients = empty(total, dtype).DetachFromDisposeScope();
+        }
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var flat = _gradients.narrow(0, 0, total);
+        long offset = 0;
+        foreach (var parameter in trainable)
+        {
+            // copy_ converts dtype and device and follows the gradient's strides, so no flattened temporary is made.
+            var slice = flat.narrow(0, offset, parameter.numel()).view_as(parameter);
+            if (parameter.grad is { } grad) slice.copy_(grad);
+            else slice.zero_();
+            offset += parameter.numel();
+        }
         AllReduce(flat, flat, ReduceFx.Sum);
         flat.div_(WorldSize);
-        long offset = 0;
+        offset = 0;
         foreach (var parameter in trainable)
         {
             var count = parameter.numel();
