@@ -90,7 +90,7 @@ public static class InferenceEndpoints
             statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
     }
 
-    internal static async Task<Results<JsonHttpResult<InferResponse>, JsonHttpResult<InferenceError>>> InferAsync(
+    internal static async Task<Results<InferResult, JsonHttpResult<InferenceError>>> InferAsync(
         string name, HttpContext context, OnnxModelRegistry registry)
     {
         var started = Stopwatch.GetTimestamp();
@@ -138,9 +138,7 @@ public static class InferenceEndpoints
                 }
                 var outputs = await run.ConfigureAwait(false);
                 status = StatusCodes.Status200OK;
-                return TypedResults.Json(new InferResponse(name, request.Id,
-                    [.. outputs.Select(o => new OutputTensor(o.Name, o.Shape, o.Datatype, InferenceJson.DataForJson(o.Data)))]),
-                    InferenceJson.SerializerOptions);
+                return new InferResult(name, request.Id, outputs);
             }
             catch (InferenceRequestException ex)
             {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Http;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace Lightning.Serving;
@@ -33,18 +34,24 @@ internal sealed record ModelMetadata(
     [property: JsonPropertyName("outputs")] IReadOnlyList<TensorMetadata> Outputs,
     [property: JsonPropertyName("parameters")] IReadOnlyDictionary<string, object> Parameters);
 
-/// <summary>An output tensor of the v2 infer response; <c>data</c> is flat, row-major.</summary>
-internal sealed record OutputTensor(
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("shape")] long[] Shape,
-    [property: JsonPropertyName("datatype")] string Datatype,
-    [property: JsonPropertyName("data")] object Data);
+/// <summary>The 200 answer of a v2 infer request, written by <see cref="InferenceJson.WriteResponse"/> straight to the response body.</summary>
+internal sealed class InferResult(string modelName, string? id, IReadOnlyList<InferenceTensor> outputs) : IResult, IStatusCodeHttpResult, IContentTypeHttpResult
+{
+    public int? StatusCode => StatusCodes.Status200OK;
 
-/// <summary>The v2 infer response body.</summary>
-internal sealed record InferResponse(
-    [property: JsonPropertyName("model_name")] string ModelName,
-    [property: JsonPropertyName("id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Id,
-    [property: JsonPropertyName("outputs")] IReadOnlyList<OutputTensor> Outputs);
+    public string ContentType => "application/json; charset=utf-8";
+
+    public async Task ExecuteAsync(HttpContext httpContext)
+    {
+        var response = httpContext.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = ContentType;
+        // The writer fills the pipe's own buffers; disposing it commits them, and the flush sends them.
+        using (var writer = new Utf8JsonWriter(response.BodyWriter, InferenceJson.WriterOptions))
+            InferenceJson.WriteResponse(writer, modelName, id, outputs);
+        await response.BodyWriter.FlushAsync(httpContext.RequestAborted).ConfigureAwait(false);
+    }
+}
 
 /// <summary>Reads v2 infer requests (flat or nested <c>data</c>) into typed tensors; every failure is an <see cref="InferenceRequestException"/>.</summary>
 internal static class InferenceJson
@@ -59,6 +66,9 @@ internal static class InferenceJson
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
+
+    /// <summary>The escaping of <see cref="SerializerOptions"/>, for the responses written without the serializer.</summary>
+    public static readonly JsonWriterOptions WriterOptions = new() { Encoder = SerializerOptions.Encoder };
 
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
 
@@ -445,8 +455,64 @@ internal static class InferenceJson
             ? text
             : throw new InferenceRequestException($"{where} needs \"{property}\", a non-empty string.");
 
-    /// <summary>The JSON of an output's data: numbers (UINT8 as numbers, not base64).</summary>
-    public static object DataForJson(Array data) => data is byte[] bytes ? Array.ConvertAll(bytes, b => (int)b) : data;
+    /// <summary>
+    /// Writes the v2 infer response body, <c>{"model_name", "id" (unless null), "outputs": [{"name", "shape", "datatype",
+    /// "data"}]}</c>, exactly as the serializer would with <see cref="SerializerOptions"/> (UINT8 as numbers, not base64;
+    /// NaN and infinities as named literals), but without its per-call type lookups, boxing and copies.
+    /// </summary>
+    public static void WriteResponse(Utf8JsonWriter writer, string modelName, string? id, IReadOnlyList<InferenceTensor> outputs)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("model_name"u8, modelName);
+        if (id is not null) writer.WriteString("id"u8, id);
+        writer.WriteStartArray("outputs"u8);
+        foreach (var output in outputs)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("name"u8, output.Name);
+            writer.WriteStartArray("shape"u8);
+            foreach (var dim in output.Shape) writer.WriteNumberValue(dim);
+            writer.WriteEndArray();
+            writer.WriteString("datatype"u8, output.Datatype);
+            writer.WriteStartArray("data"u8);
+            WriteData(writer, output.ElementType, output.Data);
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+        }
+        writer.WriteEndArray();
+        writer.WriteEndObject();
+    }
+
+    // By element type, not by array type: the runtime lets a ulong[] pass as a long[], a byte[] as an sbyte[] and so on.
+    private static void WriteData(Utf8JsonWriter writer, TensorElementType type, Array data)
+    {
+        switch (type)
+        {
+            case TensorElementType.Float:
+                foreach (var v in (float[])data)
+                    if (float.IsFinite(v)) writer.WriteNumberValue(v);
+                    else WriteNamedLiteral(writer, v);
+                break;
+            case TensorElementType.Double:
+                foreach (var v in (double[])data)
+                    if (double.IsFinite(v)) writer.WriteNumberValue(v);
+                    else WriteNamedLiteral(writer, v);
+                break;
+            case TensorElementType.Int64: foreach (var v in (long[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.Int32: foreach (var v in (int[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.Int16: foreach (var v in (short[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.Int8: foreach (var v in (sbyte[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.UInt64: foreach (var v in (ulong[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.UInt32: foreach (var v in (uint[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.UInt16: foreach (var v in (ushort[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.UInt8: foreach (var v in (byte[])data) writer.WriteNumberValue(v); break;
+            case TensorElementType.Bool: foreach (var v in (bool[])data) writer.WriteBooleanValue(v); break;
+            default: throw new NotSupportedException($"An output has element type {TensorTypes.ToV2(type)}, which has no JSON form here.");
+        }
+    }
+
+    private static void WriteNamedLiteral(Utf8JsonWriter writer, double value) =>
+        writer.WriteStringValue(double.IsNaN(value) ? "NaN"u8 : value > 0 ? "Infinity"u8 : "-Infinity"u8);
 
     private static string Kind(JsonElement e) => e.ValueKind.ToString().ToLowerInvariant();
 
