@@ -99,20 +99,21 @@ internal static class TensorTypes
         return count;
     }
 
-    public static OrtValue ToOrtValue(InferenceTensor tensor) => tensor.Data switch
+    // By element type, not by array type: the runtime lets a byte[] pass as an sbyte[], a ulong[] as a long[] and so on.
+    public static OrtValue ToOrtValue(InferenceTensor tensor) => tensor.ElementType switch
     {
-        float[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        double[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        long[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        int[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        short[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        sbyte[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        ulong[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        uint[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        ushort[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        byte[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        bool[] a => OrtValue.CreateTensorValueFromMemory(a, tensor.Shape),
-        _ => throw new NotSupportedException($"Input '{tensor.Name}' holds {tensor.Data.GetType().Name}, which has no ONNX tensor type here."),
+        TensorElementType.Float => OrtValue.CreateTensorValueFromMemory((float[])tensor.Data, tensor.Shape),
+        TensorElementType.Double => OrtValue.CreateTensorValueFromMemory((double[])tensor.Data, tensor.Shape),
+        TensorElementType.Int64 => OrtValue.CreateTensorValueFromMemory((long[])tensor.Data, tensor.Shape),
+        TensorElementType.Int32 => OrtValue.CreateTensorValueFromMemory((int[])tensor.Data, tensor.Shape),
+        TensorElementType.Int16 => OrtValue.CreateTensorValueFromMemory((short[])tensor.Data, tensor.Shape),
+        TensorElementType.Int8 => OrtValue.CreateTensorValueFromMemory((sbyte[])tensor.Data, tensor.Shape),
+        TensorElementType.UInt64 => OrtValue.CreateTensorValueFromMemory((ulong[])tensor.Data, tensor.Shape),
+        TensorElementType.UInt32 => OrtValue.CreateTensorValueFromMemory((uint[])tensor.Data, tensor.Shape),
+        TensorElementType.UInt16 => OrtValue.CreateTensorValueFromMemory((ushort[])tensor.Data, tensor.Shape),
+        TensorElementType.UInt8 => OrtValue.CreateTensorValueFromMemory((byte[])tensor.Data, tensor.Shape),
+        TensorElementType.Bool => OrtValue.CreateTensorValueFromMemory((bool[])tensor.Data, tensor.Shape),
+        _ => throw new NotSupportedException($"Input '{tensor.Name}' has element type {ToV2(tensor.ElementType)}, which has no ONNX tensor here."),
     };
 
     public static InferenceTensor FromOrtValue(string name, OrtValue value)

@@ -179,6 +179,20 @@ public sealed class InferenceJsonTests
         }
     }
 
+    [Fact]
+    public void ToOrtValue_EveryDatatype_KeepsTheElementType()
+    {
+        foreach (var name in TensorTypes.SupportedDatatypes)
+        {
+            Assert.True(TensorTypes.TryFromV2(name, out var type));
+            var tensor = new InferenceTensor("x", type, [2], TensorTypes.Allocate(type, 2));
+
+            using var value = TensorTypes.ToOrtValue(tensor);
+
+            Assert.Equal(type, value.GetTensorTypeAndShape().ElementDataType);
+        }
+    }
+
     private static void AssertSame(InferRequest expected, InferRequest actual)
     {
         Assert.Equal(expected.Id, actual.Id);
