@@ -52,11 +52,16 @@ public sealed class InferenceReloadUnderLoadTests
         for (int swap = 1; swap <= swaps; swap++)
         {
             await Task.Delay(100);
+            // Odd swaps bring in the second model, even ones the first again.
+            var servedByNew = swap % 2 == 1 ? () => Volatile.Read(ref second) : (Func<int>)(() => Volatile.Read(ref first));
+            var answersBefore = servedByNew();
             var temp = dir.Combine($"swap{swap}.tmp");
             await File.WriteAllBytesAsync(temp, versions[(swap - 1) % 2]);
             File.Move(temp, path, overwrite: true);
             var generation = swap + 1;
-            Assert.True(Lightning.Serving.Tests.TestModels.WaitUntil(() => model.Current!.Generation >= generation), $"swap {swap} was not reloaded");
+            // Awaited, not slept on: a blocked pool thread would starve the clients and Kestrel on a small machine.
+            Assert.True(await Eventually(() => model.Current!.Generation >= generation), $"swap {swap} was not reloaded");
+            Assert.True(await Eventually(() => servedByNew() > answersBefore), $"no answer came from the model of swap {swap}");
         }
         Volatile.Write(ref swapsDone, true);
         await Task.WhenAll(load);
@@ -66,6 +71,17 @@ public sealed class InferenceReloadUnderLoadTests
         Assert.True(first > 0 && second > 0, $"{first} answers from the first model, {second} from the second");
         // Four swaps end on the first model again.
         Assert.Equal(swaps + 1, model.Current!.Generation);
+    }
+
+    private static async Task<bool> Eventually(Func<bool> condition, int timeoutMs = 30_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (!condition())
+        {
+            if (Environment.TickCount64 > deadline) return false;
+            await Task.Delay(20);
+        }
+        return true;
     }
 
     private static bool Close(float[] expected, float[] actual) =>
