@@ -118,19 +118,7 @@ internal sealed class BatchedOnnxDataView : IDataView
             while (rows < _parent._batchSize && _lead!.MoveNext())
             {
                 _featureGetter!(ref _row);
-                var target = _features.AsSpan(rows * width, width);
-                if (_row.Length != width)
-                    throw new InvalidOperationException(
-                        $"Column '{_parent._featureColumnName}': row {_lead.Position} has {_row.Length} values; expected {width}.");
-                if (_row.IsDense)
-                    _row.GetValues().CopyTo(target);
-                else
-                {
-                    target.Clear();
-                    var values = _row.GetValues();
-                    var indices = _row.GetIndices();
-                    for (int i = 0; i < values.Length; i++) target[indices[i]] = values[i];
-                }
+                DataViewTable.CopyRow(_row, _features.AsSpan(rows * width, width), _parent._featureColumnName, _lead.Position);
                 rows++;
             }
             if (rows > 0) _parent._scorer.Run(_features, rows, _outputs);

@@ -62,9 +62,6 @@ internal sealed class DataViewTable : IDisposable
                 if (float.IsNaN(target)) continue;
             }
             featureGetter(ref buffer);
-            if (buffer.Length != featureCount)
-                throw new InvalidOperationException(
-                    $"Column '{featureColumnName}': row {cursor.Position} has {buffer.Length} values; expected {featureCount}.");
             if (rows == capacity)
             {
                 capacity *= 2;
@@ -72,16 +69,7 @@ internal sealed class DataViewTable : IDisposable
                 if (classes is not null) Array.Resize(ref classes, capacity);
                 if (targets is not null) Array.Resize(ref targets, capacity);
             }
-            var row = features.AsSpan(rows * featureCount, featureCount);
-            if (buffer.IsDense)
-                buffer.GetValues().CopyTo(row);
-            else
-            {
-                row.Clear();
-                var values = buffer.GetValues();
-                var indices = buffer.GetIndices();
-                for (int i = 0; i < values.Length; i++) row[indices[i]] = values[i];
-            }
+            CopyRow(buffer, features.AsSpan(rows * featureCount, featureCount), featureColumnName, cursor.Position);
             if (classes is not null) classes[rows] = key - 1;
             else targets![rows] = target;
             rows++;
@@ -89,6 +77,22 @@ internal sealed class DataViewTable : IDisposable
         Array.Resize(ref features, rows * featureCount);
         var labels = classes is not null ? tensor(classes.AsSpan(0, rows).ToArray(), [rows]) : tensor(targets.AsSpan(0, rows).ToArray(), [rows]);
         return new DataViewTable(tensor(features, [rows, featureCount]), labels, rows);
+    }
+
+    /// <summary>Writes one row's vector, dense or sparse, into <paramref name="target"/>, whose length it must have.</summary>
+    internal static void CopyRow(in VBuffer<float> row, Span<float> target, string columnName, long position)
+    {
+        if (row.Length != target.Length)
+            throw new InvalidOperationException($"Column '{columnName}': row {position} has {row.Length} values; expected {target.Length}.");
+        if (row.IsDense)
+        {
+            row.GetValues().CopyTo(target);
+            return;
+        }
+        target.Clear();
+        var values = row.GetValues();
+        var indices = row.GetIndices();
+        for (int i = 0; i < values.Length; i++) target[indices[i]] = values[i];
     }
 
     /// <summary>Batches of [features [b, F] float32, labels [b] (int64 classes or float32 targets)].</summary>
