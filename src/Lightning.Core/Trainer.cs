@@ -237,10 +237,14 @@ public sealed class Trainer
         var module = LightningModule ?? throw new InvalidOperationException("SaveCheckpoint needs a module: call it during or after a stage.");
         var checkpoint = CheckpointConnector.Capture(this, module, weightsOnly);
         // Every rank runs the checkpoint hooks, as in Lightning; only rank 0 writes (ranks meet at a barrier before any load).
-        if (!IsGlobalZero) return;
+        if (!IsGlobalZero)
+        {
+            checkpoint.Release();
+            return;
+        }
         // While a stage runs the file is written in the background; the stage waits for it before it returns.
-        if (State is null) checkpoint.Save(path);
-        else _checkpointWriter.Write(path, checkpoint.Save);
+        if (State is null) checkpoint.SaveAndRelease(path);
+        else _checkpointWriter.Write(path, checkpoint.SaveAndRelease);
         foreach (var logger in Loggers) logger.AfterSaveCheckpoint(path);
     }
 

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.IO.Compression;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
@@ -14,16 +16,18 @@ namespace Lightning.Checkpoints;
 public sealed class Checkpoint
 {
     /// <summary>The format version this library writes; it reads this version and older ones.</summary>
-    public const int CurrentFormatVersion = 1;
+    public const int CurrentFormatVersion = 2;
 
     private const string Format = "lightning.net-checkpoint";
     private const string MetadataEntry = "checkpoint.json";
     private const string WeightsEntry = "state_dict.bin";
     private const string OptimizerEntryPrefix = "optimizer_states/";
+    private const string RngStateEntry = "rng_state.bin";
     private const string CorruptMarker = "checkpoint";
 
-    private byte[] _weights = [];
-    private List<byte[]> _optimizerStates = [];
+    private ReadOnlyMemory<byte> _weights;
+    private readonly List<ReadOnlyMemory<byte>> _optimizerStates = [];
+    private readonly List<CaptureBuffer> _captureBuffers = [];
 
     private Checkpoint() { }
 
@@ -64,7 +68,7 @@ public sealed class Checkpoint
     internal JsonObject Loops { get; set; } = new();
 
     /// <summary>libtorch's random generator state when the checkpoint was taken.</summary>
-    internal byte[]? RngState { get; set; }
+    internal ReadOnlyMemory<byte>? RngState { get; private set; }
 
     /// <summary>Steps taken by each scheduler (replayed on resume).</summary>
     internal int[] SchedulerSteps { get; set; } = [];
@@ -80,19 +84,55 @@ public sealed class Checkpoint
             ModuleType = module.GetType().FullName ?? module.GetType().Name,
             Hyperparameters = Lightning.Hyperparameters.ToJson(module.Hparams),
         };
-        using (var weights = new MemoryStream())
-        {
-            module.save(weights);
-            checkpoint._weights = weights.ToArray();
-        }
+        var weights = checkpoint.NewCaptureBuffer();
+        module.save(weights);
+        checkpoint._weights = weights.Written;
         foreach (var optimizer in weightsOnly ? [] : optimizers)
         {
-            using var state = new MemoryStream();
+            var state = checkpoint.NewCaptureBuffer();
             using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true))
                 Helper(optimizer).save_state_dict(writer);
-            checkpoint._optimizerStates.Add(state.ToArray());
+            checkpoint._optimizerStates.Add(state.Written);
         }
         return checkpoint;
+    }
+
+    /// <summary>Keeps a copy of libtorch's generator state with the captured weights.</summary>
+    internal void CaptureRngState(ReadOnlySpan<byte> state)
+    {
+        var buffer = NewCaptureBuffer();
+        buffer.Write(state);
+        RngState = buffer.Written;
+    }
+
+    private CaptureBuffer NewCaptureBuffer()
+    {
+        var buffer = new CaptureBuffer();
+        _captureBuffers.Add(buffer);
+        return buffer;
+    }
+
+    /// <summary>Writes a captured checkpoint once, then gives its buffers back: it holds no weights afterwards.</summary>
+    internal void SaveAndRelease(string path)
+    {
+        try
+        {
+            Save(path);
+        }
+        finally
+        {
+            Release();
+        }
+    }
+
+    /// <summary>Gives a captured checkpoint's buffers back without writing it (ranks other than 0 capture but never write).</summary>
+    internal void Release()
+    {
+        _weights = ReadOnlyMemory<byte>.Empty;
+        for (int i = 0; i < _optimizerStates.Count; i++) _optimizerStates[i] = ReadOnlyMemory<byte>.Empty;
+        RngState = null;
+        foreach (var buffer in _captureBuffers) buffer.Return();
+        _captureBuffers.Clear();
     }
 
     /// <summary>Reads a checkpoint, refusing files that are corrupted or from a newer format version.</summary>
@@ -125,7 +165,7 @@ public sealed class Checkpoint
                 DataModuleHyperparameters = metadata["datamodule_hyper_parameters"].Deserialize<Dictionary<string, JsonElement>>() ?? new(),
                 WeightsOnly = (bool?)metadata["weights_only"] ?? false,
                 Loops = metadata["loops"]?.AsObject() is { } loops ? (JsonObject)loops.DeepClone() : new(),
-                RngState = (string?)metadata["rng_state"] is { } rng ? Convert.FromBase64String(rng) : null,
+                RngState = ReadRngState(archive, metadata, path),
                 SchedulerSteps = metadata["scheduler_steps"]?.Deserialize<int[]>() ?? [],
                 _weights = ReadEntry(archive, WeightsEntry, path),
             };
@@ -146,47 +186,66 @@ public sealed class Checkpoint
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(directory);
-        var metadata = new JsonObject
-        {
-            ["format"] = Format,
-            ["format_version"] = CurrentFormatVersion,
-            ["lightning_net_version"] = typeof(Checkpoint).Assembly.GetName().Version?.ToString(),
-            ["module_type"] = ModuleType,
-            ["epoch"] = Epoch,
-            ["global_step"] = GlobalStep,
-            ["hyper_parameters"] = JsonSerializer.SerializeToNode(Hyperparameters),
-            ["weights_only"] = WeightsOnly,
-            ["optimizer_count"] = _optimizerStates.Count,
-            ["scheduler_steps"] = JsonSerializer.SerializeToNode(SchedulerSteps),
-            ["loops"] = Loops.DeepClone(),
-            ["rng_state"] = RngState is null ? null : Convert.ToBase64String(RngState),
-            ["datamodule"] = DataModule?.DeepClone(),
-            ["datamodule_hyper_parameters"] = JsonSerializer.SerializeToNode(DataModuleHyperparameters),
-            ["callbacks"] = Callbacks.DeepClone(),
-            ["extra"] = Extra.DeepClone(),
-        };
-
+        // The archive is built in a pooled buffer and written with one call: a checkpoint per epoch allocates next to nothing.
+        var image = new CaptureBuffer();
         var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var archive = ZipFile.Open(temp, ZipArchiveMode.Create))
+            using (var archive = new ZipArchive(image, ZipArchiveMode.Create, leaveOpen: true))
             {
-                WriteEntry(archive, MetadataEntry, JsonSerializer.SerializeToUtf8Bytes(metadata));
+                using (var metadata = archive.CreateEntry(MetadataEntry, CompressionLevel.NoCompression).Open())
+                    WriteMetadata(metadata);
                 WriteEntry(archive, WeightsEntry, _weights);
                 for (int i = 0; i < _optimizerStates.Count; i++)
                     WriteEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", _optimizerStates[i]);
+                if (RngState is { } rng) WriteEntry(archive, RngStateEntry, rng);
             }
+            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
+                file.Write(image.Written.Span);
             File.Move(temp, path, overwrite: true);
         }
         finally
         {
+            image.Return();
             File.Delete(temp);
         }
     }
 
+    private void WriteMetadata(Stream stream)
+    {
+        using var json = new Utf8JsonWriter(stream);
+        json.WriteStartObject();
+        json.WriteString("format", Format);
+        json.WriteNumber("format_version", CurrentFormatVersion);
+        json.WriteString("lightning_net_version", typeof(Checkpoint).Assembly.GetName().Version?.ToString());
+        json.WriteString("module_type", ModuleType);
+        json.WriteNumber("epoch", Epoch);
+        json.WriteNumber("global_step", GlobalStep);
+        json.WritePropertyName("hyper_parameters");
+        JsonSerializer.Serialize(json, Hyperparameters);
+        json.WriteBoolean("weights_only", WeightsOnly);
+        json.WriteNumber("optimizer_count", _optimizerStates.Count);
+        json.WritePropertyName("scheduler_steps");
+        JsonSerializer.Serialize(json, SchedulerSteps);
+        WriteNode(json, "loops", Loops);
+        WriteNode(json, "datamodule", DataModule);
+        json.WritePropertyName("datamodule_hyper_parameters");
+        JsonSerializer.Serialize(json, DataModuleHyperparameters);
+        WriteNode(json, "callbacks", Callbacks);
+        WriteNode(json, "extra", Extra);
+        json.WriteEndObject();
+    }
+
+    private static void WriteNode(Utf8JsonWriter json, string name, JsonNode? node)
+    {
+        json.WritePropertyName(name);
+        if (node is null) json.WriteNullValue();
+        else node.WriteTo(json);
+    }
+
     internal void RestoreWeights(LightningModule module)
     {
-        using var weights = new MemoryStream(_weights, writable: false);
+        using var weights = ReadOnlyStream(_weights);
         module.load(weights, strict: true);
     }
 
@@ -197,7 +256,7 @@ public sealed class Checkpoint
                 $"The checkpoint holds {_optimizerStates.Count} optimizer state(s) but the module configured {optimizers.Count} optimizer(s).");
         for (int i = 0; i < optimizers.Count; i++)
         {
-            using var reader = new BinaryReader(new MemoryStream(_optimizerStates[i], writable: false));
+            using var reader = new BinaryReader(ReadOnlyStream(_optimizerStates[i]));
             Helper(optimizers[i]).load_state_dict(reader);
         }
     }
@@ -205,6 +264,13 @@ public sealed class Checkpoint
     private static OptimizerHelper Helper(torch.optim.Optimizer optimizer) =>
         optimizer as OptimizerHelper ?? throw new NotSupportedException(
             $"Optimizer {optimizer.GetType().Name} cannot save its state; use one of TorchSharp's built-in optimizers.");
+
+    private static ReadOnlyMemory<byte>? ReadRngState(ZipArchive archive, JsonObject metadata, string path)
+    {
+        if (archive.GetEntry(RngStateEntry) is not null) return ReadEntry(archive, RngStateEntry, path);
+        // Format version 1 kept the state as base64 in the metadata.
+        return (string?)metadata["rng_state"] is { } base64 ? Convert.FromBase64String(base64) : (ReadOnlyMemory<byte>?)null;
+    }
 
     private static byte[] ReadEntry(ZipArchive archive, string name, string path)
     {
@@ -215,11 +281,18 @@ public sealed class Checkpoint
         return buffer.ToArray();
     }
 
-    private static void WriteEntry(ZipArchive archive, string name, byte[] bytes)
+    private static void WriteEntry(ZipArchive archive, string name, ReadOnlyMemory<byte> bytes)
     {
         // Weights barely compress and checkpoints are written often: store them as they are.
         using var stream = archive.CreateEntry(name, CompressionLevel.NoCompression).Open();
-        stream.Write(bytes);
+        stream.Write(bytes.Span);
+    }
+
+    private static MemoryStream ReadOnlyStream(ReadOnlyMemory<byte> bytes)
+    {
+        // Loaded entries and capture buffers are both arrays.
+        if (!MemoryMarshal.TryGetArray(bytes, out var segment)) throw new UnreachableException();
+        return new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false);
     }
 
     private static InvalidDataException Corrupt(string path, string reason, Exception? inner = null)

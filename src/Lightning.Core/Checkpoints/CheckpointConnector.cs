@@ -26,7 +26,7 @@ internal static class CheckpointConnector
                 ["phase"] = ((trainer.FitRun as ILoopProgress)?.Phase ?? EpochPhase.BetweenEpochs).ToString(),
                 ["global_step"] = trainer.GlobalStep,
             };
-            using (var rng = LibTorch.GetRngState()) checkpoint.RngState = rng.bytes.ToArray();
+            using (var rng = LibTorch.GetRngState()) checkpoint.CaptureRngState(rng.bytes);
             checkpoint.SchedulerSteps = trainer.SchedulerSteps.ToArray();
             if (trainer.Selection.Precision.SaveState() is { } precision) checkpoint.Callbacks[PrecisionKey(trainer)] = precision;
             foreach (var callback in trainer.Callbacks)
@@ -135,6 +135,14 @@ internal static class CheckpointConnector
             trainer.CurrentEpoch = epoch;
             loop.ResumeBatches = phase == EpochPhase.InBatches ? batchesDone : 0;
         }
-        if (checkpoint.RngState is { } rng) loop.ResumeRngState = tensor(rng, [rng.Length], ScalarType.Byte).DetachFromDisposeScope();
+        if (checkpoint.RngState is { } rng)
+        {
+            // libtorch aborts the process on a state of the wrong size: refuse it here instead.
+            using var current = LibTorch.GetRngState();
+            if (rng.Length != current.numel())
+                throw new InvalidDataException(
+                    $"The checkpoint's random generator state has {rng.Length} bytes; libtorch's CPU generator state has {current.numel()}.");
+            loop.ResumeRngState = tensor(rng.ToArray(), [rng.Length], ScalarType.Byte).DetachFromDisposeScope();
+        }
     }
 }

@@ -1,3 +1,5 @@
+using System.IO.Compression;
+using System.Text.Json.Nodes;
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Data;
@@ -45,6 +47,68 @@ public class ResumeTests
         Assert.Equal(13, Checkpoint.Load(path).GlobalStep);
         Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
         Assert.Equal(straight.Trainer.GlobalStep, resumed.Trainer.GlobalStep);
+    }
+
+    [Fact]
+    public void FormatVersion1Checkpoint_WithTheRandomStateInItsMetadata_ResumesExactly()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("mid-epoch.ckpt");
+        var straight = Train(root, Quiet(root) with { MaxEpochs = 3, Callbacks = [new SaveAtStep(13, path)] });
+        var version1 = root.Combine("version-1.ckpt");
+        var withoutRandomState = root.Combine("no-rng.ckpt");
+        File.Copy(path, version1);
+        File.Copy(path, withoutRandomState);
+        RewriteAsVersion1(version1, keepRandomState: true);
+        RewriteAsVersion1(withoutRandomState, keepRandomState: false);
+
+        var resumed = Train(root, Quiet(root) with { MaxEpochs = 3 }, ckptPath: version1, seed: 12345);
+        var unseeded = Train(root, Quiet(root) with { MaxEpochs = 3 }, ckptPath: withoutRandomState, seed: 12345);
+
+        Assert.Equal(1, Checkpoint.Load(version1).FormatVersion);
+        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+        // Dropout after the resume draws from the generator: without the saved state the weights differ.
+        Assert.NotEqual(Weights(straight.Model), Weights(unseeded.Model));
+    }
+
+    [Fact]
+    public void RandomStateOfTheWrongSize_IsRefusedBeforeTraining()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("mid-epoch.ckpt");
+        Train(root, Quiet(root) with { MaxEpochs = 2, Callbacks = [new SaveAtStep(13, path)] });
+        using (var archive = ZipFile.Open(path, ZipArchiveMode.Update))
+        {
+            archive.GetEntry("rng_state.bin")!.Delete();
+            using var entry = archive.CreateEntry("rng_state.bin").Open();
+            entry.Write(new byte[100]);
+        }
+
+        var error = Assert.Throws<InvalidDataException>(() => Train(root, Quiet(root) with { MaxEpochs = 2 }, ckptPath: path));
+        Assert.Contains("random generator state has 100 bytes", error.Message);
+    }
+
+    /// <summary>Format version 1 kept libtorch's generator state as base64 in checkpoint.json, not in its own entry.</summary>
+    private static void RewriteAsVersion1(string path, bool keepRandomState)
+    {
+        using var archive = ZipFile.Open(path, ZipArchiveMode.Update);
+        var rngEntry = archive.GetEntry("rng_state.bin")!;
+        byte[] rng;
+        using (var reader = rngEntry.Open())
+        using (var buffer = new MemoryStream())
+        {
+            reader.CopyTo(buffer);
+            rng = buffer.ToArray();
+        }
+        rngEntry.Delete();
+        var metadataEntry = archive.GetEntry("checkpoint.json")!;
+        JsonObject metadata;
+        using (var reader = metadataEntry.Open()) metadata = JsonNode.Parse(reader)!.AsObject();
+        metadata["format_version"] = 1;
+        metadata["rng_state"] = keepRandomState ? Convert.ToBase64String(rng) : null;
+        metadataEntry.Delete();
+        using var writer = new StreamWriter(archive.CreateEntry("checkpoint.json").Open());
+        writer.Write(metadata.ToJsonString());
     }
 
     [Fact]
