@@ -186,7 +186,7 @@ public sealed class Checkpoint
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(directory);
-        // The archive is built in a pooled buffer and written with one call: a checkpoint per epoch allocates next to nothing.
+        // The archive is built in a pooled buffer and written with one call, so a save adds little garbage to TorchSharp's own.
         var image = new CaptureBuffer();
         var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
