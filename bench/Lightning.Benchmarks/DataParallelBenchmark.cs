@@ -17,19 +17,10 @@ internal static class DataParallelBenchmark
     {
         Console.WriteLine($"{Environment.ProcessorCount} cores; libtorch intra-op threads: {get_num_threads()}");
         var batches = Enumerable.Range(0, Steps).Select(_ => randn(BatchSize, 512).DetachFromDisposeScope()).ToList();
-        Throughput(1, batches);
-        Throughput(2, batches);
-        var ratios = new List<double>();
-        for (int run = 1; run <= Pairs; run++)
-        {
-            var one = Throughput(1, batches);
-            var two = Throughput(2, batches);
-            ratios.Add(two / one);
+        var ratio = PairedRuns.MedianRatio(Pairs, _ => Throughput(1, batches), _ => Throughput(2, batches), (run, one, two) =>
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  run {run}: 1 device {one:0} samples/s  dp x2 {two:0} samples/s  ratio {two / one:0.000}"));
-        }
-        ratios.Sort();
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"dp: 2 replicas / 1 device samples/s = {ratios[Pairs / 2]:0.000}"));
+                $"  run {run}: 1 device {one:0} samples/s  dp x2 {two:0} samples/s  ratio {two / one:0.000}")));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"dp: 2 replicas / 1 device samples/s = {ratio:0.000}"));
     }
 
     private static double Throughput(int devices, IReadOnlyList<Tensor> batches)

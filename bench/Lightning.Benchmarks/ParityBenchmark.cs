@@ -42,34 +42,22 @@ internal static class ParityBenchmark
     private static (string, double, double) Compare(string name, Case benchmark, int pairs)
     {
         Console.WriteLine(name);
-        Time(benchmark, useTrainer: false, seed: 0);
-        Time(benchmark, useTrainer: true, seed: 0);
-        var ratios = new List<double>();
-        double lossDiff = 0;
-        for (int run = 1; run <= pairs; run++)
-        {
-            // Alternate which side runs first, so neither always inherits the other's warm caches or leftover garbage.
-            double raw, rawLoss, trainer, trainerLoss;
-            if (run % 2 == 1)
+        double rawLoss = 0, trainerLoss = 0, lossDiff = 0;
+        var ratio = PairedRuns.MedianRatio(pairs,
+            seed => Time(benchmark, useTrainer: false, seed, out rawLoss),
+            seed => Time(benchmark, useTrainer: true, seed, out trainerLoss),
+            (run, raw, trainer) =>
             {
-                (raw, rawLoss) = Time(benchmark, useTrainer: false, seed: run);
-                (trainer, trainerLoss) = Time(benchmark, useTrainer: true, seed: run);
-            }
-            else
-            {
-                (trainer, trainerLoss) = Time(benchmark, useTrainer: true, seed: run);
-                (raw, rawLoss) = Time(benchmark, useTrainer: false, seed: run);
-            }
-            ratios.Add(trainer / raw);
-            lossDiff = Math.Max(lossDiff, Math.Abs(trainerLoss - rawLoss));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  run {run}: raw {raw:0.000}s  trainer {trainer:0.000}s  ratio {trainer / raw:0.000}  losses {rawLoss:0.000000} / {trainerLoss:0.000000}"));
-        }
-        ratios.Sort();
-        return (name, ratios[ratios.Count / 2], lossDiff);
+                lossDiff = Math.Max(lossDiff, Math.Abs(trainerLoss - rawLoss));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  run {run}: raw {raw:0.000}s  trainer {trainer:0.000}s  ratio {trainer / raw:0.000}  losses {rawLoss:0.000000} / {trainerLoss:0.000000}"));
+            },
+            alternate: true);
+        return (name, ratio, lossDiff);
     }
 
-    private static (double Seconds, double FinalLoss) Time(Case benchmark, bool useTrainer, int seed)
+    /// <summary>Seconds for one run; <paramref name="finalLoss"/> is its last training loss.</summary>
+    private static double Time(Case benchmark, bool useTrainer, int seed, out double finalLoss)
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -78,11 +66,11 @@ internal static class ParityBenchmark
         var data = benchmark.Data();
         var root = Path.Combine(Path.GetTempPath(), "lightning-parity", Guid.NewGuid().ToString("N"));
         var clock = Stopwatch.StartNew();
-        double loss = useTrainer ? WithTrainer(model, data, benchmark.Epochs, root) : Raw(model, data, benchmark.Epochs);
+        finalLoss = useTrainer ? WithTrainer(model, data, benchmark.Epochs, root) : Raw(model, data, benchmark.Epochs);
         clock.Stop();
         model.Dispose();
         if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
-        return (clock.Elapsed.TotalSeconds, loss);
+        return clock.Elapsed.TotalSeconds;
     }
 
     private static double Raw(ParityModule model, IEnumerable<IList<Tensor>> data, int epochs)

@@ -19,19 +19,10 @@ internal static class PrecisionBenchmark
         var nativeBf16 = flags.Contains("avx512_bf16") || flags.Contains("amx_bf16");
         Console.WriteLine($"CPU bf16 support: {(nativeBf16 ? "native (avx512_bf16/amx_bf16)" : "none: bf16 matmuls are emulated, so expect no speed-up")}");
         var batches = Enumerable.Range(0, Steps).Select(_ => randn(256, 1024).DetachFromDisposeScope()).ToList();
-        Time("32-true", batches);
-        Time("bf16-mixed", batches);
-        var ratios = new List<double>();
-        for (int run = 1; run <= Pairs; run++)
-        {
-            var full = Time("32-true", batches);
-            var mixed = Time("bf16-mixed", batches);
-            ratios.Add(mixed / full);
+        var ratio = PairedRuns.MedianRatio(Pairs, _ => Time("32-true", batches), _ => Time("bf16-mixed", batches), (run, full, mixed) =>
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  run {run}: 32-true {full * 1000:0.00} ms/step  bf16-mixed {mixed * 1000:0.00} ms/step  ratio {mixed / full:0.000}"));
-        }
-        ratios.Sort();
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"precision: bf16-mixed/32-true step time = {ratios[Pairs / 2]:0.000}"));
+                $"  run {run}: 32-true {full * 1000:0.00} ms/step  bf16-mixed {mixed * 1000:0.00} ms/step  ratio {mixed / full:0.000}")));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"precision: bf16-mixed/32-true step time = {ratio:0.000}"));
     }
 
     private static double Time(string precision, IReadOnlyList<Tensor> batches)
