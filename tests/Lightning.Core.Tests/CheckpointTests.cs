@@ -139,7 +139,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void CheckpointWrittenDuringAFit_IsOnDiskWhenFitReturns_AndAFailedWriteFailsTheFit()
+    public void CheckpointWrittenDuringAFit_IsOnDiskWhenFitReturns_AndAFailedWriteFailsTheFitLeavingNoTemporaryFile()
     {
         using var root = new TempDirectory();
         var written = root.Combine("during.ckpt");
@@ -155,6 +155,7 @@ public class CheckpointTests
             Loggers = [], EnableCheckpointing = false, Callbacks = [new SaveOnFirstBatch(blocked)] });
         var error = Assert.Throws<IOException>(() => failing.Fit(new BoringModel(), RandomBatches.Create(3)));
         Assert.StartsWith("Writing a checkpoint failed", error.Message);
+        Assert.Empty(Directory.EnumerateFiles(root.Path, "*.tmp"));
     }
 
     private sealed class SaveOnFirstBatch(string path) : Lightning.Callbacks.Callback

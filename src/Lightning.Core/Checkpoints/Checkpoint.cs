@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 using TorchSharp.Modules;
 
@@ -184,11 +185,8 @@ public sealed class Checkpoint
     /// <summary>Writes the checkpoint to <paramref name="path"/> through a temporary file in the same folder.</summary>
     internal void Save(string path)
     {
-        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(directory);
         // The archive is built in a pooled buffer and written with one call, so a save adds little garbage to TorchSharp's own.
         var image = new CaptureBuffer();
-        var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
         {
             using (var archive = new ZipArchive(image, ZipArchiveMode.Create, leaveOpen: true))
@@ -200,14 +198,41 @@ public sealed class Checkpoint
                     WriteEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", _optimizerStates[i]);
                 if (RngState is { } rng) WriteEntry(archive, RngStateEntry, rng);
             }
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
-                file.Write(image.Written.Span);
-            File.Move(temp, path, overwrite: true);
+            WriteThroughTemporaryFile(Path.GetFullPath(path), image.Written.Span);
         }
         finally
         {
             image.Return();
+        }
+    }
+
+    /// <summary>
+    /// Creates the folder only when it is missing and touches the temporary file again only on failure: a checkpoint per
+    /// short epoch made those extra system calls a visible part of the epoch.
+    /// </summary>
+    private static void WriteThroughTemporaryFile(string path, ReadOnlySpan<byte> bytes)
+    {
+        var directory = Path.GetDirectoryName(path)!;
+        var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+        SafeFileHandle file;
+        try
+        {
+            file = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            Directory.CreateDirectory(directory);
+            file = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write);
+        }
+        try
+        {
+            using (file) RandomAccess.Write(file, bytes, fileOffset: 0);
+            File.Move(temp, path, overwrite: true);
+        }
+        catch
+        {
             File.Delete(temp);
+            throw;
         }
     }
 
