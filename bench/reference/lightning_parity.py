@@ -1,10 +1,10 @@
 """PyTorch Lightning on the parity bench's two cases, measured the same way, for comparison with `-- parity`.
 
-Same models, data, batch sizes, epochs per run and procedure as bench/Lightning.Benchmarks/ParityBenchmark.cs: one
-warm-up run of each side, then alternating raw/Trainer pairs; the Trainer keeps its defaults for the progress bar,
+Same models, data, batch sizes, epochs per run and procedure as bench/Lightning.Benchmarks/ParityBenchmark.cs: three
+warm-up runs of each side, then alternating raw/Trainer pairs; the Trainer keeps its defaults for the progress bar,
 checkpoints and logger. Prints per-run times and, last, `parity: trainer/raw = R (loss diff = D)` for the worst case.
 
-    python3 lightning_parity.py --data /usr/share/datasets/fashion-mnist [--pairs 5] [--device cpu|cuda]
+    python3 lightning_parity.py --data /usr/share/datasets/fashion-mnist [--pairs 5] [--warmups 3] [--device cpu|cuda]
 """
 import argparse
 import gc
@@ -131,10 +131,11 @@ def timed(case, use_trainer, seed, device):
     return seconds, loss
 
 
-def compare(case, pairs, device):
+def compare(case, pairs, warmups, device):
     print(case[0], flush=True)
-    timed(case, False, 0, device)
-    timed(case, True, 0, device)
+    for _ in range(warmups):
+        timed(case, False, 0, device)
+        timed(case, True, 0, device)
     ratios, loss_diff = [], 0.0
     for run in range(1, pairs + 1):
         if run % 2 == 1:
@@ -154,14 +155,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--warmups", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     print(f"torch {torch.__version__}, lightning {pl.__version__}, device {args.device}, threads {args.threads}")
-    results = [compare(autoencoder_case(args.data), args.pairs, args.device),
-               compare(rnn_case(), args.pairs, args.device)]
+    results = [compare(autoencoder_case(args.data), args.pairs, args.warmups, args.device),
+               compare(rnn_case(), args.pairs, args.warmups, args.device)]
     worst = max(results, key=lambda r: r[0])
     print(f"parity: trainer/raw = {worst[0]:.3f} (loss diff = {max(r[1] for r in results):.3g})")
 
