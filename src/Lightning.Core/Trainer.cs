@@ -226,8 +226,9 @@ public sealed class Trainer
 
     /// <summary>
     /// Writes a checkpoint of the running or finished stage to <paramref name="path"/> (through a temporary file). The
-    /// state is captured at once; while a stage runs the file is written in the background and is on disk when the
-    /// stage returns (or immediately when no stage runs).
+    /// state is captured at once; while a stage runs the file is written in the background about a second later (not at
+    /// all if the same file is saved again or deleted before then) and is on disk when the stage returns; when no stage
+    /// runs it is written immediately.
     /// </summary>
     /// <param name="path">The file to write.</param>
     /// <param name="weightsOnly">Leave out optimizer, scheduler, loop and callback state.</param>
@@ -244,7 +245,7 @@ public sealed class Trainer
         }
         // While a stage runs the file is written in the background; the stage waits for it before it returns.
         if (State is null) checkpoint.SaveAndRelease(path);
-        else _checkpointWriter.Write(path, checkpoint.SaveAndRelease);
+        else _checkpointWriter.Write(path, checkpoint.SaveAndRelease, checkpoint.Release);
         foreach (var logger in Loggers) logger.AfterSaveCheckpoint(path);
     }
 

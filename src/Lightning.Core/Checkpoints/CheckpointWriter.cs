@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Lightning.Checkpoints;
 
 /// <summary>
@@ -8,63 +6,98 @@ namespace Lightning.Checkpoints;
 /// deleted before it is written, and <see cref="Flush"/> waits for everything (the trainer flushes when a stage ends).
 /// </summary>
 /// <remarks>
-/// Every trainer's jobs go to one long-lived thread. Thread-pool workers spin (sched_yield) for a while after each job;
-/// with a checkpoint per short epoch that spinning took a core from training. Waking a sleeping thread is not free
-/// either: on a 2-vCPU VM it cost the training thread about 65 µs at an epoch end. So while checkpoints keep coming the
-/// writer looks for work every <see cref="PollInterval"/>, and only a writer idle for <see cref="Linger"/> sleeps until
-/// the next job wakes it.
+/// <para>
+/// A job waits <see cref="Delay"/> before it runs, so a write that a later job makes pointless is dropped unwritten: the
+/// file is deleted (top-k moved on) or written again (<c>last.ckpt</c>). With epochs shorter than the delay, the default
+/// checkpoint-every-epoch then writes about one file a second instead of one an epoch; the files on disk are never
+/// older than the delay, and what they are when the stage ends is unchanged.
+/// </para>
+/// <para>
+/// Every trainer's jobs go to one long-lived thread, which sleeps until the first job is due. Thread-pool workers spin
+/// (sched_yield) for a while after each job, which took a core from training; and waking a sleeping thread costs the
+/// caller (about 65 µs at an epoch end on a 2-vCPU VM), so only a job that finds the queue empty wakes the writer.
+/// </para>
 /// </remarks>
 internal sealed class CheckpointWriter
 {
-    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(5);
-    private static readonly TimeSpan Linger = TimeSpan.FromSeconds(2);
-    private static readonly Queue<(CheckpointWriter Owner, string? Path, Action Job)> Jobs = new();
+    /// <summary>How long a job waits for a later one that makes it pointless.</summary>
+    internal static readonly TimeSpan Delay = TimeSpan.FromSeconds(1);
+
+    private static readonly List<Job> Jobs = [];
     private static Thread? _thread;
     private static bool _asleep;
+    private static int _flushing;
 
-    private readonly HashSet<string> _pending = new(StringComparer.Ordinal);
+    private Job? _running;
     private int _queued;
     private Exception? _failure;
 
-    public void Write(string path, Action<string> write)
+    /// <summary>Queues writing a file with <paramref name="write"/>; <paramref name="discard"/> runs instead if the write is dropped.</summary>
+    public void Write(string path, Action<string> write, Action discard)
     {
         var fullPath = Path.GetFullPath(path);
-        Enqueue(fullPath, () => write(fullPath));
+        Enqueue(fullPath, () => write(fullPath), discard);
     }
 
-    public void Delete(string path) => Enqueue(null, () => File.Delete(path));
+    public void Delete(string path) => Enqueue(Path.GetFullPath(path), () => DeleteIfPresent(path), discard: null);
 
-    /// <summary>True when the file exists or is about to be written.</summary>
+    /// <summary>True when the file exists or is about to be written, and is not about to be deleted.</summary>
     public bool Exists(string path)
     {
+        var fullPath = Path.GetFullPath(path);
         lock (Jobs)
-            if (_pending.Contains(Path.GetFullPath(path))) return true;
+        {
+            // The last job on the file decides: a write (it will exist) or a deletion (it won't).
+            var last = Jobs.FindLast(job => job.Owner == this && job.Path == fullPath) ?? (_running?.Path == fullPath ? _running : null);
+            if (last is not null) return last.Discard is not null;
+        }
         return File.Exists(path);
     }
 
-    /// <summary>Waits for every queued write and deletion; rethrows the first failure.</summary>
+    /// <summary>Runs every queued write and deletion now and waits for them; rethrows the first failure.</summary>
     public void Flush()
     {
         lock (Jobs)
         {
-            // The stage is waiting: don't let a polling writer take its time.
-            if (_queued > 0) Monitor.PulseAll(Jobs);
-            while (_queued > 0) Monitor.Wait(Jobs);
+            if (_queued > 0)
+            {
+                _flushing++;
+                Monitor.PulseAll(Jobs);
+                while (_queued > 0) Monitor.Wait(Jobs);
+                _flushing--;
+            }
         }
         ThrowIfFailed();
     }
 
-    private void Enqueue(string? path, Action job)
+    private void Enqueue(string path, Action run, Action? discard)
     {
         ThrowIfFailed();
         lock (Jobs)
         {
-            if (path is not null) _pending.Add(path);
+            DropUnwrittenWrite(path);
             _queued++;
-            Jobs.Enqueue((this, path, job));
+            Jobs.Add(new Job(this, path, run, discard, DateTime.UtcNow + Delay));
             _thread ??= StartThread();
             if (_asleep) Monitor.PulseAll(Jobs);
         }
+    }
+
+    /// <summary>A queued write of a file that is now deleted or written again is pointless: give its state back instead.</summary>
+    private void DropUnwrittenWrite(string path)
+    {
+        var index = Jobs.FindIndex(job => job.Owner == this && job.Discard is not null && job.Path == path);
+        if (index < 0) return;
+        var dropped = Jobs[index];
+        Jobs.RemoveAt(index);
+        _queued--;
+        dropped.Discard!();
+    }
+
+    /// <summary>A dropped write leaves nothing to delete, often not even its folder (where File.Delete would throw).</summary>
+    private static void DeleteIfPresent(string path)
+    {
+        if (File.Exists(path)) File.Delete(path);
     }
 
     private static Thread StartThread()
@@ -76,37 +109,39 @@ internal sealed class CheckpointWriter
 
     private static void WriteForever()
     {
-        long lastJob = Stopwatch.GetTimestamp();
         while (true)
         {
-            (CheckpointWriter Owner, string? Path, Action Job) next;
+            Job next;
             lock (Jobs)
             {
-                while (Jobs.Count == 0)
+                while (true)
                 {
-                    if (Stopwatch.GetElapsedTime(lastJob) < Linger)
+                    if (Jobs.Count == 0)
                     {
-                        Monitor.Wait(Jobs, PollInterval);
+                        _asleep = true;
+                        Monitor.Wait(Jobs);
+                        _asleep = false;
                         continue;
                     }
-                    _asleep = true;
-                    Monitor.Wait(Jobs);
-                    _asleep = false;
+                    var wait = _flushing > 0 ? TimeSpan.Zero : Jobs[0].Due - DateTime.UtcNow;
+                    if (wait <= TimeSpan.Zero) break;
+                    Monitor.Wait(Jobs, wait);
                 }
-                next = Jobs.Dequeue();
+                next = Jobs[0];
+                Jobs.RemoveAt(0);
+                next.Owner._running = next;
             }
             Exception? failure = null;
-            try { next.Job(); }
+            try { next.Run(); }
             catch (Exception e) { failure = e; }
             lock (Jobs)
             {
                 var owner = next.Owner;
                 if (failure is not null) owner._failure ??= failure;
-                if (next.Path is not null) owner._pending.Remove(next.Path);
+                owner._running = null;
                 // Flush waits on the same monitor; wake it only when this trainer's queue has drained.
                 if (--owner._queued == 0) Monitor.PulseAll(Jobs);
             }
-            lastJob = Stopwatch.GetTimestamp();
         }
     }
 
@@ -120,4 +155,7 @@ internal sealed class CheckpointWriter
         }
         if (failure is not null) throw new IOException($"Writing a checkpoint failed: {failure.Message}", failure);
     }
+
+    /// <summary>A queued write (with <see cref="Discard"/>) or deletion (without) of <see cref="Path"/>.</summary>
+    private sealed record Job(CheckpointWriter Owner, string Path, Action Run, Action? Discard, DateTime Due);
 }

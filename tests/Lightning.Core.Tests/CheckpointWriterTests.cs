@@ -1,0 +1,75 @@
+using Lightning.Checkpoints;
+using Lightning.Testing;
+
+namespace Lightning.Core.Tests;
+
+public class CheckpointWriterTests
+{
+    [Fact]
+    public void AWriteDeletedBeforeItsTurn_IsDroppedAndGivesItsStateBack_AndTheDeletionStillRuns()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("epoch=0.ckpt");
+        File.WriteAllText(path, "a file of the same name from before");
+        int written = 0, discarded = 0;
+        var writer = new CheckpointWriter();
+
+        writer.Write(path, p => { written++; File.WriteAllText(p, "new"); }, () => discarded++);
+        writer.Delete(path);
+        writer.Flush();
+
+        Assert.Equal((0, 1), (written, discarded));
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void ASecondWriteOfTheSameFile_SupersedesTheFirst()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("last.ckpt");
+        var discarded = new List<string>();
+        var writer = new CheckpointWriter();
+
+        writer.Write(path, p => File.WriteAllText(p, "first"), () => discarded.Add("first"));
+        writer.Write(path, p => File.WriteAllText(p, "second"), () => discarded.Add("second"));
+        writer.Flush();
+
+        Assert.Equal("second", File.ReadAllText(path));
+        Assert.Equal(["first"], discarded);
+    }
+
+    [Fact]
+    public void Exists_FollowsTheLastQueuedJobOnTheFile()
+    {
+        using var root = new TempDirectory();
+        var queued = root.Combine("queued.ckpt");
+        var onDisk = root.Combine("on-disk.ckpt");
+        File.WriteAllText(onDisk, "old");
+        var writer = new CheckpointWriter();
+
+        writer.Write(queued, p => File.WriteAllText(p, "new"), () => { });
+        Assert.True(writer.Exists(queued));
+        writer.Delete(queued);
+        Assert.False(writer.Exists(queued));
+        writer.Delete(onDisk);
+        Assert.False(writer.Exists(onDisk));
+        writer.Flush();
+
+        Assert.Empty(Directory.EnumerateFiles(root.Path));
+    }
+
+    [Fact]
+    public void AQueuedWrite_ReachesTheDiskWithoutAFlush()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("epoch=0.ckpt");
+        var writer = new CheckpointWriter();
+
+        writer.Write(path, p => File.WriteAllText(p, "state"), () => { });
+        var deadline = DateTime.UtcNow + CheckpointWriter.Delay + TimeSpan.FromSeconds(30);
+        while (!File.Exists(path) && DateTime.UtcNow < deadline) Thread.Sleep(20);
+
+        Assert.True(File.Exists(path), $"not written {CheckpointWriter.Delay + TimeSpan.FromSeconds(30)} after it was queued");
+        writer.Flush();
+    }
+}
