@@ -72,4 +72,19 @@ public class CheckpointWriterTests
         Assert.True(File.Exists(path), $"not written {CheckpointWriter.Delay + TimeSpan.FromSeconds(30)} after it was queued");
         writer.Flush();
     }
+
+    [Fact]
+    public void MoreWritesThanMayWait_AreWrittenWithoutWaitingForTheDelay()
+    {
+        using var root = new TempDirectory();
+        using var firstWritten = new ManualResetEventSlim();
+        var writer = new CheckpointWriter();
+
+        for (int i = 0; i <= CheckpointWriter.MaxHeldWrites; i++)
+            writer.Write(root.Combine($"epoch={i}.ckpt"), p => { File.WriteAllText(p, "state"); firstWritten.Set(); }, () => { });
+
+        Assert.True(firstWritten.Wait(CheckpointWriter.Delay * 0.9), $"{CheckpointWriter.MaxHeldWrites + 1} queued writes all waited for the delay");
+        writer.Flush();
+        Assert.Equal(CheckpointWriter.MaxHeldWrites + 1, Directory.EnumerateFiles(root.Path).Count());
+    }
 }

@@ -10,7 +10,9 @@ namespace Lightning.Checkpoints;
 /// A job waits <see cref="Delay"/> before it runs, so a write that a later job makes pointless is dropped unwritten: the
 /// file is deleted (top-k moved on) or written again (<c>last.ckpt</c>). With epochs shorter than the delay, the default
 /// checkpoint-every-epoch then writes about one file a second instead of one an epoch; the files on disk are never
-/// older than the delay, and what they are when the stage ends is unchanged.
+/// older than the delay, and what they are when the stage ends is unchanged. At most <see cref="MaxHeldWrites"/>
+/// captured checkpoints wait like this; more are written at once, so frequent saves that are all kept cannot pile up
+/// a second's worth of model copies in memory.
 /// </para>
 /// <para>
 /// Every trainer's jobs go to one long-lived thread, which sleeps until the first job is due. Thread-pool workers spin
@@ -23,10 +25,14 @@ internal sealed class CheckpointWriter
     /// <summary>How long a job waits for a later one that makes it pointless.</summary>
     internal static readonly TimeSpan Delay = TimeSpan.FromSeconds(1);
 
+    /// <summary>How many queued writes (each holding a captured checkpoint) may wait for the delay.</summary>
+    internal const int MaxHeldWrites = 8;
+
     private static readonly List<Job> Jobs = [];
     private static Thread? _thread;
     private static bool _asleep;
     private static int _flushing;
+    private static int _heldWrites;
 
     private Job? _running;
     private int _queued;
@@ -77,9 +83,10 @@ internal sealed class CheckpointWriter
         {
             DropUnwrittenWrite(path);
             _queued++;
+            if (discard is not null) _heldWrites++;
             Jobs.Add(new Job(this, path, run, discard, DateTime.UtcNow + Delay));
             _thread ??= StartThread();
-            if (_asleep) Monitor.PulseAll(Jobs);
+            if (_asleep || _heldWrites > MaxHeldWrites) Monitor.PulseAll(Jobs);
         }
     }
 
@@ -91,6 +98,7 @@ internal sealed class CheckpointWriter
         var dropped = Jobs[index];
         Jobs.RemoveAt(index);
         _queued--;
+        _heldWrites--;
         dropped.Discard!();
     }
 
@@ -123,12 +131,13 @@ internal sealed class CheckpointWriter
                         _asleep = false;
                         continue;
                     }
-                    var wait = _flushing > 0 ? TimeSpan.Zero : Jobs[0].Due - DateTime.UtcNow;
+                    var wait = _flushing > 0 || _heldWrites > MaxHeldWrites ? TimeSpan.Zero : Jobs[0].Due - DateTime.UtcNow;
                     if (wait <= TimeSpan.Zero) break;
                     Monitor.Wait(Jobs, wait);
                 }
                 next = Jobs[0];
                 Jobs.RemoveAt(0);
+                if (next.Discard is not null) _heldWrites--;
                 next.Owner._running = next;
             }
             Exception? failure = null;
