@@ -9,8 +9,8 @@ namespace Lightning.Checkpoints;
 /// <para>
 /// A job waits <see cref="Delay"/> before it runs, so a write that a later job makes pointless is dropped unwritten: the
 /// file is deleted (top-k moved on) or written again (<c>last.ckpt</c>). With epochs shorter than the delay, the default
-/// checkpoint-every-epoch then writes about one file a second instead of one an epoch; the files on disk are never
-/// older than the delay, and what they are when the stage ends is unchanged. At most <see cref="MaxHeldWrites"/>
+/// checkpoint-every-epoch then writes about one file a second instead of one an epoch; the files on disk lag the saves
+/// by about the delay at most, and what they are when the stage ends is unchanged. At most <see cref="MaxHeldWrites"/>
 /// captured checkpoints wait like this; more are written at once, so frequent saves that are all kept cannot pile up
 /// a second's worth of model copies in memory.
 /// </para>
