@@ -87,4 +87,22 @@ public class CheckpointWriterTests
         writer.Flush();
         Assert.Equal(CheckpointWriter.MaxHeldWrites + 1, Directory.EnumerateFiles(root.Path).Count());
     }
+
+    [Fact]
+    public void AnotherTrainersFlush_DoesNotHurryThisOnesWrites()
+    {
+        using var root = new TempDirectory();
+        int written = 0;
+        var mine = new CheckpointWriter();
+        var other = new CheckpointWriter();
+
+        mine.Write(root.Combine("mine.ckpt"), p => { written++; File.WriteAllText(p, "state"); }, () => { });
+        other.Write(root.Combine("other.ckpt"), p => File.WriteAllText(p, "state"), () => { });
+        other.Flush();
+        mine.Delete(root.Combine("mine.ckpt"));
+        mine.Flush();
+
+        Assert.Equal(0, written);
+        Assert.Equal(["other.ckpt"], Directory.EnumerateFiles(root.Path).Select(Path.GetFileName));
+    }
 }

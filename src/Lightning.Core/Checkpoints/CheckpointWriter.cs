@@ -11,13 +11,14 @@ namespace Lightning.Checkpoints;
 /// file is deleted (top-k moved on) or written again (<c>last.ckpt</c>). With epochs shorter than the delay, the default
 /// checkpoint-every-epoch then writes about one file a second instead of one an epoch; the files on disk lag the saves
 /// by about the delay at most, and what they are when the stage ends is unchanged. At most <see cref="MaxHeldWrites"/>
-/// captured checkpoints wait like this; more are written at once, so frequent saves that are all kept cannot pile up
+/// captured checkpoints of a trainer wait like this; more are written at once, so frequent saves that are all kept cannot pile up
 /// a second's worth of model copies in memory.
 /// </para>
 /// <para>
-/// Every trainer's jobs go to one long-lived thread, which sleeps until the first job is due. Thread-pool workers spin
+/// Every trainer's jobs go to one long-lived thread, which sleeps until the first job is due; each trainer's jobs keep
+/// their order, and one trainer's flush or held writes never hurry another's. Thread-pool workers spin
 /// (sched_yield) for a while after each job, which took a core from training; and waking a sleeping thread costs the
-/// caller (about 65 µs at an epoch end on a 2-vCPU VM), so only a job that finds the queue empty wakes the writer.
+/// caller (about 65 µs at an epoch end on a 2-vCPU VM), so only a job that finds no other job queued wakes the writer.
 /// </para>
 /// </remarks>
 internal sealed class CheckpointWriter
@@ -25,17 +26,18 @@ internal sealed class CheckpointWriter
     /// <summary>How long a job waits for a later one that makes it pointless.</summary>
     internal static readonly TimeSpan Delay = TimeSpan.FromSeconds(1);
 
-    /// <summary>How many queued writes (each holding a captured checkpoint) may wait for the delay.</summary>
+    /// <summary>How many queued writes (each holding a captured checkpoint) of one trainer may wait for the delay.</summary>
     internal const int MaxHeldWrites = 8;
 
-    private static readonly List<Job> Jobs = [];
+    private static readonly object Gate = new();
+    private static readonly List<CheckpointWriter> Busy = [];
     private static Thread? _thread;
     private static bool _asleep;
-    private static int _flushing;
-    private static int _heldWrites;
 
+    private readonly List<Job> _jobs = [];
     private Job? _running;
-    private int _queued;
+    private int _heldWrites;
+    private bool _flushing;
     private Exception? _failure;
 
     /// <summary>Queues writing a file with <paramref name="write"/>; <paramref name="discard"/> runs instead if the write is dropped.</summary>
@@ -51,10 +53,10 @@ internal sealed class CheckpointWriter
     public bool Exists(string path)
     {
         var fullPath = Path.GetFullPath(path);
-        lock (Jobs)
+        lock (Gate)
         {
             // The last job on the file decides: a write (it will exist) or a deletion (it won't).
-            var last = Jobs.FindLast(job => job.Owner == this && job.Path == fullPath) ?? (_running?.Path == fullPath ? _running : null);
+            var last = _jobs.FindLast(job => job.Path == fullPath) ?? (_running?.Path == fullPath ? _running : null);
             if (last is not null) return last.Discard is not null;
         }
         return File.Exists(path);
@@ -63,41 +65,45 @@ internal sealed class CheckpointWriter
     /// <summary>Runs every queued write and deletion now and waits for them; rethrows the first failure.</summary>
     public void Flush()
     {
-        lock (Jobs)
+        lock (Gate)
         {
-            if (_queued > 0)
+            if (Pending)
             {
-                _flushing++;
-                Monitor.PulseAll(Jobs);
-                while (_queued > 0) Monitor.Wait(Jobs);
-                _flushing--;
+                _flushing = true;
+                Monitor.PulseAll(Gate);
+                while (Pending) Monitor.Wait(Gate);
+                _flushing = false;
             }
         }
         ThrowIfFailed();
     }
 
+    private bool Pending => _jobs.Count > 0 || _running is not null;
+
+    /// <summary>The first job may run: it is due, or the stage waits for it, or too many captures are held.</summary>
+    private bool Ready(DateTime now) => _flushing || _heldWrites > MaxHeldWrites || _jobs[0].Due <= now;
+
     private void Enqueue(string path, Action run, Action? discard)
     {
         ThrowIfFailed();
-        lock (Jobs)
+        lock (Gate)
         {
             DropUnwrittenWrite(path);
-            _queued++;
             if (discard is not null) _heldWrites++;
-            Jobs.Add(new Job(this, path, run, discard, DateTime.UtcNow + Delay));
+            _jobs.Add(new Job(path, run, discard, DateTime.UtcNow + Delay));
+            if (!Busy.Contains(this)) Busy.Add(this);
             _thread ??= StartThread();
-            if (_asleep || _heldWrites > MaxHeldWrites) Monitor.PulseAll(Jobs);
+            if (_asleep || _heldWrites > MaxHeldWrites) Monitor.PulseAll(Gate);
         }
     }
 
     /// <summary>A queued write of a file that is now deleted or written again is pointless: give its state back instead.</summary>
     private void DropUnwrittenWrite(string path)
     {
-        var index = Jobs.FindIndex(job => job.Owner == this && job.Discard is not null && job.Path == path);
+        var index = _jobs.FindIndex(job => job.Discard is not null && job.Path == path);
         if (index < 0) return;
-        var dropped = Jobs[index];
-        Jobs.RemoveAt(index);
-        _queued--;
+        var dropped = _jobs[index];
+        _jobs.RemoveAt(index);
         _heldWrites--;
         dropped.Discard!();
     }
@@ -119,37 +125,43 @@ internal sealed class CheckpointWriter
     {
         while (true)
         {
+            CheckpointWriter owner;
             Job next;
-            lock (Jobs)
+            lock (Gate)
             {
                 while (true)
                 {
-                    if (Jobs.Count == 0)
+                    Busy.RemoveAll(writer => writer._jobs.Count == 0);
+                    if (Busy.Count == 0)
                     {
                         _asleep = true;
-                        Monitor.Wait(Jobs);
+                        Monitor.Wait(Gate);
                         _asleep = false;
                         continue;
                     }
-                    var wait = _flushing > 0 || _heldWrites > MaxHeldWrites ? TimeSpan.Zero : Jobs[0].Due - DateTime.UtcNow;
-                    if (wait <= TimeSpan.Zero) break;
-                    Monitor.Wait(Jobs, wait);
+                    var now = DateTime.UtcNow;
+                    var ready = Busy.Find(writer => writer.Ready(now));
+                    if (ready is not null)
+                    {
+                        owner = ready;
+                        break;
+                    }
+                    Monitor.Wait(Gate, Busy.Min(writer => writer._jobs[0].Due) - now);
                 }
-                next = Jobs[0];
-                Jobs.RemoveAt(0);
-                if (next.Discard is not null) _heldWrites--;
-                next.Owner._running = next;
+                next = owner._jobs[0];
+                owner._jobs.RemoveAt(0);
+                if (next.Discard is not null) owner._heldWrites--;
+                owner._running = next;
             }
             Exception? failure = null;
             try { next.Run(); }
             catch (Exception e) { failure = e; }
-            lock (Jobs)
+            lock (Gate)
             {
-                var owner = next.Owner;
                 if (failure is not null) owner._failure ??= failure;
                 owner._running = null;
                 // Flush waits on the same monitor; wake it only when this trainer's queue has drained.
-                if (--owner._queued == 0) Monitor.PulseAll(Jobs);
+                if (!owner.Pending) Monitor.PulseAll(Gate);
             }
         }
     }
@@ -157,7 +169,7 @@ internal sealed class CheckpointWriter
     private void ThrowIfFailed()
     {
         Exception? failure;
-        lock (Jobs)
+        lock (Gate)
         {
             failure = _failure;
             _failure = null;
@@ -166,5 +178,5 @@ internal sealed class CheckpointWriter
     }
 
     /// <summary>A queued write (with <see cref="Discard"/>) or deletion (without) of <see cref="Path"/>.</summary>
-    private sealed record Job(CheckpointWriter Owner, string Path, Action Run, Action? Discard, DateTime Due);
+    private sealed record Job(string Path, Action Run, Action? Discard, DateTime Due);
 }
