@@ -36,7 +36,6 @@ internal sealed class CheckpointWriter
 
     private readonly List<Job> _jobs = [];
     private Job? _running;
-    private int _heldWrites;
     private bool _flushing;
     private Exception? _failure;
 
@@ -80,8 +79,10 @@ internal sealed class CheckpointWriter
 
     private bool Pending => _jobs.Count > 0 || _running is not null;
 
+    private bool TooManyHeld => _jobs.Count(job => job.Discard is not null) > MaxHeldWrites;
+
     /// <summary>The first job may run: it is due, or the stage waits for it, or too many captures are held.</summary>
-    private bool Ready(DateTime now) => _flushing || _heldWrites > MaxHeldWrites || _jobs[0].Due <= now;
+    private bool Ready(DateTime now) => _flushing || TooManyHeld || _jobs[0].Due <= now;
 
     private void Enqueue(string path, Action run, Action? discard)
     {
@@ -89,11 +90,10 @@ internal sealed class CheckpointWriter
         lock (Gate)
         {
             DropUnwrittenWrite(path);
-            if (discard is not null) _heldWrites++;
             _jobs.Add(new Job(path, run, discard, DateTime.UtcNow + Delay));
             if (!Busy.Contains(this)) Busy.Add(this);
             _thread ??= StartThread();
-            if (_asleep || _heldWrites > MaxHeldWrites) Monitor.PulseAll(Gate);
+            if (_asleep || TooManyHeld) Monitor.PulseAll(Gate);
         }
     }
 
@@ -104,7 +104,6 @@ internal sealed class CheckpointWriter
         if (index < 0) return;
         var dropped = _jobs[index];
         _jobs.RemoveAt(index);
-        _heldWrites--;
         dropped.Discard!();
     }
 
@@ -150,7 +149,6 @@ internal sealed class CheckpointWriter
                 }
                 next = owner._jobs[0];
                 owner._jobs.RemoveAt(0);
-                if (next.Discard is not null) owner._heldWrites--;
                 owner._running = next;
             }
             Exception? failure = null;
