@@ -63,6 +63,7 @@ public sealed class Fabric
         if (Options.DistributedTimeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(options), Options.DistributedTimeout, $"DistributedTimeout = {Options.DistributedTimeout} is not allowed: it must be a positive duration.");
         if (Options.Strategy == "ddp") _ddp = DdpStrategy.Connect(1, Options.Devices, Options.DistributedTimeout);
+        GlibcMalloc.KeepFreedMemory();
     }
 
     /// <summary>The options this Fabric was built with.</summary>

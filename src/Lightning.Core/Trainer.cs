@@ -35,6 +35,7 @@ public sealed class Trainer
     {
         Options = options ?? new TrainerOptions();
         Options.Validate();
+        GlibcMalloc.KeepFreedMemory();
         DefaultRootDir = Path.GetFullPath(Options.DefaultRootDir ?? Directory.GetCurrentDirectory());
         Limits = EffectiveLimits.From(Options);
         Selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
