@@ -6,9 +6,9 @@ namespace Lightning;
 /// <summary>
 /// Keeps memory that libtorch frees in glibc's heap, ready for the next step. libtorch's CPU tensors come from malloc.
 /// With glibc's defaults, a block over 128 KiB is mapped and unmapped each time, and a free heap top larger than twice
-/// the largest such block goes back to the OS. Each step then faults its memory in again, and the frees that a garbage
-/// collection triggers trim the heap at once. On a 2-core VM this cost about 1,700 page faults (30 ms) after every
-/// collection in a 20 ms LSTM epoch. PyTorch users get the same effect by preloading jemalloc or tcmalloc.
+/// the largest such block goes back to the OS, so memory is faulted in again and again. On a 2-core VM that was about
+/// 1,700 page faults (30 ms) after every .NET garbage collection, in a 20 ms LSTM epoch. PyTorch users get the same
+/// effect by preloading jemalloc or tcmalloc.
 /// </summary>
 internal static partial class GlibcMalloc
 {
