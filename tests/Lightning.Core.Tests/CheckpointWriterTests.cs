@@ -59,6 +59,30 @@ public class CheckpointWriterTests
     }
 
     [Fact]
+    public void Exists_AnswersFromOneListingOfTheFolder_KeptInStepWithItsOwnJobs_UntilAFlush()
+    {
+        using var root = new TempDirectory();
+        var before = root.Combine("before.ckpt");
+        var mine = root.Combine("epoch=0.ckpt");
+        var outside = root.Combine("outside.ckpt");
+        File.WriteAllText(before, "old");
+        var writer = new CheckpointWriter();
+
+        Assert.True(writer.Exists(before));
+        Assert.False(writer.Exists(mine));
+        File.WriteAllText(outside, "written by someone else during the stage");
+        writer.Write(mine, p => File.WriteAllText(p, "state"), () => { });
+        writer.Delete(before);
+        var deadline = DateTime.UtcNow + CheckpointWriter.Delay + TimeSpan.FromSeconds(30);
+        while ((!File.Exists(mine) || File.Exists(before)) && DateTime.UtcNow < deadline) Thread.Sleep(20);
+        Thread.Sleep(100); // the writer records a job just after it ran
+
+        Assert.Equal((true, false, false), (writer.Exists(mine), writer.Exists(before), writer.Exists(outside)));
+        writer.Flush();
+        Assert.True(writer.Exists(outside));
+    }
+
+    [Fact]
     public void AQueuedWrite_ReachesTheDiskWithoutAFlush()
     {
         using var root = new TempDirectory();
