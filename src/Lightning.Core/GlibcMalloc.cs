@@ -18,16 +18,16 @@ internal static partial class GlibcMalloc
     private const int MmapThresholdParameter = -3;
 
     /// <summary>Blocks below this come from the heap: glibc's largest allowed value on 64-bit systems.</summary>
-    internal const int MmapThreshold = 32 << 20;
+    private const int MmapThreshold = 32 << 20;
 
     /// <summary>Free memory at the heap's top beyond this goes back to the OS; below it, it waits for the next step.</summary>
-    internal const int TrimThreshold = 256 << 20;
+    private const int TrimThreshold = 256 << 20;
 
     /// <summary>
     /// Free memory kept at the top when a heap shrinks. Threads other than the first allocate from their own heaps of at
     /// most 64 MiB, which glibc unmaps whole once empty unless this much would be kept.
     /// </summary>
-    internal const int TopPad = 64 << 20;
+    private const int TopPad = 64 << 20;
 
     private static int _applied;
 
