@@ -1,6 +1,6 @@
 namespace Lightning.Benchmarks;
 
-/// <summary>The benchmarks' A/B procedure: one warm-up run of each side, then paired runs; the median of B/A over the pairs.</summary>
+/// <summary>The benchmarks' A/B procedure: warm-up runs of each side, then paired runs; the median of B/A over the pairs.</summary>
 internal static class PairedRuns
 {
     /// <summary>
