@@ -1,8 +1,8 @@
 using System.IO.Compression;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Lightning.Accelerators;
 using Lightning.Loggers;
-using Lightning.Loops;
 using Lightning.Precision;
 using Lightning.Strategies;
 using TorchSharp;
@@ -22,15 +22,16 @@ public sealed record FabricOptions
 
     /// <summary>
     /// "auto", "single_device" (Fabric runs one replica; use the Trainer for "dp"), or "ddp": one process per device on
-    /// MPI (started by <c>mpiexec -n N</c>, or relaunched under it), with gradients averaged in <see cref="Fabric.Backward"/>.
+    /// MPI (started by <c>mpiexec -n N</c>, or relaunched under it), with gradients averaged in <see cref="Fabric.Backward"/>;
+    /// or a <see cref="Strategies.Strategy"/> instance of your own.
     /// </summary>
-    public string Strategy { get; init; } = "auto";
+    public StrategyChoice Strategy { get; init; } = "auto";
 
     /// <summary>With "ddp", how long a collective waits for the other processes before this one fails (default 30 minutes).</summary>
     public TimeSpan DistributedTimeout { get; init; } = TimeSpan.FromMinutes(30);
 
     /// <summary>As <see cref="TrainerOptions.Precision"/>.</summary>
-    public string Precision { get; init; } = "32-true";
+    public PrecisionChoice Precision { get; init; } = "32-true";
 
     /// <summary>Loggers that <see cref="Fabric.Log"/> writes to.</summary>
     public IReadOnlyList<LightningLogger> Loggers { get; init; } = [];
@@ -39,7 +40,7 @@ public sealed record FabricOptions
 /// <summary>
 /// Lightning's Fabric for people who keep their own training loop: it puts the module, optimizers and batches on the
 /// right device and dtype, applies the precision (autocast, loss scaling) in <see cref="Backward"/> and
-/// <see cref="Step"/>, and saves and loads state. The Trainer uses the same precision and device code.
+/// <see cref="Step"/>, and saves and loads state. It runs on the same strategies and precision plugins as the Trainer.
 /// </summary>
 /// <example><code>
 /// var fabric = new Fabric(new FabricOptions { Precision = "bf16-mixed" });
@@ -49,52 +50,49 @@ public sealed record FabricOptions
 /// </code></example>
 public sealed class Fabric
 {
-    private readonly DeviceSelection _selection;
-    private readonly DdpStrategy? _ddp;
     private readonly List<nn.Module> _modules = [];
 
     /// <summary>Resolves the options; invalid ones fail here.</summary>
     public Fabric(FabricOptions? options = null)
     {
         Options = options ?? new FabricOptions();
-        _selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
-        if (_selection.Replicas > 1)
-            throw new ArgumentException($"Devices = {Options.Devices}: Fabric drives one replica; for data parallel over several devices use the Trainer with Strategy = \"dp\".", nameof(options));
         if (Options.DistributedTimeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(options), Options.DistributedTimeout, $"DistributedTimeout = {Options.DistributedTimeout} is not allowed: it must be a positive duration.");
-        if (Options.Strategy == "ddp") _ddp = DdpStrategy.Connect(1, Options.Devices, Options.DistributedTimeout);
+        Strategy = AcceleratorConnector.Connect(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, numNodes: 1,
+            Options.DistributedTimeout, Console.Error.WriteLine);
+        // Several devices in one process need a strategy that splits training steps, which a hand-written loop has not.
+        if (Strategy.WorldSize == 1 && Strategy.ParallelDevices.Count > 1)
+            throw new ArgumentException($"Devices = {Options.Devices}: Fabric drives one replica per process; for data parallel over several devices use the Trainer with Strategy = \"dp\".", nameof(options));
         GlibcMalloc.KeepFreedMemory();
     }
 
     /// <summary>The options this Fabric was built with.</summary>
     public FabricOptions Options { get; }
 
+    /// <summary>How the loop is spread over devices and processes; it owns the accelerator and the precision plugin.</summary>
+    public Strategy Strategy { get; }
+
     /// <summary>The device modules and batches are put on.</summary>
-    public Device Device => _selection.Root;
+    public Device Device => Strategy.RootDevice;
 
     /// <summary>The precision in force (canonical name).</summary>
-    public string Precision => _selection.Precision.Name;
+    public string Precision => Strategy.Precision.Name;
 
     /// <summary>This process's rank among all processes (0 without distributed training).</summary>
-    public int GlobalRank => _ddp?.Rank ?? 0;
+    public int GlobalRank => Strategy.GlobalRank;
 
     /// <summary>The number of processes (1 without distributed training).</summary>
-    public int WorldSize => _ddp?.WorldSize ?? 1;
+    public int WorldSize => Strategy.WorldSize;
 
     /// <summary>True for the process that writes files.</summary>
-    public bool IsGlobalZero => GlobalRank == 0;
-
-    /// <summary>The loss scaler in use, for float16 mixed precision.</summary>
-    public GradScaler? Scaler => _selection.Precision.Scaler;
+    public bool IsGlobalZero => Strategy.IsGlobalZero;
 
     /// <summary>Moves <paramref name="module"/> to the device and casts it for the precision; call before creating its optimizers.</summary>
     public T Setup<T>(T module) where T : nn.Module
     {
         ArgumentNullException.ThrowIfNull(module);
-        if (Device.type != DeviceType.CPU) module.to(Device);
-        if (_selection.Precision.Dtype is { } dtype) module.to(dtype);
         // Under "ddp" every process starts from rank 0's weights, and Backward averages this module's gradients.
-        _ddp?.BroadcastModule(module);
+        Strategy.SetupModule(module);
         _modules.Add(module);
         return module;
     }
@@ -114,7 +112,7 @@ public sealed class Fabric
     {
         ArgumentNullException.ThrowIfNull(loader);
         // Under "ddp" each process gets its shard (padded so all take the same number of steps, shuffled if the loader was).
-        return Transfer(_ddp is null ? loader : DistributedLoader.Shard(loader, _ddp, training: true, LightningSeed.GlobalSeed ?? 0));
+        return Transfer(Strategy.ShardLoader(loader, training: true));
     }
 
     private IEnumerable<TBatch> Transfer<TBatch>(IEnumerable<TBatch> loader)
@@ -123,33 +121,25 @@ public sealed class Fabric
     }
 
     /// <summary>A batch (tensor, list or dictionary of tensors) on the device and in the input dtype.</summary>
-    public TBatch ToDevice<TBatch>(TBatch batch) => BatchTransfer.Apply(batch, Device, _selection.Precision.Dtype);
+    public TBatch ToDevice<TBatch>(TBatch batch) => Strategy.BatchToDevice(batch);
 
     /// <summary>The precision's forward scope (autocast for mixed precision); wrap the forward pass and loss in it.</summary>
-    public IDisposable Autocast() => _selection.Precision.ForwardContext() ?? NoScope.Instance;
+    public IDisposable Autocast() => Strategy.Precision.ForwardContext() ?? NoScope.Instance;
 
-    /// <summary>Backward pass of <paramref name="loss"/>, scaled when the precision scales losses.</summary>
+    /// <summary>Backward pass of <paramref name="loss"/>, scaled when the precision scales losses; then the set-up modules' gradients are made the same on every process.</summary>
     public void Backward(Tensor loss)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        (Scaler?.ScaleLoss(loss) ?? loss).backward();
+        Strategy.Backward(loss);
         // Averaging is linear, so averaging after each of several accumulated backward passes still gives the mean.
-        if (_ddp is not null)
-            foreach (var module in _modules) _ddp.AverageGradients(module.parameters());
+        foreach (var module in _modules) Strategy.ReduceGradients(module.parameters());
     }
 
-    /// <summary>Steps <paramref name="optimizer"/> (unscaling first, skipping on overflow with loss scaling); returns whether it stepped.</summary>
-    public bool Step(optim.Optimizer optimizer)
+    /// <summary>Steps <paramref name="optimizer"/> through the precision: with loss scaling it unscales first and skips the step when the gradients overflowed.</summary>
+    public void Step(optim.Optimizer optimizer)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
-        if (Scaler is not { } scaler)
-        {
-            optimizer.step();
-            return true;
-        }
-        var stepped = scaler.Step(optimizer);
-        scaler.Update();
-        return stepped;
+        Strategy.OptimizerStep(optimizer, closure: null, beforeStep: null);
     }
 
     /// <summary>Clips the gradients of <paramref name="optimizer"/>'s parameters by total norm (<paramref name="maxNorm"/>) or by value (<paramref name="clipVal"/>); returns the total norm before clipping when clipping by norm.</summary>
@@ -158,7 +148,7 @@ public sealed class Fabric
         ArgumentNullException.ThrowIfNull(optimizer);
         if ((clipVal is null) == (maxNorm is null))
             throw new ArgumentException("ClipGradients needs exactly one of clipVal (clip by value) or maxNorm (clip by norm).");
-        Scaler?.Unscale(optimizer);
+        Strategy.Precision.UnscaleGradients(optimizer);
         var parameters = optimizer.parameters().Where(p => p.grad is not null).ToArray();
         if (parameters.Length == 0) return null;
         if (clipVal is { } value)
@@ -181,14 +171,14 @@ public sealed class Fabric
             "max" => ReduceFx.Max,
             _ => throw new ArgumentOutOfRangeException(nameof(reduceOp), reduceOp, $"reduceOp = \"{reduceOp}\" is not allowed: use \"mean\", \"sum\", \"min\" or \"max\"."),
         };
-        return _ddp is null ? tensor.clone() : _ddp.AllReduce(tensor, reduce);
+        return Strategy.Reduce(tensor, reduce);
     }
 
     /// <summary>Every process's tensor (same shape everywhere) stacked along a new first dimension in rank order: shape [WorldSize, ...].</summary>
     public Tensor AllGather(Tensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        return _ddp is null ? tensor.unsqueeze(0).clone() : _ddp.AllGather(tensor);
+        return Strategy.AllGather(tensor);
     }
 
     /// <summary>Process <paramref name="src"/>'s tensor on every process (same shape and dtype everywhere), as a new tensor.</summary>
@@ -197,11 +187,11 @@ public sealed class Fabric
         ArgumentNullException.ThrowIfNull(tensor);
         if (src < 0 || src >= WorldSize)
             throw new ArgumentOutOfRangeException(nameof(src), src, $"src = {src} is not allowed: use a rank from 0 to {WorldSize - 1}.");
-        return _ddp is null ? tensor.clone() : _ddp.Broadcast(tensor, src);
+        return Strategy.Broadcast(tensor, src);
     }
 
     /// <summary>Waits for every process; with one process it returns at once.</summary>
-    public void Barrier() => _ddp?.Barrier();
+    public void Barrier() => Strategy.Barrier();
 
     /// <summary>Sends one metric to the loggers.</summary>
     public void Log(string name, double value, long step = 0) => LogDict(new Dictionary<string, double> { [name] = value }, step);

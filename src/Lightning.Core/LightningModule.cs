@@ -1,5 +1,8 @@
 using System.Text.Json;
+using System.Reflection;
 using Lightning.Checkpoints;
+using Lightning.Loops;
+using Lightning.Loops.Optimization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -71,7 +74,7 @@ public abstract class LightningModule : nn.Module
         ReduceFx reduceFx = ReduceFx.Mean, int? batchSize = null, bool logger = true, bool syncDist = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        Trainer?.Metrics.Record(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist);
+        Trainer?.Metrics.Record(new LoggedMetric(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist));
     }
 
     /// <summary>Logs several metrics with the same settings (Lightning's <c>log_dict</c>).</summary>
@@ -158,8 +161,16 @@ public abstract class LightningModule : nn.Module
         if (clipVal is { } value) ClipGradients(optimizer, value, algorithm);
     }
 
-    /// <summary>Steps <paramref name="optimizer"/>; <paramref name="closure"/> runs the training step and backward pass and must be passed on.</summary>
-    public virtual void OptimizerStep(int epoch, int batchIdx, optim.Optimizer optimizer, Func<Tensor> closure) => optimizer.step(closure);
+    /// <summary>
+    /// Steps <paramref name="optimizer"/> (Lightning's <c>optimizer_step</c>); <paramref name="closure"/> runs the training
+    /// step and backward pass and must be passed on to <see cref="LightningOptimizer.Step"/>, which runs it, the
+    /// before-optimizer-step hooks and gradient clipping, then the step (skipped, with loss scaling, on overflow).
+    /// </summary>
+    public virtual void OptimizerStep(int epoch, int batchIdx, LightningOptimizer optimizer, Func<Tensor?> closure)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        optimizer.Step(closure);
+    }
 
     /// <summary>Steps a learning-rate scheduler; <paramref name="metric"/> is the monitored value for plateau schedulers.</summary>
     public virtual void LrSchedulerStep(optim.lr_scheduler.LRScheduler scheduler, double? metric)
@@ -193,7 +204,7 @@ public abstract class LightningModule : nn.Module
         ArgumentNullException.ThrowIfNull(loss);
         if (AutomaticOptimization)
             throw new InvalidOperationException("ManualBackward is for manual optimization; set AutomaticOptimization = false first.");
-        RequireTrainer(nameof(ManualBackward)).RunBackward(this, loss);
+        BackwardPass.Run(RequireTrainer(nameof(ManualBackward)), this, loss);
     }
 
     /// <summary>
@@ -274,6 +285,11 @@ public abstract class LightningModule<TBatch> : LightningModule
     /// <summary>Predicts one batch; runs in eval mode without gradients. The trainer keeps the returned tensor.</summary>
     public virtual Tensor PredictStep(TBatch batch, int batchIdx) =>
         throw new NotImplementedException($"{GetType().Name} has no PredictStep; override it to predict.");
+
+    /// <summary>True when this module's type overrides <see cref="ValidationStep"/>; without one, fitting skips validation, as Lightning does.</summary>
+    internal bool OverridesValidationStep =>
+        GetType().GetMethod(nameof(ValidationStep), BindingFlags.Public | BindingFlags.Instance, [typeof(TBatch), typeof(int)])?.DeclaringType
+            != typeof(LightningModule<TBatch>);
 
     /// <summary>Called before each training batch; return false to skip the rest of the epoch (Lightning's -1).</summary>
     public virtual bool OnTrainBatchStart(TBatch batch, int batchIdx) => true;

@@ -1,11 +1,10 @@
-using TorchSharp;
-using System.Diagnostics;
+using Lightning.Accelerators;
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Loggers;
 using Lightning.Loops;
-using Lightning.Precision;
 using Lightning.Strategies;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Lightning;
@@ -27,8 +26,6 @@ public sealed class Trainer
     private IReadOnlyList<LightningOptimizer> _lightningOptimizers = [];
     private IReadOnlyList<LrSchedulerConfig> _schedulers = [];
     private int _accumulateGradBatches;
-    private readonly bool _transferBatches;
-    private readonly CheckpointWriter _checkpointWriter = new();
 
     /// <summary>Creates a trainer; invalid options fail here, before any work.</summary>
     public Trainer(TrainerOptions? options = null)
@@ -38,15 +35,15 @@ public sealed class Trainer
         GlibcMalloc.KeepFreedMemory();
         DefaultRootDir = Path.GetFullPath(Options.DefaultRootDir ?? Directory.GetCurrentDirectory());
         Limits = EffectiveLimits.From(Options);
-        Selection = DeviceSelection.Resolve(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Console.Error.WriteLine);
-        // Joined (or relaunched under mpiexec) before the callbacks, which differ on rank 0.
-        if (Options.Strategy == "ddp") Ddp = DdpStrategy.Connect(Options.NumNodes, Options.Devices, Options.DistributedTimeout);
-        _transferBatches = Selection.Root.type != DeviceType.CPU || Selection.Precision.Dtype is not null;
+        // Connected (joined to the other processes, or relaunched under mpiexec) before the callbacks, which differ on rank 0.
+        Strategy = AcceleratorConnector.Connect(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Options.NumNodes,
+            Options.DistributedTimeout, Console.Error.WriteLine);
         _accumulateGradBatches = Options.AccumulateGradBatches;
         _callbacks = BuildCallbacks(Options, Limits, IsGlobalZero);
         if (Options.Profiler == "simple") _profiler = new SimpleProfiler();
+        Hooks = new HookDispatcher(this, _callbacks, Metrics, _profiler);
         if (Options.Barebones) Metrics.Disabled = true;
-        if (Ddp is { WorldSize: > 1 } ddp) Metrics.SyncDist = ddp.AllReduce;
+        if (Strategy.WorldSize > 1) Metrics.SyncDist = Strategy.Reduce;
     }
 
     /// <summary>The options this trainer was built with.</summary>
@@ -55,11 +52,14 @@ public sealed class Trainer
     /// <summary>The folder for logs and checkpoints when nothing else is configured.</summary>
     public string DefaultRootDir { get; }
 
+    /// <summary>How the run is spread over devices and processes; it owns the accelerator and the precision plugin.</summary>
+    public Strategy Strategy { get; }
+
     /// <summary>The device the module and batches live on.</summary>
-    public Device RootDevice => Selection.Root;
+    public Device RootDevice => Strategy.RootDevice;
 
     /// <summary>The precision in force, in canonical form (e.g. "bf16-mixed"; "16-mixed" becomes "bf16-mixed" on the CPU).</summary>
-    public string Precision => Selection.Precision.Name;
+    public string Precision => Strategy.Precision.Name;
 
     /// <summary>The stage running now, if any.</summary>
     public Stage? State { get; private set; }
@@ -114,16 +114,19 @@ public sealed class Trainer
     }
 
     /// <summary>This process is the one that writes logs and checkpoints (always true without distributed training).</summary>
-    public bool IsGlobalZero => Ddp?.IsGlobalZero ?? true;
+    public bool IsGlobalZero => Strategy.IsGlobalZero;
 
     /// <summary>This process's rank among all processes of a "ddp" run (0 otherwise).</summary>
-    public int GlobalRank => Ddp?.Rank ?? 0;
+    public int GlobalRank => Strategy.GlobalRank;
 
     /// <summary>This process's rank among the processes on its node (0 without "ddp").</summary>
-    public int LocalRank => Ddp?.LocalRank ?? 0;
+    public int LocalRank => Strategy.LocalRank;
 
     /// <summary>The number of processes training together (1 without "ddp").</summary>
-    public int WorldSize => Ddp?.WorldSize ?? 1;
+    public int WorldSize => Strategy.WorldSize;
+
+    /// <summary>The epochs of the fit running now or run last (null before a fit).</summary>
+    public FitLoop? FitLoop { get; private set; }
 
     /// <summary>The module being run, once a stage has started.</summary>
     public LightningModule? LightningModule { get; private set; }
@@ -172,16 +175,8 @@ public sealed class Trainer
 
     internal MetricsConnector Metrics { get; } = new();
     internal EffectiveLimits Limits { get; }
-    internal DeviceSelection Selection { get; }
-    internal DdpStrategy? Ddp { get; }
-    internal GradScaler? Scaler => Selection.Precision.Scaler;
+    internal HookDispatcher Hooks { get; }
     internal IReadOnlyList<LightningOptimizer> LightningOptimizers => _lightningOptimizers;
-
-    /// <summary>Set by callbacks that run training steps only for their forward passes (SWA's BatchNorm update).</summary>
-    internal bool SkipBackward { get; set; }
-
-    /// <summary>The running fit, for callbacks that need to run extra training steps (the learning-rate finder).</summary>
-    internal IFitRun? FitRun { get; set; }
 
     /// <summary>Optimizer steps taken by each scheduler, replayed on resume (TorchSharp schedulers keep no state dict).</summary>
     internal int[] SchedulerSteps { get; set; } = [];
@@ -237,42 +232,17 @@ public sealed class Trainer
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         var module = LightningModule ?? throw new InvalidOperationException("SaveCheckpoint needs a module: call it during or after a stage.");
-        var checkpoint = CheckpointConnector.Capture(this, module, weightsOnly);
-        // Every rank runs the checkpoint hooks, as in Lightning; only rank 0 writes (ranks meet at a barrier before any load).
-        if (!IsGlobalZero)
-        {
-            checkpoint.Release();
-            return;
-        }
-        // While a stage runs the file is written in the background; the stage waits for it before it returns.
-        if (State is null) checkpoint.SaveAndRelease(path);
-        else _checkpointWriter.Write(path, checkpoint.SaveAndRelease, checkpoint.Release);
+        // Every rank runs the checkpoint hooks, as in Lightning; the strategy has rank 0 alone write.
+        Strategy.SaveCheckpoint(CheckpointConnector.Capture(this, module, weightsOnly), path);
         foreach (var logger in Loggers) logger.AfterSaveCheckpoint(path);
     }
-
-    /// <summary>Deletes a checkpoint file after any pending write of it (checkpoint callbacks use this, not File.Delete).</summary>
-    internal void RemoveCheckpoint(string path)
-    {
-        if (!IsGlobalZero) return;
-        if (State is null) File.Delete(path);
-        else _checkpointWriter.Delete(path);
-    }
-
-    /// <summary>True when the checkpoint file exists or is being written.</summary>
-    internal bool CheckpointExists(string path) => _checkpointWriter.Exists(path);
-
-    /// <summary>Waits until every checkpoint asked for is on disk.</summary>
-    internal void FlushCheckpoints() => _checkpointWriter.Flush();
 
     /// <summary>Waits until rank 0's checkpoints are on disk and every rank got here, so any rank may read them next.</summary>
     internal void SyncCheckpoints()
     {
-        FlushCheckpoints();
-        Ddp?.Barrier();
+        Strategy.FlushCheckpoints();
+        Strategy.Barrier();
     }
-
-    /// <summary>Rank 0's value on every rank (itself without "ddp"); every rank must call it at the same point.</summary>
-    internal string? BroadcastFromGlobalZero(string? value) => Ddp is null ? value : Ddp.Broadcast(value);
 
     private void Fit<TBatch>(LightningModule<TBatch> module, DataSource<TBatch> data, string? ckptPath)
     {
@@ -284,9 +254,9 @@ public sealed class Trainer
             if (resume is not null) CheckpointConnector.RestoreWeightsAndCallbacks(this, module, data, resume);
             // Built before on_fit_start so callbacks there see the loader sizes and can run tuning steps;
             // kept after the fit, so SaveCheckpoint afterwards still records where training ended.
-            var loop = new FitLoop<TBatch>(this, module, data);
-            FitRun = loop;
-            CallHooks("on_fit_start", c => c.OnFitStart(this, module), module.OnFitStart);
+            var loop = new FitLoop(this, module, fit => new TrainingEpochLoop<TBatch>(this, module, data, fit));
+            FitLoop = loop;
+            Hooks.Call(Loops.Hooks.OnFitStart, module);
             if (!Limits.LoggingOff)
                 foreach (var logger in Loggers)
                 {
@@ -295,7 +265,7 @@ public sealed class Trainer
                 }
             if (resume is not null) CheckpointConnector.RestoreTrainingState(this, loop, resume);
             loop.Run();
-            CallHooks("on_fit_end", c => c.OnFitEnd(this, module), module.OnFitEnd);
+            Hooks.Call(Loops.Hooks.OnFitEnd, module);
             return 0;
         });
     }
@@ -308,7 +278,8 @@ public sealed class Trainer
             if (ckptPath is not null) CheckpointConnector.RestoreWeights(module, CheckpointConnector.Resolve(this, ckptPath, stage));
             var loader = stage == Stage.Validate ? data.Val() : data.Test();
             if (loader is null) throw new InvalidOperationException($"{stage} needs a data loader; the datamodule's returned none.");
-            return (IReadOnlyDictionary<string, double>)new EvaluationLoop<TBatch>(this, module, stage).Run(loader, sanity: false);
+            var hooks = stage == Stage.Validate ? Hooks<TBatch>.Validation : Hooks<TBatch>.Test;
+            return (IReadOnlyDictionary<string, double>)new EvaluationLoop<TBatch>(this, module, hooks).Run(loader, sanity: false);
         });
     }
 
@@ -345,30 +316,21 @@ public sealed class Trainer
         State = stage;
         var detectAnomaly = Options.DetectAnomaly ? autograd.detect_anomaly() : null;
         var deterministic = Options.Deterministic ? LibTorch.UseDeterministicAlgorithms() : null;
+        Strategy.BeginStage();
         try
         {
             module.EnsureComponentsRegistered();
-            // Before ConfigureOptimizers: optimizers must hold the moved and cast parameters.
-            if (Selection.Root.type != DeviceType.CPU) module.to(Selection.Root);
-            if (Selection.Precision.Dtype is { } dtype) module.to(dtype);
-            Metrics.Context = HookContext.None;
-            Metrics.Hook = "setup";
             // Downloads and the like happen once per machine (Lightning: local rank 0), before any rank sets up.
             if (LocalRank == 0) data.DataModule?.PrepareData();
-            Ddp?.Barrier();
+            Strategy.Barrier();
             data.DataModule?.Setup(stage);
-            CallHooks("setup", c => c.Setup(this, module, stage), () => module.Setup(stage));
-            if (Ddp is { } ddp)
-            {
-                ddp.BroadcastModule(module);
-                if (Options.UseDistributedSampler)
-                    data.Shard = (loader, training) => DistributedLoader.Shard(loader, ddp, training, LightningSeed.GlobalSeed ?? 0);
-            }
+            Hooks.Call(Loops.Hooks.Setup, module, stage);
+            // Before ConfigureOptimizers: optimizers must hold the placed and cast parameters.
+            Strategy.Setup(this);
+            if (Options.UseDistributedSampler) data.Shard = Strategy.ShardLoader;
             var result = run();
             SyncCheckpoints();
-            Metrics.Context = HookContext.None;
-            Metrics.Hook = "teardown";
-            CallHooks("teardown", c => c.Teardown(this, module, stage), () => module.Teardown(stage));
+            Hooks.Call(Loops.Hooks.Teardown, module, stage);
             data.DataModule?.Teardown(stage);
             foreach (var logger in Loggers) logger.Complete(RunStatus.Success);
             if (_profiler is not null) Console.Out.Write(_profiler.Report(stage.ToString().ToUpperInvariant()));
@@ -379,7 +341,7 @@ public sealed class Trainer
             // A failing handler must not hide the original exception or keep the others from running.
             var handlers = _callbacks.Select(c => (Action)(() => c.OnException(this, module, exception)))
                 .Append(() => module.OnException(exception))
-                .Append(FlushCheckpoints)
+                .Append(Strategy.FlushCheckpoints)
                 .Concat(Loggers.Select(l => (Action)(() => l.Complete(RunStatus.Failed))));
             foreach (var handler in handlers)
             {
@@ -390,68 +352,12 @@ public sealed class Trainer
         }
         finally
         {
+            Strategy.EndStage();
+            Strategy.Teardown();
             State = null;
             deterministic?.Dispose();
             detectAnomaly?.Dispose();
         }
-    }
-
-    /// <summary>Runs a hook on every callback, then on the module (Lightning's order), timed when profiling.</summary>
-    internal void CallHooks(string name, Action<Callback>? onCallback, Action? onModule)
-    {
-        var clock = _profiler is null ? null : Stopwatch.StartNew();
-        if (onCallback is not null)
-            foreach (var callback in _callbacks) onCallback(callback);
-        onModule?.Invoke();
-        if (clock is not null) _profiler!.Record(name, clock.Elapsed);
-    }
-
-    /// <summary>Runs an epoch-end hook in Lightning's order: ordinary callbacks, the module, then monitoring callbacks.</summary>
-    internal void CallEpochEndHooks(string name, Action<Callback> onCallback, Action onModule)
-    {
-        var clock = _profiler is null ? null : Stopwatch.StartNew();
-        foreach (var callback in _callbacks.Where(c => !c.RunsLast)) onCallback(callback);
-        onModule();
-        foreach (var callback in _callbacks.Where(c => c.RunsLast)) onCallback(callback);
-        if (clock is not null) _profiler!.Record(name, clock.Elapsed);
-    }
-
-    /// <summary>The batch on the run's device and in its input dtype; the same object when nothing needs to change.</summary>
-    internal TBatch Transfer<TBatch>(TBatch batch) =>
-        _transferBatches ? BatchTransfer.Apply(batch, Selection.Root, Selection.Precision.Dtype) : batch;
-
-    /// <summary>The precision's scope around a step's forward (autocast for mixed precision), or null.</summary>
-    internal IDisposable? ForwardContext() => Selection.Precision.ForwardContext();
-
-    internal IDisposable? Profile(string action) => _profiler is null ? null : new ProfileScope(_profiler, action);
-
-    internal void RunBackward(LightningModule module, Tensor loss)
-    {
-        CallHooks("on_before_backward", c => c.OnBeforeBackward(this, module, loss), () => module.OnBeforeBackward(loss));
-        module.Backward(Scaler?.ScaleLoss(loss) ?? loss);
-        CallHooks("on_after_backward", c => c.OnAfterBackward(this, module), module.OnAfterBackward);
-    }
-
-    internal void RunManualOptimizerStep(optim.Optimizer optimizer, Func<Tensor>? closure)
-    {
-        var module = LightningModule!;
-        Ddp?.AverageGradients(module.parameters());
-        if (Scaler is { } scaler)
-        {
-            // Gradients come from ManualBackward, scaled: run the closure first, unscale, skip the step on overflow.
-            closure?.Invoke();
-            scaler.Unscale(optimizer);
-            CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(this, module, optimizer), () => module.OnBeforeOptimizerStep(optimizer));
-            if (!scaler.FoundInf) optimizer.step();
-            scaler.Update();
-        }
-        else
-        {
-            CallHooks("on_before_optimizer_step", c => c.OnBeforeOptimizerStep(this, module, optimizer), () => module.OnBeforeOptimizerStep(optimizer));
-            if (closure is null) optimizer.step();
-            else optimizer.step(closure);
-        }
-        GlobalStep++;
     }
 
     private List<LightningLogger> DefaultLoggers()
@@ -471,11 +377,5 @@ public sealed class Trainer
         if (limits.Checkpointing && !callbacks.OfType<ModelCheckpoint>().Any()) callbacks.Add(new ModelCheckpoint());
         // Checkpoints and monitors run last so they see what every other callback did.
         return [.. callbacks.Where(c => !c.RunsLast), .. callbacks.Where(c => c.RunsLast)];
-    }
-
-    private sealed class ProfileScope(SimpleProfiler profiler, string action) : IDisposable
-    {
-        private readonly Stopwatch _clock = Stopwatch.StartNew();
-        public void Dispose() => profiler.Record(action, _clock.Elapsed);
     }
 }

@@ -1,5 +1,7 @@
 using Lightning.Callbacks;
 using Lightning.Loggers;
+using Lightning.Precision;
+using Lightning.Strategies;
 
 namespace Lightning;
 
@@ -19,9 +21,10 @@ public sealed record TrainerOptions
     /// How work is spread over devices: "auto" (data parallel when several devices are asked for), "single_device",
     /// "dp": one process, each batch split across replicas whose training steps run in parallel, one optimizer step; or
     /// "ddp": one process per device on MPI (NumNodes × Devices processes), started by <c>mpiexec -n N</c> or relaunched
-    /// under it by the trainer, each rank on its shard of the data, gradients averaged every optimizer step.
+    /// under it by the trainer, each rank on its shard of the data, gradients averaged every optimizer step. A
+    /// <see cref="Strategies.Strategy"/> instance of your own may be given instead.
     /// </summary>
-    public string Strategy { get; init; } = "auto";
+    public StrategyChoice Strategy { get; init; } = "auto";
 
     /// <summary>Machines taking part in "ddp" (default 1); the world size is NumNodes × Devices.</summary>
     public int NumNodes { get; init; } = 1;
@@ -29,15 +32,16 @@ public sealed record TrainerOptions
     /// <summary>With "ddp", give each rank its shard of the training and evaluation loaders (default true), as Lightning's <c>use_distributed_sampler</c>.</summary>
     public bool UseDistributedSampler { get; init; } = true;
 
-    /// <summary>How long a "ddp" collective (gradient Allreduce, barrier) waits for the other ranks before this rank fails (default 30 minutes).</summary>
+    /// <summary>How long a "ddp" collective (gradient Allreduce, barrier) waits for the other ranks before this rank fails (default 30 minutes); a <see cref="DdpStrategy"/> instance has its own.</summary>
     public TimeSpan DistributedTimeout { get; init; } = TimeSpan.FromMinutes(30);
 
     /// <summary>
     /// Numeric precision: "32-true" (default), "64-true", "16-true", "bf16-true" (weights and inputs in that dtype),
     /// "16-mixed", "bf16-mixed" (libtorch autocast around each step, float32 master weights; float16 adds loss scaling and
-    /// needs CUDA, falling back to bf16 on the CPU). Aliases: "32", "64", "16", "bf16".
+    /// needs CUDA, falling back to bf16 on the CPU). Aliases: "32", "64", "16", "bf16". A <see cref="PrecisionPlugin"/>
+    /// of your own may be given instead.
     /// </summary>
-    public string Precision { get; init; } = "32-true";
+    public PrecisionChoice Precision { get; init; } = "32-true";
 
     /// <summary>Stop after this many epochs; -1 for no limit. Default: 1000 unless <see cref="MaxSteps"/> is set, then no limit.</summary>
     public int? MaxEpochs { get; init; }
@@ -156,7 +160,9 @@ public sealed record TrainerOptions
             Fail(nameof(CheckValEveryNEpoch), "null", "step-driven validation needs ValCheckInterval as a batch count");
         if (NumSanityValSteps < -1) Fail(nameof(NumSanityValSteps), NumSanityValSteps, "it must be 0 or more, or -1 for all");
         if (NumNodes < 1) Fail(nameof(NumNodes), NumNodes, "it must be 1 or more");
-        if (NumNodes > 1 && Strategy != "ddp") Fail(nameof(NumNodes), NumNodes, $"several nodes need Strategy = \"ddp\" (Strategy is \"{Strategy}\")");
+        Strategy.Validate();
+        Precision.Validate();
+        if (NumNodes > 1 && !Strategy.SpansNodes) Fail(nameof(NumNodes), NumNodes, $"several nodes need Strategy = \"ddp\" (Strategy is \"{Strategy}\")");
         if (DistributedTimeout <= TimeSpan.Zero) Fail(nameof(DistributedTimeout), DistributedTimeout, "it must be a positive duration");
         if (AccumulateGradBatches < 1) Fail(nameof(AccumulateGradBatches), AccumulateGradBatches, "it must be 1 or more");
         if (GradientClipVal is { } clip && (clip <= 0 || double.IsNaN(clip))) Fail(nameof(GradientClipVal), clip, "it must be greater than 0, or null for no clipping");

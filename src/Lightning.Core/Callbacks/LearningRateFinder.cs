@@ -158,13 +158,13 @@ public sealed class LearningRateFinder : Callback
     /// <summary>Runs the search at the first hook of the fit where the trainer can run training steps.</summary>
     private void TryRun(Trainer trainer, LightningModule module)
     {
-        if (!_pending || trainer.FitRun is not { } run) return;
+        if (!_pending || trainer.FitLoop is not { } loop) return;
         _pending = false;
         if (trainer.Options.FastDevRun > 0) return;
-        Search(trainer, module, run);
+        Search(trainer, module, loop);
     }
 
-    private void Search(Trainer trainer, LightningModule module, Loops.IFitRun run)
+    private void Search(Trainer trainer, LightningModule module, Loops.FitLoop loop)
     {
         if (trainer.Optimizers.Count != 1)
             throw new InvalidOperationException(
@@ -186,18 +186,18 @@ public sealed class LearningRateFinder : Callback
             using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true)) helper.save_state_dict(writer);
             optimizerState = buffer.ToArray();
         }
-        var rng = LibTorch.GetRngState().DetachFromDisposeScope();
+        Tensor rng;
+        using (var generator = Generator.Default) rng = generator.get_state().DetachFromDisposeScope();
         var wasTraining = module.training;
 
         var lrs = new List<double>();
         var losses = new List<double>();
         double average = 0, best = 0;
         long steps = 0;
-        trainer.Metrics.BeginSanityCheck();
         try
         {
             SetLearningRate(optimizer, MinLr);
-            run.RunTuningSteps(NumTraining,
+            loop.RunTuningSteps(NumTraining,
                 beforeBatch: index =>
                 {
                     var lr = LearningRateAt(index);
@@ -209,7 +209,7 @@ public sealed class LearningRateFinder : Callback
                     if (loss is not { } value)
                     {
                         losses.Add(double.NaN);
-                        return;
+                        return true;
                     }
                     steps++;
                     average = Beta * average + (1 - Beta) * value;
@@ -218,15 +218,12 @@ public sealed class LearningRateFinder : Callback
                         && (smoothed > threshold * best || !double.IsFinite(smoothed));
                     if (smoothed < best || steps == 1) best = smoothed;
                     losses.Add(smoothed);
-                    if (diverged) throw new SearchStopped();
+                    return !diverged;
                 });
-        }
-        catch (SearchStopped)
-        {
         }
         finally
         {
-            // Leave no trace: weights and buffers, optimizer state (its learning rates included), random state, metrics.
+            // Leave no trace: weights and buffers, optimizer state (its learning rates included), random state.
             using (no_grad())
             {
                 var state = module.state_dict();
@@ -237,11 +234,9 @@ public sealed class LearningRateFinder : Callback
                 }
             }
             using (var reader = new BinaryReader(new MemoryStream(optimizerState, writable: false))) helper.load_state_dict(reader);
-            LibTorch.SetRngState(rng);
+            using (var generator = Generator.Default) generator.set_state(rng);
             rng.Dispose();
             module.train(wasTraining);
-            trainer.Metrics.EndSanityCheck();
-            trainer.Metrics.Context = Loops.HookContext.None;
         }
 
         Results = new LearningRateFinderResults(lrs, losses);
@@ -254,7 +249,4 @@ public sealed class LearningRateFinder : Callback
     {
         foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
     }
-
-    /// <summary>Thrown out of the search's batch callback to end it once the loss diverges.</summary>
-    private sealed class SearchStopped : Exception;
 }

@@ -225,7 +225,7 @@ public sealed partial class ModelCheckpoint : Callback
     public override void Setup(Trainer trainer, LightningModule module, Stage stage)
     {
         // Under "ddp" only rank 0 has loggers (and picks the version folder): every rank takes its choice.
-        DirPath ??= trainer.BroadcastFromGlobalZero(trainer.Loggers.Count > 0
+        DirPath ??= trainer.Strategy.Broadcast(trainer.Loggers.Count > 0
             ? Path.Combine(trainer.Loggers[0].LogDir, "checkpoints")
             : Path.Combine(trainer.DefaultRootDir, "checkpoints"));
         if (stage != Stage.Fit) return;
@@ -409,7 +409,7 @@ public sealed partial class ModelCheckpoint : Callback
                  $"(best {BestModelScore:0.00000}), saving model to '{path}' as top {k}");
 
         Save(trainer, path);
-        if (toDelete is not null && ShouldRemove(trainer, toDelete, path)) trainer.RemoveCheckpoint(toDelete);
+        if (toDelete is not null && ShouldRemove(trainer, toDelete, path)) trainer.Strategy.RemoveCheckpoint(toDelete);
     }
 
     /// <summary>The worst kept checkpoint; the first saved among equals, as Python's <c>max</c>/<c>min</c> pick.</summary>
@@ -421,7 +421,7 @@ public sealed partial class ModelCheckpoint : Callback
         var previous = BestModelPath;
         BestModelPath = path; // before saving: it is part of the saved state
         Save(trainer, path);
-        if (SaveTopK == 1 && previous is not null && ShouldRemove(trainer, previous, path)) trainer.RemoveCheckpoint(previous);
+        if (SaveTopK == 1 && previous is not null && ShouldRemove(trainer, previous, path)) trainer.Strategy.RemoveCheckpoint(previous);
     }
 
     private void SaveLastCheckpoint(Trainer trainer, Dictionary<string, double> candidates)
@@ -431,7 +431,7 @@ public sealed partial class ModelCheckpoint : Callback
         var previous = LastModelPath;
         LastModelPath = path;
         Save(trainer, path);
-        if (previous is not null && ShouldRemove(trainer, previous, path)) trainer.RemoveCheckpoint(previous);
+        if (previous is not null && ShouldRemove(trainer, previous, path)) trainer.Strategy.RemoveCheckpoint(previous);
     }
 
     /// <summary>The formatted path, with the first free <c>-vN</c> suffix when the name is taken by a file other than <paramref name="replacing"/>.</summary>
@@ -439,7 +439,7 @@ public sealed partial class ModelCheckpoint : Callback
     {
         var path = FormatCheckpointName(candidates, filename);
         if (!EnableVersionCounter) return path;
-        for (int version = 1; trainer.CheckpointExists(path) && path != replacing; version++)
+        for (int version = 1; trainer.Strategy.CheckpointExists(path) && path != replacing; version++)
             path = FormatCheckpointName(candidates, filename, version);
         return path;
     }

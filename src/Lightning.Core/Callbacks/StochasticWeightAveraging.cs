@@ -215,7 +215,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
         {
             CopyAverageInto(module);
             ResetBatchNorm(module);
-            trainer.SkipBackward = true;
+            trainer.FitLoop!.SkipBackward = true;
             _skippingBackward = true;
         }
     }
@@ -232,7 +232,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     {
         if (_skippingBackward)
         {
-            trainer.SkipBackward = false;
+            trainer.FitLoop!.SkipBackward = false;
             _skippingBackward = false;
         }
         var epoch = trainer.CurrentEpoch;
@@ -266,7 +266,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
         RestoreMomenta();
         if (_skippingBackward)
         {
-            trainer.SkipBackward = false;
+            trainer.FitLoop!.SkipBackward = false;
             _skippingBackward = false;
         }
         if (_maxEpochsRaised)

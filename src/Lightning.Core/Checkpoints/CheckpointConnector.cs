@@ -22,13 +22,13 @@ internal static class CheckpointConnector
             {
                 ["epoch"] = trainer.CurrentEpoch,
                 ["batches_done"] = trainer.EpochBatchesDone,
-                ["total_batches"] = (trainer.FitRun as ILoopProgress)?.TotalBatches ?? 0,
-                ["phase"] = ((trainer.FitRun as ILoopProgress)?.Phase ?? EpochPhase.BetweenEpochs).ToString(),
+                ["total_batches"] = trainer.FitLoop?.TotalBatches ?? 0,
+                ["phase"] = (trainer.FitLoop?.Phase ?? EpochPhase.BetweenEpochs).ToString(),
                 ["global_step"] = trainer.GlobalStep,
             };
             using (var rng = LibTorch.GetRngState()) checkpoint.CaptureRngState(rng.bytes);
             checkpoint.SchedulerSteps = trainer.SchedulerSteps.ToArray();
-            if (trainer.Selection.Precision.SaveState() is { } precision) checkpoint.Callbacks[PrecisionKey(trainer)] = precision;
+            if (trainer.Strategy.Precision.SaveState() is { } precision) checkpoint.Callbacks[PrecisionKey(trainer)] = precision;
             foreach (var callback in trainer.Callbacks)
             {
                 callback.OnSaveCheckpoint(trainer, module, checkpoint);
@@ -76,7 +76,7 @@ internal static class CheckpointConnector
     }
 
     /// <summary>Precision state sits beside callback state under the plugin's name, as Lightning's "MixedPrecision" key.</summary>
-    private static string PrecisionKey(Trainer trainer) => trainer.Selection.Precision.StateKey;
+    private static string PrecisionKey(Trainer trainer) => trainer.Strategy.Precision.StateKey;
 
     public static void RestoreWeights(LightningModule module, Checkpoint? checkpoint)
     {
@@ -94,7 +94,7 @@ internal static class CheckpointConnector
             if (datamodule.Hparams.Count == 0 && checkpoint.DataModuleHyperparameters.Count > 0)
                 datamodule.RestoreHyperparameters(checkpoint.DataModuleHyperparameters);
         }
-        if (checkpoint.Callbacks[PrecisionKey(trainer)] is JsonObject precision) trainer.Selection.Precision.LoadState(precision);
+        if (checkpoint.Callbacks[PrecisionKey(trainer)] is JsonObject precision) trainer.Strategy.Precision.LoadState(precision);
         foreach (var callback in trainer.Callbacks)
         {
             callback.OnLoadCheckpoint(trainer, module, checkpoint);
@@ -102,7 +102,7 @@ internal static class CheckpointConnector
         }
     }
 
-    public static void RestoreTrainingState<TBatch>(Trainer trainer, FitLoop<TBatch> loop, Checkpoint checkpoint)
+    public static void RestoreTrainingState(Trainer trainer, FitLoop loop, Checkpoint checkpoint)
     {
         if (checkpoint.WeightsOnly)
             throw new InvalidOperationException("The checkpoint holds weights only; resuming a fit needs a full checkpoint (weightsOnly: false).");

@@ -12,6 +12,9 @@ internal sealed class DataSource<TBatch>
 
     public LightningDataModule<TBatch>? DataModule { get; }
 
+    /// <summary>True when a validation loader was passed directly (not asked of a datamodule).</summary>
+    public bool ValGiven => _val is not null;
+
     /// <summary>Turns a loader into this rank's share under "ddp" (the flag says training); null keeps loaders whole.</summary>
     public Func<IEnumerable<TBatch>, bool, IEnumerable<TBatch>>? Shard { get; set; }
 

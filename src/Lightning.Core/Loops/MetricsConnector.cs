@@ -46,7 +46,7 @@ internal sealed class MetricsConnector
     private readonly Dictionary<string, double> _progressBar = new();
     private readonly Dictionary<string, double> _pendingStep = new();
     private readonly Dictionary<string, Accumulator> _epoch = new();
-    private Dictionary<string, double>? _beforeSanity;
+    private Dictionary<string, double>? _beforeScratch;
 
     public IReadOnlyDictionary<string, double> CallbackMetrics => _callback;
     public IReadOnlyDictionary<string, double> LoggedMetrics => _logged;
@@ -62,46 +62,32 @@ internal sealed class MetricsConnector
     /// <summary>Batch size of the batch in flight, for weighting means; found on demand from the batch itself.</summary>
     public Func<int>? BatchSizeOfCurrentBatch { get; set; }
 
-    private readonly record struct ReplicaLog(string Name, double Value, bool ProgBar, bool? OnStep, bool? OnEpoch, ReduceFx ReduceFx, int? BatchSize, bool Logger);
+    /// <summary>Logs of the data-parallel replica running on this thread, taken by <see cref="CaptureOnThisThread"/>.</summary>
+    [ThreadStatic] private static List<LoggedMetric>? s_captured;
 
-    /// <summary>Logs of the data-parallel replica running on this thread, merged by <see cref="MergeReplicaLogs"/>.</summary>
-    [ThreadStatic] private static List<ReplicaLog>? _replicaLogs;
-
-    /// <summary>Runs <paramref name="step"/> as one replica's share of a batch: its <c>Log</c> calls are kept aside to be reduced across replicas.</summary>
-    public static List<(string, double, bool, bool?, bool?, ReduceFx, int?, bool)> AsReplica(Action step)
+    /// <summary>Runs <paramref name="step"/> with its <c>Log</c> calls on this thread kept aside instead of recorded (a data-parallel replica's share of a batch); returns them.</summary>
+    public static List<LoggedMetric> CaptureOnThisThread(Action step)
     {
-        _replicaLogs = [];
+        s_captured = [];
         try
         {
             step();
-            return _replicaLogs.Select(l => (l.Name, l.Value, l.ProgBar, l.OnStep, l.OnEpoch, l.ReduceFx, l.BatchSize, l.Logger)).ToList();
+            return s_captured;
         }
         finally
         {
-            _replicaLogs = null;
+            s_captured = null;
         }
     }
 
-    /// <summary>Records each metric once, as the share-weighted mean of the replicas' values (Lightning's dp reduction).</summary>
-    public void MergeReplicaLogs(IReadOnlyList<(List<(string Name, double Value, bool ProgBar, bool? OnStep, bool? OnEpoch, ReduceFx ReduceFx, int? BatchSize, bool Logger)> Logs, double Share)> replicas)
+    public void Record(LoggedMetric metric)
     {
-        var merged = replicas.SelectMany(r => r.Logs.Select(l => (Log: l, r.Share))).GroupBy(x => x.Log.Name);
-        foreach (var group in merged)
+        if (s_captured is { } captured)
         {
-            var first = group.First().Log;
-            var value = group.Sum(x => x.Log.Value * x.Share) / group.Sum(x => x.Share);
-            Record(first.Name, value, first.ProgBar, first.OnStep, first.OnEpoch, first.ReduceFx, first.BatchSize, first.Logger);
-        }
-    }
-
-    public void Record(string name, double value, bool progBar, bool? onStep, bool? onEpoch, ReduceFx reduceFx, int? batchSize, bool logger,
-        bool syncDist = false)
-    {
-        if (_replicaLogs is { } replica)
-        {
-            replica.Add(new ReplicaLog(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger));
+            captured.Add(metric);
             return;
         }
+        var (name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist) = metric;
         if (Disabled)
             throw new InvalidOperationException($"Log('{name}') is turned off by Barebones = true; remove the call or turn Barebones off.");
         if (Context == HookContext.None)
@@ -174,16 +160,17 @@ internal sealed class MetricsConnector
         return values;
     }
 
-    public void BeginSanityCheck() => _beforeSanity = new Dictionary<string, double>(_callback);
+    /// <summary>What is logged from now until <see cref="EndScratchRun"/> is no real result (the sanity check, tuning steps).</summary>
+    public void BeginScratchRun() => _beforeScratch = new Dictionary<string, double>(_callback);
 
-    /// <summary>Sanity-check values are not real results: forget them.</summary>
-    public void EndSanityCheck()
+    /// <summary>Forgets what was logged since <see cref="BeginScratchRun"/>.</summary>
+    public void EndScratchRun()
     {
         _epoch.Clear();
         _callback.Clear();
-        foreach (var (key, value) in _beforeSanity!) _callback[key] = value;
+        foreach (var (key, value) in _beforeScratch!) _callback[key] = value;
         _progressBar.Clear();
-        _beforeSanity = null;
+        _beforeScratch = null;
     }
 
     private void Send(IReadOnlyList<LightningLogger> loggers, IReadOnlyDictionary<string, double> metrics, int epoch, long step)

@@ -56,6 +56,9 @@ public sealed class GradScaler
         _foundInf |= !finite;
     }
 
+    /// <summary>True when <paramref name="optimizer"/>'s gradients were unscaled since the last <see cref="Update"/>.</summary>
+    public bool HasUnscaled(optim.Optimizer optimizer) => _unscaled.ContainsKey(optimizer);
+
     /// <summary>Unscales if needed, then steps <paramref name="optimizer"/> unless its gradients overflowed; returns whether it stepped.</summary>
     public bool Step(optim.Optimizer optimizer)
     {

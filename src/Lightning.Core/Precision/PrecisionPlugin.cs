@@ -1,79 +1,83 @@
-using TorchSharp;
 using System.Text.Json.Nodes;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Lightning.Precision;
 
 /// <summary>
-/// What a precision setting does to a run (Lightning's precision plugins): the dtype of the weights and inputs
-/// (<c>*-true</c>), an autocast context around every step and, for float16, loss scaling (<c>*-mixed</c>).
-/// The Trainer and Fabric share these.
+/// What a precision does to a run (Lightning's precision plugins): the dtype of the weights and floating inputs, a scope
+/// around each step's forward, the loss before backward, and the optimizer step with any loss scaling (unscale before
+/// the hooks and clipping, skip on overflow, update). A <see cref="Strategies.Strategy"/> owns one; the built-in ones
+/// are chosen by name (<see cref="TrainerOptions.Precision"/>), and an instance of your own subclass may be passed instead.
 /// </summary>
-internal abstract class PrecisionPlugin
+public abstract class PrecisionPlugin
 {
-    public const string Allowed = "\"32-true\" (32), \"64-true\" (64), \"16-true\", \"bf16-true\", \"16-mixed\" (16), \"bf16-mixed\" (\"bf16\")";
-
-    /// <summary>The canonical name, e.g. "bf16-mixed".</summary>
+    /// <summary>The precision's name, e.g. "bf16-mixed".</summary>
     public abstract string Name { get; }
 
     /// <summary>The dtype weights and floating inputs are cast to, or null to leave them.</summary>
     public virtual ScalarType? Dtype => null;
 
-    /// <summary>The loss scaler, for float16 mixed precision.</summary>
-    public virtual GradScaler? Scaler => null;
+    /// <summary>Casts <paramref name="module"/> for this precision (Lightning's <c>convert_module</c>); the default casts to <see cref="Dtype"/>.</summary>
+    public virtual void ConvertModule(nn.Module module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        if (Dtype is { } dtype) module.to(dtype);
+    }
 
-    /// <summary>Scope around each step's forward (autocast for mixed precision).</summary>
+    /// <summary>A scope around each step's forward and loss (autocast for mixed precision), or null for none.</summary>
     public virtual IDisposable? ForwardContext() => null;
 
-    /// <summary>The name under which checkpoints keep this plugin's state (Lightning's class name key).</summary>
+    /// <summary>The tensor to call backward on for <paramref name="loss"/> (Lightning's <c>pre_backward</c>); loss scaling multiplies it.</summary>
+    public virtual Tensor PreBackward(Tensor loss) => loss;
+
+    /// <summary>Turns the gradients of <paramref name="optimizer"/>'s parameters back into true gradients, once per step (a no-op without loss scaling).</summary>
+    public virtual void UnscaleGradients(optim.Optimizer optimizer) { }
+
+    /// <summary>
+    /// One optimizer step: runs <paramref name="closure"/> (the training step and backward), then
+    /// <paramref name="beforeStep"/> (gradient reduction, the before-optimizer-step hooks and clipping, on true gradients),
+    /// then steps the optimizer. With a null closure the gradients are already there (manual optimization, Fabric).
+    /// </summary>
+    /// <returns>False when the closure returned no loss, so nothing was stepped; true otherwise, also when a step was
+    /// skipped because scaled gradients overflowed (such a step still counts, as in Lightning).</returns>
+    public virtual bool OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        Tensor? loss = null;
+        if (closure is not null && (loss = closure()) is null) return false;
+        beforeStep?.Invoke();
+        if (loss is null) optimizer.step();
+        else optimizer.step(Reevaluating(loss, closure!));
+        return true;
+    }
+
+    /// <summary>
+    /// The closure to hand to <c>optimizer.step</c> once it has run: its first call returns the loss already computed;
+    /// optimizers that evaluate again (LBFGS) run the training step again.
+    /// </summary>
+    protected static Func<Tensor> Reevaluating(Tensor loss, Func<Tensor?> closure)
+    {
+        ArgumentNullException.ThrowIfNull(loss);
+        ArgumentNullException.ThrowIfNull(closure);
+        var first = true;
+        return () =>
+        {
+            if (!first) return closure() ?? throw new InvalidOperationException("The training step returned no loss when the optimizer evaluated it again.");
+            first = false;
+            return loss;
+        };
+    }
+
+    /// <summary>The key of this plugin's state in checkpoints (Lightning keeps it under the plugin's class name).</summary>
     public virtual string StateKey => GetType().Name;
 
+    /// <summary>This plugin's state for checkpoints (the loss scale), or null when it has none.</summary>
     public virtual JsonObject? SaveState() => null;
+
+    /// <summary>Restores what <see cref="SaveState"/> returned.</summary>
     public virtual void LoadState(JsonObject state) { }
 
-    /// <summary>Canonical name of a precision value, or an error naming the allowed values.</summary>
-    public static string Canonical(string precision) => precision switch
-    {
-        "32" or "32-true" => "32-true",
-        "64" or "64-true" => "64-true",
-        "16-true" => "16-true",
-        "bf16-true" => "bf16-true",
-        "16" or "16-mixed" => "16-mixed",
-        "bf16" or "bf16-mixed" => "bf16-mixed",
-        _ => throw new ArgumentOutOfRangeException("Precision", precision,
-            $"Precision = \"{precision}\" is not allowed: use one of {Allowed}."),
-    };
-
-    /// <summary>The plugin for <paramref name="precision"/> on <paramref name="device"/>; float16 mixed precision needs CUDA and falls back to bfloat16 on the CPU, as Lightning does.</summary>
-    public static PrecisionPlugin Create(string precision, DeviceType device, Action<string> warn) => Canonical(precision) switch
-    {
-        "32-true" => new TruePrecision("32-true", null),
-        "64-true" => new TruePrecision("64-true", ScalarType.Float64),
-        "16-true" => new TruePrecision("16-true", ScalarType.Float16),
-        "bf16-true" => new TruePrecision("bf16-true", ScalarType.BFloat16),
-        "16-mixed" when device != DeviceType.CUDA => Warn(warn, new MixedPrecision(device, ScalarType.BFloat16, null)),
-        "16-mixed" => new MixedPrecision(device, ScalarType.Float16, new GradScaler()),
-        _ => new MixedPrecision(device, ScalarType.BFloat16, null),
-    };
-
-    private static PrecisionPlugin Warn(Action<string> warn, PrecisionPlugin plugin)
-    {
-        warn("Precision \"16-mixed\" needs a CUDA device; on the CPU it runs as \"bf16-mixed\" instead.");
-        return plugin;
-    }
-
-    private sealed class TruePrecision(string name, ScalarType? dtype) : PrecisionPlugin
-    {
-        public override string Name => name;
-        public override ScalarType? Dtype => dtype;
-    }
-
-    private sealed class MixedPrecision(DeviceType device, ScalarType dtype, GradScaler? scaler) : PrecisionPlugin
-    {
-        public override string Name => dtype == ScalarType.Float16 ? "16-mixed" : "bf16-mixed";
-        public override GradScaler? Scaler => scaler;
-        public override IDisposable ForwardContext() => Autocast.Enable(device, dtype);
-        public override JsonObject? SaveState() => scaler?.SaveState();
-        public override void LoadState(JsonObject state) => scaler?.LoadState(state);
-    }
+    /// <inheritdoc />
+    public override string ToString() => Name;
 }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -11,7 +10,7 @@ namespace Lightning.Strategies;
 /// at the start and gradients averaged with one Allreduce per optimizer step over a flattened buffer. With a world of one
 /// process every collective is the identity and MPI is not needed.
 /// </summary>
-internal sealed class DdpStrategy
+public sealed class DdpStrategy : Strategy
 {
     /// <summary>
     /// Large buffers go out in buckets of this many elements (25 MB of float32, Lightning's <c>bucket_cap_mb</c> default).
@@ -27,42 +26,74 @@ internal sealed class DdpStrategy
     /// </summary>
     private Tensor? _gradients;
 
-    private DdpStrategy(int rank, int localRank, int worldSize, TimeSpan timeout) =>
-        (Rank, LocalRank, WorldSize, Timeout) = (rank, localRank, worldSize, timeout);
+    private int _rank, _localRank, _worldSize = 1;
 
-    public int Rank { get; }
-    public int LocalRank { get; }
-    public int WorldSize { get; }
+    /// <summary>A "ddp" strategy whose collectives wait <paramref name="timeout"/> for the other processes (default 30 minutes) before this one fails.</summary>
+    public DdpStrategy(TimeSpan? timeout = null)
+    {
+        Timeout = timeout ?? TimeSpan.FromMinutes(30);
+        if (Timeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(timeout), Timeout, $"timeout = {Timeout} is not allowed: it must be a positive duration.");
+    }
+
+    /// <summary>How long a collective (gradient Allreduce, barrier) waits for the other processes before this one fails.</summary>
     public TimeSpan Timeout { get; }
-    public bool IsGlobalZero => Rank == 0;
+
+    /// <inheritdoc />
+    public override int GlobalRank => _rank;
+
+    /// <inheritdoc />
+    public override int LocalRank => _localRank;
+
+    /// <inheritdoc />
+    public override int WorldSize => _worldSize;
+
+    /// <summary>The device of this process: on CUDA, the process with local rank i drives the i-th of the devices asked for.</summary>
+    public override Device RootDevice => Accelerator.DeviceType == DeviceType.CPU ? CPU : ParallelDevices[_localRank % ParallelDevices.Count];
 
     /// <summary>
     /// Joins the MPI world, or relaunches this program under <c>mpiexec</c> when it was started without it and asks for
     /// more than one process (this call then never returns: the process exits with the ranks' exit code).
     /// </summary>
-    public static DdpStrategy Connect(int numNodes, Devices devices, TimeSpan timeout)
+    protected internal override void SetupEnvironment()
     {
+        var devices = RequestedDevices;
         var perNode = devices.Ids?.Length ?? (devices.Count is { } n and >= 1 ? n : (int?)null);
         if (!Mpi.LaunchedByMpiexec)
         {
-            var expected = numNodes * (perNode ?? 1);
-            if (expected == 1) return new DdpStrategy(0, 0, 1, timeout);
-            if (numNodes > 1)
+            var expected = NumNodes * (perNode ?? 1);
+            if (expected == 1)
+            {
+                (_rank, _localRank, _worldSize) = (0, 0, 1);
+                return;
+            }
+            if (NumNodes > 1)
                 throw new InvalidOperationException(
-                    $"Strategy = \"ddp\" with NumNodes = {numNodes} needs the processes started by mpiexec on every node " +
+                    $"Strategy = \"ddp\" with NumNodes = {NumNodes} needs the processes started by mpiexec on every node " +
                     $"(e.g. mpiexec -hosts a,b -n {expected} dotnet app.dll); it relaunches itself on one node only.");
             DdpLauncher.Relaunch(expected);
         }
         var (rank, size) = Mpi.Initialize();
-        if (perNode is { } devicesPerNode && size != numNodes * devicesPerNode)
+        if (perNode is { } devicesPerNode && size != NumNodes * devicesPerNode)
             throw new InvalidOperationException(
-                $"Strategy = \"ddp\" with NumNodes = {numNodes} and Devices = {devices} expects {numNodes * devicesPerNode} processes, " +
-                $"but mpiexec started {size}. Start mpiexec -n {numNodes * devicesPerNode}, or set Devices = \"auto\" to take the world size from mpiexec.");
-        return new DdpStrategy(rank, Mpi.LocalRank, size, timeout);
+                $"Strategy = \"ddp\" with NumNodes = {NumNodes} and Devices = {devices} expects {NumNodes * devicesPerNode} processes, " +
+                $"but mpiexec started {size}. Start mpiexec -n {NumNodes * devicesPerNode}, or set Devices = \"auto\" to take the world size from mpiexec.");
+        (_rank, _localRank, _worldSize) = (rank, Mpi.LocalRank, size);
     }
 
+    /// <summary>Places the module as the base does, then copies rank 0's weights into every rank, so all start alike.</summary>
+    public override void SetupModule(nn.Module module)
+    {
+        base.SetupModule(module);
+        BroadcastModule(module);
+    }
+
+    /// <summary>This rank's shard of the loader: padded so every rank takes the same number of steps, shuffled if the loader was.</summary>
+    public override IEnumerable<TBatch> ShardLoader<TBatch>(IEnumerable<TBatch> loader, bool training) =>
+        DistributedLoader.Shard(loader, this, training, LightningSeed.GlobalSeed ?? 0);
+
     /// <summary>Copies rank 0's parameters and buffers into every rank, so all start from the same weights.</summary>
-    public void BroadcastModule(nn.Module module)
+    private void BroadcastModule(nn.Module module)
     {
         if (WorldSize == 1) return;
         using var scope = NewDisposeScope();
@@ -80,7 +111,7 @@ internal sealed class DdpStrategy
     /// (in buckets when large) and divided by the world size. A parameter without a gradient contributes zeros, so every
     /// rank sends the same layout, and stays without one.
     /// </summary>
-    public void AverageGradients(IEnumerable<Parameter> parameters)
+    public override void ReduceGradients(IEnumerable<Parameter> parameters)
     {
         if (WorldSize == 1) return;
         var trainable = parameters.Where(p => p.requires_grad).ToList();
@@ -117,7 +148,7 @@ internal sealed class DdpStrategy
     }
 
     /// <summary>Reduces a tensor over the ranks into a new tensor (mean, sum, min or max).</summary>
-    public Tensor AllReduce(Tensor tensor, ReduceFx reduce)
+    public override Tensor Reduce(Tensor tensor, ReduceFx reduce)
     {
         var source = tensor.detach().cpu().contiguous();
         if (WorldSize == 1) return source.clone().to(tensor.device);
@@ -131,7 +162,7 @@ internal sealed class DdpStrategy
     }
 
     /// <summary>Reduces scalars over the ranks (the same operation for each).</summary>
-    public double[] AllReduce(double[] values, ReduceFx reduce)
+    public override double[] Reduce(double[] values, ReduceFx reduce)
     {
         if (WorldSize == 1) return values.ToArray();
         var result = values.ToArray();
@@ -145,7 +176,7 @@ internal sealed class DdpStrategy
     }
 
     /// <summary>Stacks every rank's tensor (same shape on all ranks) along a new first dimension, in rank order.</summary>
-    public Tensor AllGather(Tensor tensor)
+    public override Tensor AllGather(Tensor tensor)
     {
         var local = tensor.detach().cpu().contiguous();
         if (WorldSize == 1) return local.unsqueeze(0).clone().to(tensor.device);
@@ -160,18 +191,18 @@ internal sealed class DdpStrategy
         return gathered.to(tensor.device);
     }
 
-    /// <summary>Rank <paramref name="root"/>'s tensor on every rank (same shape and dtype everywhere).</summary>
-    public Tensor Broadcast(Tensor tensor, int root)
+    /// <summary>Rank <paramref name="src"/>'s tensor on every rank (same shape and dtype everywhere).</summary>
+    public override Tensor Broadcast(Tensor tensor, int src = 0)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(root);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, WorldSize);
+        ArgumentOutOfRangeException.ThrowIfNegative(src);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(src, WorldSize);
         var result = tensor.detach().cpu().clone().contiguous();
-        if (WorldSize > 1) BroadcastBytes(result, root);
+        if (WorldSize > 1) BroadcastBytes(result, src);
         return result.to(tensor.device);
     }
 
     /// <summary>Rank 0's string on every rank (e.g. a folder chosen by rank 0 alone).</summary>
-    public string? Broadcast(string? value)
+    public override string? Broadcast(string? value)
     {
         if (WorldSize == 1) return value;
         var bytes = IsGlobalZero && value is not null ? Encoding.UTF8.GetBytes(value) : [];
@@ -189,7 +220,8 @@ internal sealed class DdpStrategy
         return Encoding.UTF8.GetString(bytes);
     }
 
-    public void Barrier()
+    /// <inheritdoc />
+    public override void Barrier()
     {
         if (WorldSize > 1) Mpi.Barrier(Timeout);
     }

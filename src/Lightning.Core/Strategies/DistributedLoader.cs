@@ -11,16 +11,16 @@ namespace Lightning.Strategies;
 /// </summary>
 internal static class DistributedLoader
 {
-    public static IEnumerable<TBatch> Shard<TBatch>(IEnumerable<TBatch> loader, DdpStrategy ddp, bool training, long seed)
+    public static IEnumerable<TBatch> Shard<TBatch>(IEnumerable<TBatch> loader, Strategy ddp, bool training, long seed)
     {
         if (ddp.WorldSize == 1 || loader is IDistributedLoader) return loader;
         for (var type = loader.GetType(); type is not null; type = type.BaseType)
             if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(DataLoader<,>))
                 return RebuildDataLoader(loader, type, ddp, training, seed);
-        return new BatchShards<TBatch>(loader, ddp.Rank, ddp.WorldSize, training);
+        return new BatchShards<TBatch>(loader, ddp.GlobalRank, ddp.WorldSize, training);
     }
 
-    private static IEnumerable<TBatch> RebuildDataLoader<TBatch>(IEnumerable<TBatch> loader, Type type, DdpStrategy ddp, bool training, long seed)
+    private static IEnumerable<TBatch> RebuildDataLoader<TBatch>(IEnumerable<TBatch> loader, Type type, Strategy ddp, bool training, long seed)
     {
         object? Get(string name) => type.GetProperty(name)!.GetValue(loader);
         var dataset = Get("dataset")!;
@@ -28,7 +28,7 @@ internal static class DistributedLoader
         var original = (IEnumerable<long>)Get("sampler")!;
         // Shuffle training data only when the loader shuffled it, as Lightning does (a sequential sampler yields 0..n-1).
         var shuffle = training && !original.SequenceEqual(Range(count));
-        var sampler = new DistributedSampler(count, ddp.Rank, ddp.WorldSize, shuffle, pad: training, seed);
+        var sampler = new DistributedSampler(count, ddp.GlobalRank, ddp.WorldSize, shuffle, pad: training, seed);
         var batchSize = (int)Get("batch_size")!;
         var dropLast = (bool)Get("drop_last")!;
         // The rebuilt loader must not dispose the dataset: the caller's loader still owns it.

@@ -78,7 +78,7 @@ public class StochasticWeightAveragingTests
         Assert.Equal(4, trainer.MaxEpochs);
         Assert.Equal(5, trainer.CurrentEpoch);
         Assert.Equal(12, trainer.GlobalStep);
-        Assert.False(trainer.SkipBackward);
+        Assert.False(trainer.FitLoop!.SkipBackward);
         Assert.Equal(3, swa.AveragedCount);
         foreach (var (name, parameter) in model.named_parameters())
         {

@@ -279,13 +279,12 @@ public class FlagTests
     private sealed class GradientProbe(double lr) : BoringModel(lr)
     {
         public List<(double Norm, double Largest)> Seen { get; } = [];
-        public override void OptimizerStep(int epoch, int batchIdx, optim.Optimizer optimizer, Func<Tensor> closure)
+        public override void OptimizerStep(int epoch, int batchIdx, LightningOptimizer optimizer, Func<Tensor?> closure)
         {
-            // Runs the closure (step, backward, clipping) as the optimizer would, then records what it is about to apply.
-            var loss = closure();
+            // The step runs the closure (step, backward), clipping and the update; the gradients it applied are still there.
+            optimizer.Step(closure);
             var grads = parameters().Select(p => p.grad!).ToList();
             Seen.Add((cat(grads.Select(g => g.flatten()).ToArray()).norm().ToDouble(), grads.Max(g => g.abs().max().ToDouble())));
-            optimizer.step();
         }
     }
 

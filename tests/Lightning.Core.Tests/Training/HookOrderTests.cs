@@ -129,7 +129,7 @@ public class HookOrderTests
         public override void OnAfterBackward() => calls.Add("on_after_backward");
         public override void OnBeforeOptimizerStep(optim.Optimizer optimizer) => calls.Add("on_before_optimizer_step");
         public override void ConfigureGradientClipping(optim.Optimizer optimizer, double? clipVal, GradientClipAlgorithm algorithm) => calls.Add("configure_gradient_clipping");
-        public override void OptimizerStep(int epoch, int batchIdx, optim.Optimizer optimizer, Func<Tensor> closure)
+        public override void OptimizerStep(int epoch, int batchIdx, LightningOptimizer optimizer, Func<Tensor?> closure)
         {
             base.OptimizerStep(epoch, batchIdx, optimizer, closure);
             calls.Add("optimizer_step");

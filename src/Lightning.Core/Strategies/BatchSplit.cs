@@ -1,6 +1,7 @@
+using Lightning.Loops;
 using static TorchSharp.torch;
 
-namespace Lightning.Loops;
+namespace Lightning.Strategies;
 
 /// <summary>Splits a batch along its first dimension into one chunk per data-parallel replica (PyTorch's <c>scatter</c>).</summary>
 internal static class BatchSplit

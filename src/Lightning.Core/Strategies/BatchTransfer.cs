@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Lightning.Loops;
+namespace Lightning.Strategies;
 
 /// <summary>Moves a batch to the run's device and casts its floating tensors to the run's dtype (Lightning's <c>transfer_batch_to_device</c> plus precision input conversion).</summary>
 internal static class BatchTransfer

@@ -1,0 +1,20 @@
+using Lightning.Precision;
+using Lightning.Strategies;
+
+namespace Lightning.Accelerators;
+
+/// <summary>Resolves the Accelerator, Devices, Strategy and Precision settings into one connected strategy (Lightning's accelerator connector).</summary>
+internal static class AcceleratorConnector
+{
+    public static Strategy Connect(string accelerator, Devices devices, StrategyChoice strategy, PrecisionChoice precision, int numNodes,
+        TimeSpan distributedTimeout, Action<string> warn)
+    {
+        strategy.Validate();
+        precision.Validate();
+        var chosen = Accelerator.FromName(accelerator);
+        var ids = chosen.ParseDevices(devices);
+        var connected = strategy.Create(ids.Count, distributedTimeout);
+        connected.Connect(chosen, ids.Select(chosen.GetDevice).ToList(), devices, numNodes, precision.Create(chosen.DeviceType, warn));
+        return connected;
+    }
+}

@@ -1,0 +1,5 @@
+namespace Lightning.Loops;
+
+/// <summary>One <c>Log</c> call as the module made it, before the metrics connector applies the hook's defaults.</summary>
+internal readonly record struct LoggedMetric(string Name, double Value, bool ProgBar, bool? OnStep, bool? OnEpoch, ReduceFx ReduceFx,
+    int? BatchSize, bool Logger, bool SyncDist);

@@ -1,0 +1,54 @@
+namespace Lightning.Strategies;
+
+/// <summary>
+/// A strategy setting (Lightning's <c>strategy</c>): a name, or a <see cref="Strategy"/> of your own. Strings and
+/// strategies convert implicitly, so <c>Strategy = "ddp"</c> and <c>Strategy = new MyStrategy()</c> both work. A name
+/// gives every trainer a fresh strategy; an instance is used as it is (with its own settings, such as a timeout).
+/// </summary>
+public readonly record struct StrategyChoice
+{
+    private static readonly string[] s_names = ["auto", "single_device", "dp", "ddp"];
+
+    private StrategyChoice(string? name, Strategy? strategy) => (Name, Strategy) = (name, strategy);
+
+    /// <summary>The name given, or null when a strategy was.</summary>
+    public string? Name { get; }
+
+    /// <summary>The strategy given, or null when a name was.</summary>
+    public Strategy? Strategy { get; }
+
+    /// <summary>
+    /// "auto" (data parallel when several devices are asked for, else one device), "single_device", "dp" (one
+    /// process, each batch split across replicas) or "ddp" (one process per device on MPI).
+    /// </summary>
+    public static implicit operator StrategyChoice(string name) => new(name ?? throw new ArgumentNullException(nameof(name)), null);
+
+    /// <summary>Your own strategy.</summary>
+    public static implicit operator StrategyChoice(Strategy strategy) => new(null, strategy ?? throw new ArgumentNullException(nameof(strategy)));
+
+    /// <summary>True when this choice runs one process per device over several machines ("ddp" or a <see cref="DdpStrategy"/>).</summary>
+    internal bool SpansNodes => Strategy is DdpStrategy || Name == "ddp";
+
+    /// <inheritdoc />
+    public override string ToString() => Strategy?.GetType().Name ?? Name ?? "auto";
+
+    /// <summary>Fails naming the allowed names when the name is unknown.</summary>
+    internal void Validate()
+    {
+        if (Strategy is null && !s_names.Contains(Name ?? "auto"))
+            throw new ArgumentOutOfRangeException("Strategy", Name, $"Strategy = \"{Name}\" is not allowed: use one of {string.Join(", ", s_names.Select(s => $"\"{s}\""))}, or a Strategy instance.");
+    }
+
+    /// <summary>The strategy for a run on <paramref name="deviceCount"/> devices: the given one, or a fresh built-in one.</summary>
+    internal Strategy Create(int deviceCount, TimeSpan distributedTimeout)
+    {
+        Validate();
+        return Strategy ?? (Name ?? "auto") switch
+        {
+            "single_device" => new SingleDeviceStrategy(),
+            "dp" => new DataParallelStrategy(),
+            "ddp" => new DdpStrategy(distributedTimeout),
+            _ => deviceCount > 1 ? new DataParallelStrategy() : new SingleDeviceStrategy(),
+        };
+    }
+}
