@@ -76,8 +76,8 @@ public sealed class Trainer
     /// <summary>Set to true (e.g. by a callback) to stop training; honoured once <c>MinEpochs</c>/<c>MinSteps</c> are reached.</summary>
     public bool ShouldStop { get; set; }
 
-    /// <summary>The epoch limit in force (Lightning's <c>max_epochs</c>; -1 for none).</summary>
-    public int MaxEpochs { get; internal set; }
+    /// <summary>The epoch limit in force (Lightning's <c>max_epochs</c>; -1 for none): the fit loop's, which callbacks may change.</summary>
+    public int MaxEpochs => FitLoop?.MaxEpochs ?? Limits.MaxEpochs;
 
     /// <summary>The step limit in force (-1 for none).</summary>
     public long MaxSteps => Limits.MaxSteps;

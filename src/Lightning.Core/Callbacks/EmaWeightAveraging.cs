@@ -12,20 +12,17 @@ namespace Lightning.Callbacks;
 /// copied into the module. The average and its counters are saved in checkpoints, so a resumed fit continues it.
 /// </summary>
 /// <remarks>
-/// <para>The average is taken when the fit starts (<see cref="Setup"/>) from the module's weights; it holds detached
-/// tensors owned by this callback, released by <see cref="Dispose"/> or when the next fit starts.</para>
+/// <para>The average is taken when the fit starts (<see cref="OnFitStart"/>) from the module's weights (restored ones on
+/// resume, unless the checkpoint holds this callback's average); it holds detached tensors owned by this callback,
+/// released by <see cref="WeightAveraging.Dispose"/> or when the next fit is set up.</para>
 /// <para>As in Lightning, an update follows the optimizer step with zero-based index <c>s</c> when
 /// <c>s % updateEveryNSteps == 0</c> and, if <c>updateStartingAtStep</c> is set, <c>s &gt;= updateStartingAtStep</c>;
 /// with <c>updateStartingAtEpoch</c> set, there is also an update at the end of each epoch from that one on.</para>
 /// <para>With <c>useBuffers</c> (the default) buffers such as BatchNorm statistics are averaged too; otherwise they are
 /// copied from the module at each update. Integer buffers are always copied.</para>
 /// </remarks>
-public sealed class EmaWeightAveraging : Callback, IDisposable
+public sealed class EmaWeightAveraging : WeightAveraging
 {
-    private List<(string Name, Tensor Average, bool Averaged)> _average = [];
-    private JsonObject? _pendingState;
-    private bool _inFit;
-    private long _averagedCount;
     private long _latestUpdateStep;
     private int _latestUpdateEpoch = -1;
 
@@ -38,6 +35,7 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     /// <exception cref="ArgumentOutOfRangeException">A value is outside what is allowed; the message names it.</exception>
     public EmaWeightAveraging(double decay = 0.999, int updateEveryNSteps = 1, long? updateStartingAtStep = null,
         int? updateStartingAtEpoch = null, bool useBuffers = true)
+        : base(includeBuffers: true, averageBuffers: useBuffers)
     {
         if (!(decay >= 0 && decay <= 1))
             throw new ArgumentOutOfRangeException(nameof(decay), decay, $"decay = {decay.ToString(CultureInfo.InvariantCulture)} is not allowed: it must be between 0 and 1.");
@@ -69,20 +67,6 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     /// <summary>Whether buffers are averaged as well as parameters.</summary>
     public bool UseBuffers { get; }
 
-    /// <summary>How many updates the average has had.</summary>
-    public long AveragedCount => _averagedCount;
-
-    /// <summary>
-    /// A copy of the averaged tensors by their <c>state_dict</c> names (parameters, then buffers); yours to dispose.
-    /// Empty before the first fit.
-    /// </summary>
-    public IReadOnlyDictionary<string, Tensor> AverageState()
-    {
-        var copies = new Dictionary<string, Tensor>();
-        foreach (var (name, average, _) in _average) copies[name] = average.detach().clone().DetachFromDisposeScope();
-        return copies;
-    }
-
     /// <summary>Whether an update is due after the optimizer step <paramref name="stepIdx"/> or the epoch <paramref name="epochIdx"/> (Lightning's <c>should_update</c>).</summary>
     /// <param name="stepIdx">The zero-based index of the optimizer step just taken, or null at an epoch end.</param>
     /// <param name="epochIdx">The zero-based index of the epoch just finished, or null after a step.</param>
@@ -95,43 +79,25 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     }
 
     /// <inheritdoc />
-    public override void Setup(Trainer trainer, LightningModule module, Stage stage)
+    protected override void OnFitSetup(LightningModule module)
     {
-        if (stage != Stage.Fit) return;
-        Release();
-        using (no_grad())
-        {
-            foreach (var (name, parameter) in module.named_parameters())
-                _average.Add((name, parameter.detach().clone().DetachFromDisposeScope(), true));
-            foreach (var (name, buffer) in module.named_buffers())
-                _average.Add((name, buffer.detach().clone().DetachFromDisposeScope(), UseBuffers && buffer.is_floating_point()));
-        }
-        _averagedCount = 0;
         _latestUpdateStep = 0;
         _latestUpdateEpoch = -1;
-        _inFit = true;
-        if (_pendingState is { } state)
-        {
-            _pendingState = null;
-            LoadState(state);
-        }
     }
 
-    /// <inheritdoc />
-    public override void Teardown(Trainer trainer, LightningModule module, Stage stage)
+    /// <summary>Starts the average from the module's weights, unless a restored checkpoint already gave one.</summary>
+    public override void OnFitStart(Trainer trainer, LightningModule module)
     {
-        if (stage == Stage.Fit) _inFit = false;
+        base.OnFitStart(trainer, module);
+        if (!HasAverage) StartAverage(module);
     }
-
-    /// <inheritdoc />
-    public override void OnException(Trainer trainer, LightningModule module, Exception exception) => _inFit = false;
 
     /// <inheritdoc />
     public override void OnTrainBatchEnd(Trainer trainer, LightningModule module, double? loss, object? batch, int batchIdx)
     {
         if (trainer.GlobalStep > _latestUpdateStep && ShouldUpdate(stepIdx: trainer.GlobalStep - 1))
         {
-            Update(module);
+            UpdateAverage(module);
             _latestUpdateStep = trainer.GlobalStep;
         }
     }
@@ -141,7 +107,7 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     {
         if (trainer.CurrentEpoch > _latestUpdateEpoch && ShouldUpdate(epochIdx: trainer.CurrentEpoch))
         {
-            Update(module);
+            UpdateAverage(module);
             _latestUpdateEpoch = trainer.CurrentEpoch;
         }
     }
@@ -150,105 +116,28 @@ public sealed class EmaWeightAveraging : Callback, IDisposable
     public override void OnTrainEnd(Trainer trainer, LightningModule module) => CopyAverageInto(module);
 
     /// <inheritdoc />
-    public override void OnValidationEpochStart(Trainer trainer, LightningModule module) => Swap(module);
+    public override void OnValidationEpochStart(Trainer trainer, LightningModule module) => SwapAverage(module);
 
     /// <inheritdoc />
-    public override void OnValidationEpochEnd(Trainer trainer, LightningModule module) => Swap(module);
+    public override void OnValidationEpochEnd(Trainer trainer, LightningModule module) => SwapAverage(module);
 
-    /// <summary>A checkpoint not written with this callback's state starts the average from the restored weights.</summary>
-    public override void OnLoadCheckpoint(Trainer trainer, LightningModule module, Checkpoint checkpoint)
+    /// <inheritdoc />
+    public override JsonObject? SaveState() => HasAverage ? base.SaveState() : null;
+
+    /// <inheritdoc />
+    protected override void SaveCounters(JsonObject state)
     {
-        if (_average.Count == 0) return;
-        var state = module.state_dict();
-        using (no_grad())
-            foreach (var (name, average, _) in _average)
-                if (state.TryGetValue(name, out var value)) average.copy_(value);
+        state["latest_update_step"] = _latestUpdateStep;
+        state["latest_update_epoch"] = _latestUpdateEpoch;
     }
 
     /// <inheritdoc />
-    public override JsonObject? SaveState()
+    protected override void LoadCounters(JsonObject state)
     {
-        if (_average.Count == 0) return null;
-        var tensors = new JsonObject();
-        foreach (var (name, average, _) in _average) tensors[name] = TensorJson.ToJson(average);
-        return new JsonObject
-        {
-            ["n_averaged"] = _averagedCount,
-            ["latest_update_step"] = _latestUpdateStep,
-            ["latest_update_epoch"] = _latestUpdateEpoch,
-            ["average_state"] = tensors,
-        };
-    }
-
-    /// <inheritdoc />
-    public override void LoadState(JsonObject state)
-    {
-        ArgumentNullException.ThrowIfNull(state);
-        if (!_inFit)
-        {
-            // Restored before the fit's Setup, which makes a fresh average: apply it then.
-            _pendingState = (JsonObject)state.DeepClone();
-            return;
-        }
-        _averagedCount = (long?)state["n_averaged"] ?? 0;
         _latestUpdateStep = (long?)state["latest_update_step"] ?? 0;
         _latestUpdateEpoch = (int?)state["latest_update_epoch"] ?? -1;
-        if (state["average_state"] is not JsonObject tensors) return;
-        using (no_grad())
-            foreach (var (name, average, _) in _average)
-            {
-                if (tensors[name] is not JsonObject saved)
-                    throw new InvalidOperationException(
-                        $"The checkpoint's {nameof(EmaWeightAveraging)} state has no average for '{name}'; it was saved for a different module.");
-                using var value = TensorJson.FromJson(saved, $"average for '{name}'");
-                average.copy_(value);
-            }
     }
 
-    /// <summary>Releases the averaged tensors.</summary>
-    public void Dispose() => Release();
-
-    private void Update(LightningModule module)
-    {
-        var current = module.state_dict();
-        using var scope = NewDisposeScope();
-        using (no_grad())
-            foreach (var (name, average, averaged) in _average)
-            {
-                var value = current[name].detach();
-                if (_averagedCount == 0 || !averaged) average.copy_(value);
-                else average.copy_(Decay * average + (1 - Decay) * value);
-            }
-        _averagedCount++;
-    }
-
-    private void Swap(LightningModule module)
-    {
-        if (_average.Count == 0) return;
-        var current = module.state_dict();
-        using var scope = NewDisposeScope();
-        using (no_grad())
-            foreach (var (name, average, _) in _average)
-            {
-                var target = current[name];
-                var saved = target.detach().clone();
-                target.copy_(average);
-                average.copy_(saved);
-            }
-    }
-
-    private void CopyAverageInto(LightningModule module)
-    {
-        if (_average.Count == 0) return;
-        var current = module.state_dict();
-        using (no_grad())
-            foreach (var (name, average, _) in _average)
-                current[name].copy_(average);
-    }
-
-    private void Release()
-    {
-        foreach (var (_, average, _) in _average) average.Dispose();
-        _average = [];
-    }
+    /// <inheritdoc />
+    protected override void Blend(Tensor average, Tensor value) => average.copy_(Decay * average + (1 - Decay) * value);
 }

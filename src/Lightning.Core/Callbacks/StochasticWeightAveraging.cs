@@ -29,17 +29,13 @@ public enum SwaAnnealingStrategy
 /// <para>Lightning updates the average at the <em>start</em> of each SWA epoch, so its average holds the weights from
 /// the end of the epoch before the SWA start up to the next-to-last epoch. This callback averages the weights at the
 /// <em>end</em> of the SWA start epoch through the last epoch, PyTorch's SWA recipe, so the last epoch counts.</para>
-/// <para>The average holds detached tensors owned by this callback, released by <see cref="Dispose"/> or when the next
-/// fit starts.</para>
+/// <para>The average holds detached tensors owned by this callback, released by <see cref="WeightAveraging.Dispose"/> or
+/// when the next fit is set up.</para>
 /// </remarks>
-public sealed class StochasticWeightAveraging : Callback, IDisposable
+public sealed class StochasticWeightAveraging : WeightAveraging
 {
     private readonly int? _epochStartNumber;
     private readonly double? _epochStartFraction;
-    private List<(string Name, Tensor Average)> _average = [];
-    private JsonObject? _pendingState;
-    private bool _inFit;
-    private long _averagedCount;
     private int _latestUpdateEpoch = -1;
     private double[]? _initialLrs;
     private int _maxEpochs;
@@ -90,6 +86,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
 
     private StochasticWeightAveraging(IReadOnlyList<double> swaLrs, int? epochStartNumber, double? epochStartFraction,
         int annealingEpochs, SwaAnnealingStrategy annealingStrategy)
+        : base(includeBuffers: false, averageBuffers: false)
     {
         ArgumentNullException.ThrowIfNull(swaLrs);
         var inv = CultureInfo.InvariantCulture;
@@ -128,17 +125,6 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     /// <summary>The last SWA epoch (0-based): the last epoch of <c>MaxEpochs</c>; known once training starts.</summary>
     public int? SwaEnd { get; private set; }
 
-    /// <summary>How many epochs' weights the average holds.</summary>
-    public long AveragedCount => _averagedCount;
-
-    /// <summary>A copy of the averaged parameters by their names; yours to dispose. Empty before the first SWA epoch ends.</summary>
-    public IReadOnlyDictionary<string, Tensor> AverageState()
-    {
-        var copies = new Dictionary<string, Tensor>();
-        foreach (var (name, average) in _average) copies[name] = average.detach().clone().DetachFromDisposeScope();
-        return copies;
-    }
-
     /// <summary>The factor (0 to 1) by which the learning rate has moved to the SWA rate after <paramref name="epochsIntoSwa"/> SWA epochs (PyTorch's <c>SWALR</c>).</summary>
     /// <param name="epochsIntoSwa">SWA epochs before the current one (0 for the SWA start epoch).</param>
     public double AnnealingFactor(int epochsIntoSwa)
@@ -150,25 +136,10 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     }
 
     /// <inheritdoc />
-    public override void Setup(Trainer trainer, LightningModule module, Stage stage)
+    protected override void OnFitSetup(LightningModule module)
     {
-        if (stage != Stage.Fit) return;
-        Release();
-        _averagedCount = 0;
         _latestUpdateEpoch = -1;
         _initialLrs = null;
-        _inFit = true;
-        if (_pendingState is { } state)
-        {
-            _pendingState = null;
-            LoadState(state);
-        }
-    }
-
-    /// <inheritdoc />
-    public override void Teardown(Trainer trainer, LightningModule module, Stage stage)
-    {
-        if (stage == Stage.Fit) _inFit = false;
     }
 
     /// <inheritdoc />
@@ -197,7 +168,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
         if (_hasBatchNorm)
         {
             // One more epoch, forward passes only, recomputes the BatchNorm statistics for the averaged weights.
-            trainer.MaxEpochs += 1;
+            trainer.FitLoop!.MaxEpochs += 1;
             _maxEpochsRaised = true;
         }
     }
@@ -211,7 +182,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
             _initialLrs ??= trainer.Optimizers[0].ParamGroups.Select(g => g.LearningRate).ToArray();
             SetLearningRates(trainer, epoch);
         }
-        else if (_hasBatchNorm && epoch == SwaEnd + 1 && _average.Count > 0)
+        else if (_hasBatchNorm && epoch == SwaEnd + 1 && HasAverage)
         {
             CopyAverageInto(module);
             ResetBatchNorm(module);
@@ -250,11 +221,11 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
         var last = trainer.CurrentEpoch - 1;
         if (_hasBatchNorm && last == SwaEnd + 1)
             RestoreMomenta();
-        else if (last == SwaEnd && _average.Count > 0)
+        else if (last == SwaEnd && HasAverage)
             CopyAverageInto(module);
         if (_maxEpochsRaised)
         {
-            trainer.MaxEpochs -= 1;
+            trainer.FitLoop!.MaxEpochs -= 1;
             _maxEpochsRaised = false;
         }
     }
@@ -262,7 +233,7 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     /// <inheritdoc />
     public override void OnException(Trainer trainer, LightningModule module, Exception exception)
     {
-        _inFit = false;
+        base.OnException(trainer, module, exception);
         RestoreMomenta();
         if (_skippingBackward)
         {
@@ -271,46 +242,27 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
         }
         if (_maxEpochsRaised)
         {
-            trainer.MaxEpochs -= 1;
+            trainer.FitLoop!.MaxEpochs -= 1;
             _maxEpochsRaised = false;
         }
     }
 
     /// <inheritdoc />
-    public override JsonObject SaveState()
+    protected override void SaveCounters(JsonObject state)
     {
-        var tensors = new JsonObject();
-        foreach (var (name, average) in _average) tensors[name] = TensorJson.ToJson(average);
-        return new JsonObject
-        {
-            ["n_averaged"] = _averagedCount,
-            ["latest_update_epoch"] = _latestUpdateEpoch,
-            ["initial_lrs"] = _initialLrs is null ? null : new JsonArray(_initialLrs.Select(lr => (JsonNode)lr).ToArray()),
-            ["average_model_state"] = tensors,
-        };
+        state["latest_update_epoch"] = _latestUpdateEpoch;
+        state["initial_lrs"] = _initialLrs is null ? null : new JsonArray(_initialLrs.Select(lr => (JsonNode)lr).ToArray());
     }
 
     /// <inheritdoc />
-    public override void LoadState(JsonObject state)
+    protected override void LoadCounters(JsonObject state)
     {
-        ArgumentNullException.ThrowIfNull(state);
-        if (!_inFit)
-        {
-            // Restored before the fit's Setup, which starts a fresh average: apply it then.
-            _pendingState = (JsonObject)state.DeepClone();
-            return;
-        }
-        Release();
-        _averagedCount = (long?)state["n_averaged"] ?? 0;
         _latestUpdateEpoch = (int?)state["latest_update_epoch"] ?? -1;
         _initialLrs = state["initial_lrs"] is JsonArray lrs ? lrs.Select(lr => (double)lr!).ToArray() : null;
-        if (state["average_model_state"] is JsonObject tensors)
-            foreach (var (name, saved) in tensors)
-                _average.Add((name, TensorJson.FromJson(saved as JsonObject, $"SWA average for '{name}'").DetachFromDisposeScope()));
     }
 
-    /// <summary>Releases the averaged tensors.</summary>
-    public void Dispose() => Release();
+    /// <summary>An equal-weight running mean: each epoch's weights count as much as every earlier one.</summary>
+    protected override void Blend(Tensor average, Tensor value) => average.copy_(average + (value - average) / (AveragedCount + 1));
 
     private bool InSwa(int epoch) => SwaStart is { } start && epoch >= start && epoch <= SwaEnd;
 
@@ -326,40 +278,6 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
             i++;
         }
     }
-
-    private void UpdateAverage(LightningModule module)
-    {
-        using var scope = NewDisposeScope();
-        using (no_grad())
-        {
-            if (_average.Count == 0)
-            {
-                foreach (var (name, parameter) in module.named_parameters())
-                    _average.Add((name, parameter.detach().clone().DetachFromDisposeScope()));
-                _averagedCount = 1;
-                return;
-            }
-            var parameters = module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-            foreach (var (name, average) in _average)
-            {
-                var value = FindParameter(parameters, name).detach();
-                average.copy_(average + (value - average) / (_averagedCount + 1));
-            }
-            _averagedCount++;
-        }
-    }
-
-    private void CopyAverageInto(LightningModule module)
-    {
-        var parameters = module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        using (no_grad())
-            foreach (var (name, average) in _average)
-                FindParameter(parameters, name).copy_(average);
-    }
-
-    private static Parameter FindParameter(Dictionary<string, Parameter> parameters, string name) =>
-        parameters.TryGetValue(name, out var parameter) ? parameter : throw new InvalidOperationException(
-            $"The SWA average has a parameter '{name}' that the module lacks; the state was saved for a different module.");
 
     private void ResetBatchNorm(LightningModule module)
     {
@@ -378,11 +296,5 @@ public sealed class StochasticWeightAveraging : Callback, IDisposable
     {
         foreach (var (layer, momentum) in _momenta) layer.momentum = momentum;
         _momenta = [];
-    }
-
-    private void Release()
-    {
-        foreach (var (_, average) in _average) average.Dispose();
-        _average = [];
     }
 }

@@ -3,11 +3,13 @@ using static TorchSharp.torch;
 
 namespace Lightning.Checkpoints;
 
-/// <summary>Tensors inside callback state, which is JSON: dtype, shape and the raw bytes in base64.</summary>
-internal static class TensorJson
+/// <summary>Tensors inside callback state (<see cref="Callbacks.Callback.SaveState"/>), which is JSON: dtype, shape and the raw bytes in base64.</summary>
+public static class TensorJson
 {
+    /// <summary>The tensor's dtype, shape and bytes (copied to the CPU first).</summary>
     public static JsonObject ToJson(Tensor tensor)
     {
+        ArgumentNullException.ThrowIfNull(tensor);
         using var scope = NewDisposeScope();
         var contiguous = tensor.detach().cpu().contiguous();
         return new JsonObject
@@ -18,7 +20,7 @@ internal static class TensorJson
         };
     }
 
-    /// <summary>The tensor saved by <see cref="ToJson"/>; <paramref name="what"/> names it in the error when the entry is malformed.</summary>
+    /// <summary>A new CPU tensor from what <see cref="ToJson"/> saved; <paramref name="what"/> names it in the error when the entry is malformed.</summary>
     public static Tensor FromJson(JsonObject? saved, string what)
     {
         if (saved is null || !Enum.TryParse<ScalarType>((string?)saved["dtype"], out var dtype) || saved["shape"] is not JsonArray shape

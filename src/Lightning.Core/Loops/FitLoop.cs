@@ -13,11 +13,24 @@ public sealed class FitLoop
     private readonly Trainer _trainer;
     private readonly LightningModule _module;
     private readonly ITrainingEpochLoop _epochLoop;
+    private int _maxEpochs;
 
     internal FitLoop(Trainer trainer, LightningModule module, Func<FitLoop, ITrainingEpochLoop> epochLoop)
     {
         (_trainer, _module) = (trainer, module);
+        _maxEpochs = trainer.Limits.MaxEpochs;
         _epochLoop = epochLoop(this);
+    }
+
+    /// <summary>
+    /// The epoch limit in force (-1 for none); a callback may raise it for extra epochs (SWA's BatchNorm update) and
+    /// lower it again.
+    /// </summary>
+    public int MaxEpochs
+    {
+        get => _maxEpochs;
+        set => _maxEpochs = value >= -1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value,
+            $"{nameof(MaxEpochs)} = {value} is not allowed: use a number of epochs of 0 or more, or -1 for no limit.");
     }
 
     /// <summary>Training batches run since the fit began, across epochs (they drive step-driven validation).</summary>
@@ -83,7 +96,7 @@ public sealed class FitLoop
     {
         var t = _trainer;
         if (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps) return true;
-        if (t.MaxEpochs != -1 && t.CurrentEpoch >= t.MaxEpochs) return true;
+        if (MaxEpochs != -1 && t.CurrentEpoch >= MaxEpochs) return true;
         return StopRequested();
     }
 

@@ -32,7 +32,6 @@ internal sealed class TrainingEpochLoop<TBatch> : ITrainingEpochLoop
         if (!_hasValidationStep && data.ValGiven)
             Console.Error.WriteLine($"You passed a validation data loader, but {module.GetType().Name} has no ValidationStep: validation is skipped.");
         (_train, _val) = Loaders();
-        trainer.MaxEpochs = trainer.Limits.MaxEpochs;
         trainer.NumTrainingBatches = trainer.Limits.Train.Resolve(DataLoaderLength.Of(_train), nameof(TrainerOptions.LimitTrainBatches));
         trainer.NumValBatches = _val is null ? null : trainer.Limits.Val.Resolve(DataLoaderLength.Of(_val), nameof(TrainerOptions.LimitValBatches));
     }
