@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Testing;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Callbacks;
@@ -10,11 +11,7 @@ public class EarlyStoppingTests
 {
     private const int BatchesPerEpoch = 3;
 
-    private static TrainerOptions Options(TempDirectory root, int maxEpochs, params Callback[] callbacks) => new()
-    {
-        MaxEpochs = maxEpochs, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-        EnableCheckpointing = false, Loggers = [], Callbacks = callbacks,
-    };
+    private static TrainerOptions Options(TempDirectory root, int maxEpochs, params Callback[] callbacks) => Quiet(root, callbacks) with { MaxEpochs = maxEpochs };
 
     private static IReadOnlyList<Tensor> Train => RandomBatches.Create(BatchesPerEpoch, seed: 1);
     private static IReadOnlyList<Tensor> Val => RandomBatches.Create(1, seed: 2);

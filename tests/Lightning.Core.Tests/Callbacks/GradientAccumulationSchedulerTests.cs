@@ -1,5 +1,6 @@
 using Lightning.Callbacks;
 using Lightning.Testing;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Callbacks;
@@ -8,11 +9,7 @@ public class GradientAccumulationSchedulerTests
 {
     private const int BatchesPerEpoch = 8;
 
-    private static TrainerOptions Options(TempDirectory root, int maxEpochs, params Callback[] callbacks) => new()
-    {
-        MaxEpochs = maxEpochs, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-        EnableCheckpointing = false, Loggers = [], Callbacks = callbacks,
-    };
+    private static TrainerOptions Options(TempDirectory root, int maxEpochs, params Callback[] callbacks) => Quiet(root, callbacks) with { MaxEpochs = maxEpochs };
 
     private static IReadOnlyList<Tensor> Train => RandomBatches.Create(BatchesPerEpoch, seed: 1);
 

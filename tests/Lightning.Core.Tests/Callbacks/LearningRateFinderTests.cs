@@ -3,6 +3,7 @@ using Lightning.Testing;
 using TorchSharp;
 using TorchSharp.Modules;
 using Xunit.Abstractions;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Callbacks;
@@ -158,16 +159,7 @@ public class LearningRateFinderTests(ITestOutputHelper output)
         return x[idx[Array.IndexOf(gradients, gradients.Min())]];
     }
 
-    private static Trainer Trainer(TempDirectory root, params Callback[] callbacks) => new(new TrainerOptions
-    {
-        MaxEpochs = 1, LimitTrainBatches = 2, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-        EnableCheckpointing = false, Loggers = [], Callbacks = callbacks,
-    });
-
-    private static Dictionary<string, Tensor> Snapshot(nn.Module module) =>
-        module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
-
-    private static bool Identical(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+    private static Trainer Trainer(TempDirectory root, params Callback[] callbacks) => new(Quiet(root, callbacks) with { MaxEpochs = 1, LimitTrainBatches = 2 });
 
     private sealed class ValidatedModel() : BoringModel(lr: 0.01)
     {

@@ -2,6 +2,7 @@ using System.Globalization;
 using Lightning.Callbacks;
 using Lightning.Loggers;
 using Lightning.Testing;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Callbacks;
@@ -12,11 +13,8 @@ public class LearningRateMonitorTests
     private const double InitialLr = 0.1;
     private const double Gamma = 0.5;
 
-    private static TrainerOptions Options(TempDirectory root, CsvLogger? logger, int maxEpochs, params Callback[] callbacks) => new()
-    {
-        MaxEpochs = maxEpochs, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-        EnableCheckpointing = false, Loggers = logger is null ? [] : [logger], Callbacks = callbacks, LogEveryNSteps = 1,
-    };
+    private static TrainerOptions Options(TempDirectory root, CsvLogger? logger, int maxEpochs, params Callback[] callbacks) =>
+        Quiet(root, callbacks) with { MaxEpochs = maxEpochs, Loggers = logger is null ? [] : [logger], LogEveryNSteps = 1 };
 
     private static IReadOnlyList<Tensor> Train => RandomBatches.Create(BatchesPerEpoch, seed: 1);
 

@@ -3,6 +3,7 @@ using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Loggers;
 using Lightning.Testing;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Callbacks;
@@ -11,11 +12,8 @@ public class ModelCheckpointTests
 {
     private const int BatchesPerEpoch = 4;
 
-    private static TrainerOptions Options(TempDirectory root, ModelCheckpoint checkpoint, int maxEpochs) => new()
-    {
-        MaxEpochs = maxEpochs, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-        Loggers = [], Callbacks = [checkpoint],
-    };
+    private static TrainerOptions Options(TempDirectory root, ModelCheckpoint checkpoint, int maxEpochs) =>
+        Quiet(root, checkpoint) with { MaxEpochs = maxEpochs, EnableCheckpointing = true };
 
     private static IReadOnlyList<Tensor> Train => RandomBatches.Create(BatchesPerEpoch, seed: 1);
     private static IReadOnlyList<Tensor> Val => RandomBatches.Create(2, seed: 2);

@@ -1,6 +1,7 @@
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Testing;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Callbacks;
@@ -9,11 +10,7 @@ public class OnExceptionCheckpointTests
 {
     private const int FailAt = 3;
 
-    private static TrainerOptions Options(TempDirectory root, int maxEpochs, params Callback[] callbacks) => new()
-    {
-        MaxEpochs = maxEpochs, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-        EnableCheckpointing = false, Loggers = [], Callbacks = callbacks,
-    };
+    private static TrainerOptions Options(TempDirectory root, int maxEpochs, params Callback[] callbacks) => Quiet(root, callbacks) with { MaxEpochs = maxEpochs };
 
     [Fact]
     public void StepThrows_WritesTheCheckpoint_AndTheExceptionStillPropagates()

@@ -2,6 +2,7 @@ using Lightning.Callbacks;
 using Lightning.Testing;
 using TorchSharp;
 using TorchSharp.Modules;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Callbacks;
@@ -200,20 +201,7 @@ public class StochasticWeightAveragingTests
         Assert.Equal(new[] { 0, 0.25, 0.5, 0.75, 1, 1 }, Enumerable.Range(0, 6).Select(linear.AnnealingFactor));
     }
 
-    private static Trainer Trainer(TempDirectory root, int maxEpochs, params Callback[] callbacks) => new(new TrainerOptions
-    {
-        MaxEpochs = maxEpochs, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-        EnableCheckpointing = false, Loggers = [], Callbacks = callbacks,
-    });
-
-    private static Dictionary<string, Tensor> Snapshot(nn.Module module) =>
-        module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
-
-    private static bool Identical(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
-
-    private static void AssertClose(Tensor expected, Tensor actual, string name) =>
-        Assert.True(expected.allclose(actual, rtol: 1e-5, atol: 1e-6),
-            $"{name}: expected {expected.ToString(torch.julia)}, got {actual.ToString(torch.julia)}");
+    private static Trainer Trainer(TempDirectory root, int maxEpochs, params Callback[] callbacks) => new(Quiet(root, callbacks) with { MaxEpochs = maxEpochs });
 
     private sealed class BatchNormModel : LightningModule<Tensor>
     {

@@ -8,11 +8,7 @@ namespace Lightning.Core.Tests.Precision;
 
 public class PrecisionTests
 {
-    private static TrainerOptions Quiet(TempDirectory root) => new()
-    {
-        DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
-        NumSanityValSteps = 0, Accelerator = "cpu",
-    };
+    private static TrainerOptions Quiet(TempDirectory root) => TestTrainer.Quiet(root) with { NumSanityValSteps = 0, Accelerator = "cpu" };
 
     [Fact]
     public void Bf16Mixed_LinearOutputIsBFloat16_WhileWeightsStayFloat32()

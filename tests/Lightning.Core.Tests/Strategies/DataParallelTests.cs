@@ -7,11 +7,7 @@ namespace Lightning.Core.Tests.Strategies;
 
 public class DataParallelTests
 {
-    private static TrainerOptions Quiet(TempDirectory root) => new()
-    {
-        DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
-        NumSanityValSteps = 0, Accelerator = "cpu", MaxEpochs = 1,
-    };
+    private static TrainerOptions Quiet(TempDirectory root) => TestTrainer.Quiet(root) with { NumSanityValSteps = 0, Accelerator = "cpu", MaxEpochs = 1 };
 
     [Theory]
     [InlineData("32-true", 1, 8)]

@@ -7,11 +7,7 @@ namespace Lightning.Core.Tests.Training;
 
 public class DataModuleTests
 {
-    private static TrainerOptions Quiet(TempDirectory root) => new()
-    {
-        DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
-        NumSanityValSteps = 0,
-    };
+    private static TrainerOptions Quiet(TempDirectory root) => TestTrainer.Quiet(root) with { NumSanityValSteps = 0 };
 
     [Fact]
     public void DataModule_DrivesEveryStage_AndItsStateAndHparamsGoIntoCheckpoints()

@@ -1,17 +1,13 @@
 using Lightning.Callbacks;
 using Lightning.Testing;
 using TorchSharp;
+using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
 namespace Lightning.Core.Tests.Training;
 
 public class FlagTests
 {
-    private static TrainerOptions Quiet(TempDirectory root) => new()
-    {
-        DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
-    };
-
     [Fact]
     public void MaxSteps_StopsMidEpoch()
     {

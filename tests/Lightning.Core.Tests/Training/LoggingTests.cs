@@ -7,11 +7,7 @@ namespace Lightning.Core.Tests.Training;
 
 public class LoggingTests
 {
-    private static TrainerOptions Options(TempDirectory root) => new()
-    {
-        DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false,
-        NumSanityValSteps = 0, LogEveryNSteps = 1,
-    };
+    private static TrainerOptions Options(TempDirectory root) => TestTrainer.Quiet(root) with { NumSanityValSteps = 0, LogEveryNSteps = 1, Loggers = null };
 
     [Fact]
     public void OnStepAndOnEpoch_ForkTheKeysWithSuffixes()

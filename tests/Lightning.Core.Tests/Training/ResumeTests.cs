@@ -13,11 +13,7 @@ namespace Lightning.Core.Tests.Training;
 /// <summary>Resuming must be exact: same weights, bit for bit, as the run that was never interrupted.</summary>
 public class ResumeTests
 {
-    private static TrainerOptions Quiet(TempDirectory root) => new()
-    {
-        DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
-        NumSanityValSteps = 0,
-    };
+    private static TrainerOptions Quiet(TempDirectory root) => TestTrainer.Quiet(root) with { NumSanityValSteps = 0 };
 
     [Fact]
     public void TwoEpochsStraight_EqualOneEpochThenResume()

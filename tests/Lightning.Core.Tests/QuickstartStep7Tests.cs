@@ -1,0 +1,78 @@
+using Lightning.Callbacks;
+using Lightning.Testing;
+using TorchSharp;
+using static Lightning.Testing.TestTrainer;
+using static TorchSharp.torch;
+
+namespace Lightning.Core.Tests;
+
+/// <summary>
+/// Step 7 of "learn Lightning in 15 minutes" ("supercharge training"), line by line, with the step's
+/// <see cref="LitAutoEncoder"/>, which has no validation step. Lines that need GPUs must fail naming what is missing.
+/// </summary>
+public class QuickstartStep7Tests
+{
+    [Fact]
+    public void FourGpus_WithoutThem_FailNamingWhatIsAvailable()
+    {
+        // trainer = L.Trainer(devices=4, accelerator="gpu")
+        var error = Record.Exception(() => new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu" }));
+        var cudaDevices = cuda.is_available() ? cuda.device_count() : 0;
+        if (cudaDevices == 0)
+            Assert.Contains("no CUDA device is available (CUDA devices: 0; available: cpu)", Assert.IsType<InvalidOperationException>(error).Message);
+        else if (cudaDevices < 4)
+            Assert.Contains($"asks for CUDA devices that do not exist; available: {cudaDevices}", Assert.IsType<InvalidOperationException>(error).Message);
+        else
+            Assert.Contains("data parallel runs on CPU replicas only", Assert.IsType<ArgumentException>(error).Message);
+    }
+
+    [Fact]
+    public void DeepSpeedStage2_IsRefusedListingTheStrategies()
+    {
+        // trainer = L.Trainer(devices=4, accelerator="gpu", strategy="deepspeed_stage_2", precision=16)
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu", Strategy = "deepspeed_stage_2", Precision = "16" }));
+        Assert.Contains("Strategy = \"deepspeed_stage_2\" is not allowed: use one of \"auto\", \"single_device\", \"dp\", \"ddp\"", error.Message);
+    }
+
+    [Fact]
+    public void MaxMinEpochsAndOverfitBatches_TrainTenEpochsOnOneBatchWithoutAValidationStep()
+    {
+        // trainer = L.Trainer(max_epochs=10, min_epochs=5, overfit_batches=1)
+        using var root = new TempDirectory();
+        manual_seed(7);
+        var model = new LitAutoEncoder();
+        var trainer = new Trainer(Quiet(root) with { MaxEpochs = 10, MinEpochs = 5, OverfitBatches = 1 });
+
+        trainer.Fit(model, LitAutoEncoder.Batches(4));
+
+        Assert.Equal((10, 10L), (trainer.CurrentEpoch, trainer.GlobalStep));
+        Assert.Null(trainer.NumValBatches);
+        Assert.Equal(10, model.Losses.Count);
+        // One batch, ten Adam steps: the loss on it falls.
+        Assert.True(model.Losses[^1] < model.Losses[0], $"loss {model.Losses[0]} -> {model.Losses[^1]}");
+    }
+
+    [Fact]
+    public void StochasticWeightAveragingCallback_AveragesTheLastEpochsIntoTheModule()
+    {
+        // trainer = L.Trainer(callbacks=[StochasticWeightAveraging(swa_lrs=1e-2)])
+        using var root = new TempDirectory();
+        manual_seed(7);
+        var model = new LitAutoEncoder();
+        using var swa = new StochasticWeightAveraging(swaLrs: 1e-2);
+        var epochWeights = new List<Dictionary<string, Tensor>>();
+        var trainer = new Trainer(Quiet(root, swa, new LambdaCallback(onTrainEpochEnd: (_, m) => epochWeights.Add(Snapshot(m)))) with { MaxEpochs = 5 });
+
+        trainer.Fit(model, LitAutoEncoder.Batches(3));
+
+        // swa_epoch_start = 0.8 of 5 epochs: epoch 4 (1-based) on, so the last two epochs are averaged.
+        Assert.Equal((3, 4), (swa.SwaStart, swa.SwaEnd));
+        Assert.Equal(2, swa.AveragedCount);
+        foreach (var (name, parameter) in model.named_parameters())
+        {
+            using var mean = stack(epochWeights.Skip(3).Select(w => w[name]).ToArray()).mean([0]);
+            AssertClose(mean, parameter, name);
+        }
+    }
+}
