@@ -194,7 +194,7 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
     private EngineGeneration<TData, TPrediction> Build(ITransformer model)
     {
         var version = Interlocked.Increment(ref _version);
-        var (device, _) = DeviceSelection.Resolve(_context);
+        var (device, _) = ExecutionProviderChoice.Resolve(_context);
         var info = new ModelInfo(_modelName, version, _source, DateTimeOffset.UtcNow, _context.GpuDeviceId, _context.FallbackToCpu, device);
         var generation = new EngineGeneration<TData, TPrediction>(_context, model, info, _maxRetained, Owners);
         // Build one engine now: a model that does not fit the types fails here, not in the first request.
