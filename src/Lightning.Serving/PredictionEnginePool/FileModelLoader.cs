@@ -5,12 +5,6 @@ using Microsoft.ML;
 
 namespace Lightning.Serving;
 
-/// <summary>Where a loader's model comes from, for <see cref="ModelInfo.Source"/>.</summary>
-internal interface IModelSource
-{
-    string Source { get; }
-}
-
 /// <summary>
 /// Loads a model file and, when watching, reloads it after it is written, created or renamed over (an atomic
 /// replace). A reload that fails keeps the previous model and token, so the next change is tried again.
