@@ -5,10 +5,11 @@ using Microsoft.ML;
 namespace Lightning.Serving;
 
 /// <summary>
-/// One model's engines for one loaded version. Engines rented from a generation go back to it; once it is retired
-/// (a newer version serves) and all its engines are back, its engines and its model are disposed.
+/// One model's engines for one loaded version. Engines rented from a generation go back to it; each rented engine holds
+/// a lease, so once the generation is retired (a newer version serves) and all its engines are back, its engines and its
+/// model are disposed.
 /// </summary>
-internal sealed class EngineGeneration<TData, TPrediction> : IDisposable
+internal sealed class EngineGeneration<TData, TPrediction> : ModelGeneration
     where TData : class
     where TPrediction : class, new()
 {
@@ -17,9 +18,6 @@ internal sealed class EngineGeneration<TData, TPrediction> : IDisposable
     private readonly ConditionalWeakTable<PredictionEngine<TData, TPrediction>, EngineLease<TData, TPrediction>> _owners;
     private readonly int _maxRetained;
     private int _idleCount;
-    private int _rented;
-    private int _retired;
-    private int _disposed;
 
     public EngineGeneration(MLContext context, ITransformer model, ModelInfo info, int maxRetained,
         ConditionalWeakTable<PredictionEngine<TData, TPrediction>, EngineLease<TData, TPrediction>> owners)
@@ -35,9 +33,6 @@ internal sealed class EngineGeneration<TData, TPrediction> : IDisposable
 
     public ModelInfo Info { get; }
 
-    /// <summary>True once the model and its engines are disposed.</summary>
-    public bool IsDisposed => Volatile.Read(ref _disposed) == 1;
-
     /// <summary>Set by the pool when the newer generation would share this model, so retiring must not dispose it.</summary>
     public bool KeepModel { get; set; }
 
@@ -50,39 +45,13 @@ internal sealed class EngineGeneration<TData, TPrediction> : IDisposable
         return engine;
     }
 
-    /// <summary>An engine of this generation, or null when it is retired and the caller must use the current one.</summary>
-    public PredictionEngine<TData, TPrediction>? TryRent()
+    /// <summary>An engine for a lease already taken with <see cref="ModelGeneration.TryAcquire"/>; <see cref="Return"/> gives both back.</summary>
+    public PredictionEngine<TData, TPrediction> Take()
     {
-        // Count the rental before reading the retired flag; Retire sets the flag before reading the count, so one of
-        // the two always sees the other and the model is never disposed under a rented engine.
-        Interlocked.Increment(ref _rented);
-        if (Volatile.Read(ref _retired) == 1)
-        {
-            Release();
-            return null;
-        }
-        if (_idle.TryDequeue(out var engine))
-        {
-            Interlocked.Decrement(ref _idleCount);
-            MarkRented(engine);
-            return engine;
-        }
-        try
-        {
-            engine = CreateEngine();
-            MarkRented(engine);
-            return engine;
-        }
-        catch
-        {
-            Release();
-            throw;
-        }
-    }
-
-    private void MarkRented(PredictionEngine<TData, TPrediction> engine)
-    {
+        if (_idle.TryDequeue(out var engine)) Interlocked.Decrement(ref _idleCount);
+        else engine = CreateEngine();
         if (_owners.TryGetValue(engine, out var lease)) Volatile.Write(ref lease.Out, 1);
+        return engine;
     }
 
     /// <summary>Takes an engine back; an engine returned twice is taken back once, so two callers never share it.</summary>
@@ -90,7 +59,7 @@ internal sealed class EngineGeneration<TData, TPrediction> : IDisposable
     {
         if (!_owners.TryGetValue(engine, out var lease) || Interlocked.Exchange(ref lease.Out, 0) == 0) return;
         var keep = false;
-        if (Volatile.Read(ref _retired) == 0)
+        if (!IsRetired)
         {
             // Keep at most ProcessorCount * 2 idle engines, as ObjectPool does; the rest are disposed, not dropped.
             if (Interlocked.Increment(ref _idleCount) <= _maxRetained) keep = true;
@@ -101,30 +70,18 @@ internal sealed class EngineGeneration<TData, TPrediction> : IDisposable
         Release();
     }
 
-    /// <summary>Stops renting from this generation; it is disposed as soon as no engine of it is out.</summary>
-    public void Retire()
-    {
-        Interlocked.Exchange(ref _retired, 1);
-        DrainIdle();
-        if (Interlocked.CompareExchange(ref _rented, 0, 0) == 0) DisposeCore();
-    }
+    /// <summary>Idle engines serve no one once the generation is retired.</summary>
+    protected override void OnRetired() => DrainIdle();
 
-    private void Release()
+    protected override void DisposeResources()
     {
-        if (Interlocked.Decrement(ref _rented) == 0 && Volatile.Read(ref _retired) == 1) DisposeCore();
+        // An engine returned while the generation was being retired may have gone into the queue after OnRetired.
+        DrainIdle();
+        if (!KeepModel) (Model as IDisposable)?.Dispose();
     }
 
     private void DrainIdle()
     {
         while (_idle.TryDequeue(out var engine)) engine.Dispose();
     }
-
-    private void DisposeCore()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
-        DrainIdle();
-        if (!KeepModel) (Model as IDisposable)?.Dispose();
-    }
-
-    public void Dispose() => Retire();
 }

@@ -20,7 +20,7 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
     private readonly int _maxRetained = Environment.ProcessorCount * 2;
     private readonly IDisposable _reloadRegistration;
     private readonly Lock _swapLock = new();
-    private EngineGeneration<TData, TPrediction> _current;
+    private readonly GenerationSlot<EngineGeneration<TData, TPrediction>> _generations = new();
     private int _version;
     private bool _disposed;
 
@@ -33,7 +33,7 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
         _logger = logger;
         Owners = owners;
         _source = loader is IModelSource s ? s.Source : loader.GetType().FullName ?? loader.GetType().Name;
-        _current = Build(loader.GetModel());
+        _generations.Replace(Build(loader.GetModel()));
         _reloadRegistration = ChangeToken.OnChange(loader.GetReloadToken, LoadPool);
     }
 
@@ -41,18 +41,23 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
 
     public ConditionalWeakTable<PredictionEngine<TData, TPrediction>, EngineLease<TData, TPrediction>> Owners { get; }
 
-    public EngineGeneration<TData, TPrediction> Current => Volatile.Read(ref _current);
+    public EngineGeneration<TData, TPrediction> Current => _generations.Current ?? throw Disposed();
 
     public PredictionEngine<TData, TPrediction> Rent()
     {
-        // A retired generation refuses; the swap has already published the new one, so the loop ends at once.
-        while (true)
+        var generation = _generations.Acquire() ?? throw Disposed();
+        try
         {
-            if (Volatile.Read(ref _disposed)) throw new ObjectDisposedException(nameof(PredictionEnginePool<TData, TPrediction>));
-            var engine = Current.TryRent();
-            if (engine is not null) return engine;
+            return generation.Take();
+        }
+        catch
+        {
+            generation.Release();
+            throw;
         }
     }
+
+    private static ObjectDisposedException Disposed() => new(nameof(PredictionEnginePool<TData, TPrediction>));
 
     private EngineGeneration<TData, TPrediction> Build(ITransformer model)
     {
@@ -61,7 +66,8 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
         var info = new ModelInfo(_modelName, version, _source, DateTimeOffset.UtcNow, _context.GpuDeviceId, _context.FallbackToCpu, device);
         var generation = new EngineGeneration<TData, TPrediction>(_context, model, info, _maxRetained, Owners);
         // Build one engine now: a model that does not fit the types fails here, not in the first request.
-        generation.Return(generation.TryRent()!);
+        generation.TryAcquire();
+        generation.Return(generation.Take());
         PredictionEnginePoolLog.ModelServing(_logger, _modelName, version, _source, device);
         return generation;
     }
@@ -84,8 +90,7 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
                 return;
             }
             old.KeepModel = ReferenceEquals(old.Model, next.Model);
-            Volatile.Write(ref _current, next);
-            old.Retire();
+            _generations.Replace(next);
         }
     }
 
@@ -95,9 +100,10 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
-            _reloadRegistration.Dispose();
-            (Loader as IDisposable)?.Dispose();
-            Current.Retire();
         }
+        // Outside the lock: disposing the registration waits for a reload callback in progress, which takes the lock.
+        _reloadRegistration.Dispose();
+        (Loader as IDisposable)?.Dispose();
+        _generations.Close();
     }
 }
