@@ -35,7 +35,10 @@ public sealed class OnnxModelOptions
     /// <summary>ONNX Runtime's intra-op threads (default 0: ONNX Runtime decides).</summary>
     public int IntraOpNumThreads { get; set; }
 
-    /// <summary>Reload the model when its file is changed, created or renamed into place (default true). A failed load keeps the old model.</summary>
+    /// <summary>
+    /// Reload the model when its file is changed, created or renamed into place (default true). A file that another
+    /// process still holds is read once it lets go (waiting up to 5 seconds). A failed load keeps the old model.
+    /// </summary>
     public bool WatchForChanges { get; set; } = true;
 
     /// <summary>How long, in milliseconds, the file must stay quiet before a reload (default 200; 0 to 60,000).</summary>

@@ -49,19 +49,25 @@ internal sealed class ModelFileWatcher<TModel> : IDisposable
     /// <summary>Runs once per load when the file cannot be opened yet (another process holds it) and the read is retried.</summary>
     public Action? FileLocked { get; init; }
 
-    /// <summary>The model loaded last; null before <see cref="Start"/>.</summary>
+    /// <summary>The model loaded last; null before <see cref="Load"/>.</summary>
     public TModel? Model => Volatile.Read(ref _model);
 
-    /// <summary>The token the next successful reload fires; null before <see cref="Start"/>.</summary>
+    /// <summary>The token the next successful reload fires; null before <see cref="Load"/>.</summary>
     public IChangeToken? ReloadToken => Volatile.Read(ref _reloadToken);
 
-    /// <summary>Loads the file (a failure throws) and, if asked, starts watching it.</summary>
-    public void Start(bool watchForChanges)
+    /// <summary>Loads the file the first time; a failure throws.</summary>
+    public void Load()
     {
         _model = _load(Read());
         _reloadToken = new ModelReloadToken();
-        if (!watchForChanges) return;
+    }
 
+    /// <summary>
+    /// Starts watching the file. Separate from <see cref="Load"/> so that the owner can take the first model and
+    /// subscribe to its token before any reload can fire it.
+    /// </summary>
+    public void Watch()
+    {
         _debounce = new Timer(_ => Reload(), null, Timeout.Infinite, Timeout.Infinite);
         // Watch the whole folder and match the name here: a rename-over reports the temp name as the old name, and
         // filters differ across platforms in whether they match the old or the new name.

@@ -45,7 +45,8 @@ internal sealed class FileModelLoader : ModelLoader, IDisposable, IModelSource
             ReloadFailed = e => PredictionEnginePoolLog.FileReloadError(_logger, path, e),
             FileLocked = () => PredictionEnginePoolLog.FileLocked(_logger, path),
         };
-        file.Start(watchForChanges);
+        file.Load();
+        if (watchForChanges) file.Watch();
         _file = file;
     }
 

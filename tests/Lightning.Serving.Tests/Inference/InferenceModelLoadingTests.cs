@@ -57,6 +57,33 @@ public sealed class InferenceModelLoadingTests : IDisposable
         Assert.Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"success\"}", metrics);
     }
 
+    [Fact]
+    public async Task HotReload_FileHeldByItsWriterPastTheDebounce_ServesNewModelOnceReleased()
+    {
+        var path = TestModels.Linear(_dir.Combine("linear.onnx"), seed: 1);
+        var next = File.ReadAllBytes(TestModels.Linear(_dir.Combine("next.bin"), seed: 2));
+        float[] row = [1, 2, 3, 4];
+        var after = TestModels.Reference(_dir.Combine("next.bin"), row, [1, 4]);
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.ReloadDebounceMilliseconds = 50));
+        var logged = server.Logs.Entries.Count;
+
+        // A copy tool that holds the file exclusively, writes it in pieces and lets go only after the reload has tried
+        // to read it: the reload must wait for the writer rather than give up.
+        using (var writer = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            var half = next.Length / 2;
+            writer.Write(next, 0, half);
+            writer.Flush();
+            writer.Write(next, half, next.Length - half);
+            writer.Flush();
+            await WaitUntilAsync(() => Task.FromResult(server.Logs.Entries.Skip(logged).Any(e => e.Message.Contains(path))),
+                "the reload to find the file held");
+        }
+
+        await WaitUntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload after the writer let go");
+        TestModels.AssertClose(after, await InferAsync(server, row));
+    }
+
     [NoCudaFact]
     public async Task Cuda_UnavailableWithFallback_ServesOnCpuWithWarning()
     {

@@ -39,6 +39,7 @@ internal sealed class InferenceTestServer : IAsyncDisposable
         builder.WebHost.UseTestServer();
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(logs);
+        builder.Logging.SetMinimumLevel(LogLevel.Debug);
         models(builder.Services.AddOnnxInference(configure));
         var app = builder.Build();
         app.MapOpenInference();

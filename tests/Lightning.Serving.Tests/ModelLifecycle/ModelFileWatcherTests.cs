@@ -20,7 +20,8 @@ public sealed class ModelFileWatcherTests : IDisposable
         {
             FileLocked = () => locked.TrySetResult(),
         };
-        watcher.Start(watchForChanges: true);
+        watcher.Load();
+        watcher.Watch();
         var reloaded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         watcher.ReloadToken!.RegisterChangeCallback(_ => reloaded.TrySetResult(), null);
 
