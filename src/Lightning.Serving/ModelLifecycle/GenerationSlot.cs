@@ -22,6 +22,8 @@ internal sealed class GenerationSlot<TGeneration>
         while (!_closed && Current is { } generation)
         {
             if (generation.TryAcquire()) return generation;
+            // Retired yet still current: retired by someone other than this slot, so nothing can be leased.
+            if (ReferenceEquals(generation, Current)) return null;
         }
         return null;
     }
