@@ -58,8 +58,8 @@ internal static class ServingBenchmark
                 $"{{\"inputs\":[{{\"name\":\"input\",\"shape\":[1,{Features}],\"datatype\":\"FP32\",\"data\":[{string.Join(',', sample.Select(v => v.ToString("R", CultureInfo.InvariantCulture)))}]}}]}}");
             // Timed before any server starts: afterwards the stopped hosts' threads and the GC still run beside it.
             var parseLine = string.Create(CultureInfo.InvariantCulture,
-                $"v2 body ({v2Body.Length} bytes) parse, one thread: one-pass reader {ParseMicroseconds(() => InferenceJson.Parse(v2Body)):0.0} µs, " +
-                $"document parser {ParseMicroseconds(() => InferenceJson.ParseDocument(v2Body)):0.0} µs");
+                $"v2 body ({v2Body.Length} bytes) parse, one thread: one-pass reader {ParseMicroseconds(() => InferRequestParser.Parse(v2Body)):0.0} µs, " +
+                $"document parser {ParseMicroseconds(() => InferRequestParser.ParseDocument(v2Body)):0.0} µs");
             Console.WriteLine($"load average before: {LoadAverage()}");
 
             var rows = new List<(string Name, int Concurrency, Stats Stats)>();

@@ -7,7 +7,6 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using Prometheus;
 
 namespace Lightning.Serving;
 
@@ -128,7 +127,7 @@ public static class InferenceEndpoints
                     // The parsed request copies what it keeps (names, typed data), so the buffer goes back at once.
                     try
                     {
-                        request = InferenceJson.Parse(body.AsMemory(0, length));
+                        request = InferRequestParser.Parse(body.AsMemory(0, length));
                     }
                     finally
                     {

@@ -3,8 +3,11 @@ using Microsoft.ML.OnnxRuntime;
 
 namespace Lightning.Serving;
 
-/// <summary>One loaded generation of a served model: its ONNX Runtime session, signature and execution provider.</summary>
-internal sealed class LoadedModel : IDisposable
+/// <summary>
+/// One loaded generation of a served model: its ONNX Runtime session, signature and execution provider. Each run holds
+/// a lease, so a generation replaced by a reload disposes its session once its last run is over.
+/// </summary>
+internal sealed class LoadedModel : ModelGeneration
 {
     public const string CpuProvider = "CPUExecutionProvider";
     public const string CudaProvider = "CUDAExecutionProvider";
@@ -196,7 +199,7 @@ internal sealed class LoadedModel : IDisposable
         }
     }
 
-    public void Dispose()
+    protected override void DisposeResources()
     {
         _session.Dispose();
         _runOptions.Dispose();

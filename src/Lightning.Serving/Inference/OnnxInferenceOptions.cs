@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Options;
 using Prometheus;
 
 namespace Lightning.Serving;
@@ -20,22 +19,4 @@ public sealed class OnnxInferenceOptions
 
     /// <summary>The model names added through <see cref="OnnxInferenceBuilder.AddModel"/>, in order.</summary>
     internal List<string> ModelNames { get; } = [];
-}
-
-internal sealed class OnnxInferenceOptionsValidator : IValidateOptions<OnnxInferenceOptions>
-{
-    public ValidateOptionsResult Validate(string? name, OnnxInferenceOptions options)
-    {
-        var failures = new List<string>();
-        if (options.MaxRequestBodySize < 1)
-            failures.Add($"{nameof(OnnxInferenceOptions.MaxRequestBodySize)} = {options.MaxRequestBodySize} is not allowed; it must be at least 1 byte.");
-        if (options.RetryAfterSeconds < 1)
-            failures.Add($"{nameof(OnnxInferenceOptions.RetryAfterSeconds)} = {options.RetryAfterSeconds} is not allowed; it must be at least 1.");
-        if (options.MetricsPath is { } path && !path.StartsWith('/'))
-            failures.Add($"{nameof(OnnxInferenceOptions.MetricsPath)} = '{path}' is not allowed; it must start with '/' (or be null for none).");
-        var duplicate = options.ModelNames.GroupBy(n => n, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null)
-            failures.Add($"Model '{duplicate.Key}' is added {duplicate.Count()} times; each name serves one model.");
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-    }
 }

@@ -1,19 +1,4 @@
-using Microsoft.Extensions.Options;
-
 namespace Lightning.Serving;
-
-/// <summary>The execution provider a served ONNX model asks for.</summary>
-public enum OnnxExecutionProvider
-{
-    /// <summary>ONNX Runtime's CPU provider.</summary>
-    Cpu,
-
-    /// <summary>
-    /// ONNX Runtime's CUDA provider: needs the Microsoft.ML.OnnxRuntime.Gpu natives (build with <c>-p:OnnxRuntimeBackend=gpu</c>),
-    /// CUDA 12 and cuDNN 9; see <see cref="OnnxModelOptions.AllowCpuFallback"/>.
-    /// </summary>
-    Cuda,
-}
 
 /// <summary>
 /// How one ONNX model is served: its file, the dynamic batcher (Triton's <c>max_batch_size</c>,
@@ -50,35 +35,12 @@ public sealed class OnnxModelOptions
     /// <summary>ONNX Runtime's intra-op threads (default 0: ONNX Runtime decides).</summary>
     public int IntraOpNumThreads { get; set; }
 
-    /// <summary>Reload the model when its file is changed, created or renamed into place (default true). A failed load keeps the old model.</summary>
+    /// <summary>
+    /// Reload the model when its file is changed, created or renamed into place (default true). A file that another
+    /// process still holds is read once it lets go (waiting up to 5 seconds). A failed load keeps the old model.
+    /// </summary>
     public bool WatchForChanges { get; set; } = true;
 
     /// <summary>How long, in milliseconds, the file must stay quiet before a reload (default 200; 0 to 60,000).</summary>
     public int ReloadDebounceMilliseconds { get; set; } = 200;
-}
-
-internal sealed class OnnxModelOptionsValidator : IValidateOptions<OnnxModelOptions>
-{
-    public ValidateOptionsResult Validate(string? name, OnnxModelOptions options)
-    {
-        var model = $"model '{name}'";
-        var failures = new List<string>();
-        if (string.IsNullOrWhiteSpace(options.Path))
-            failures.Add($"{model}: {nameof(OnnxModelOptions.Path)} is empty; give the .onnx file.");
-        if (options.MaxBatchSize < 1)
-            failures.Add($"{model}: {nameof(OnnxModelOptions.MaxBatchSize)} = {options.MaxBatchSize} is not allowed; it must be at least 1.");
-        if (options.MaxQueueDelayMicroseconds is < 0 or > 10_000_000)
-            failures.Add($"{model}: {nameof(OnnxModelOptions.MaxQueueDelayMicroseconds)} = {options.MaxQueueDelayMicroseconds} is not allowed; it must be 0 to 10,000,000.");
-        if (options.MaxQueueSize < 1)
-            failures.Add($"{model}: {nameof(OnnxModelOptions.MaxQueueSize)} = {options.MaxQueueSize} is not allowed; it must be at least 1.");
-        if (options.CudaDeviceId < 0)
-            failures.Add($"{model}: {nameof(OnnxModelOptions.CudaDeviceId)} = {options.CudaDeviceId} is not allowed; it must be 0 or more.");
-        if (options.IntraOpNumThreads < 0)
-            failures.Add($"{model}: {nameof(OnnxModelOptions.IntraOpNumThreads)} = {options.IntraOpNumThreads} is not allowed; it must be 0 (ONNX Runtime decides) or more.");
-        if (options.ReloadDebounceMilliseconds is < 0 or > 60_000)
-            failures.Add($"{model}: {nameof(OnnxModelOptions.ReloadDebounceMilliseconds)} = {options.ReloadDebounceMilliseconds} is not allowed; it must be 0 to 60,000.");
-        if (!Enum.IsDefined(options.ExecutionProvider))
-            failures.Add($"{model}: {nameof(OnnxModelOptions.ExecutionProvider)} = {(int)options.ExecutionProvider} is not allowed; use Cpu or Cuda.");
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-    }
 }

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -56,17 +55,4 @@ internal sealed class OnnxModelRegistry : IDisposable
     {
         foreach (var model in _models.Values) model.Dispose();
     }
-}
-
-/// <summary>Loads the models when the host starts (a failure stops the start) and drains the batchers when it stops.</summary>
-internal sealed class OnnxModelRegistryHostedService(OnnxModelRegistry registry, IHostApplicationLifetime lifetime) : IHostedService
-{
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        lifetime.ApplicationStopping.Register(registry.BeginStopping);
-        registry.Start();
-        return Task.CompletedTask;
-    }
-
-    public Task StopAsync(CancellationToken cancellationToken) => registry.StopAsync(cancellationToken);
 }

@@ -1,14 +1,16 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
 
 namespace Lightning.Serving;
 
 /// <summary>
 /// One served model: the current <see cref="LoadedModel"/>, its dynamic batcher (one queue, one batch at a time, requests
 /// merged along dim 0 up to <see cref="OnnxModelOptions.MaxBatchSize"/> rows or <see cref="OnnxModelOptions.MaxQueueDelayMicroseconds"/>,
-/// waiting only while more requests are arriving; a request that finds the model idle runs on its own thread) and the
-/// file watcher that reloads it.
+/// waiting only while more requests are arriving; a request that finds the model idle runs on its own thread) and its
+/// reload: a <see cref="ModelFileWatcher{TModel}"/> loads the changed file and a <see cref="GenerationSlot{TGeneration}"/>
+/// swaps it in, retiring the old generation once its last run is over.
 /// </summary>
 internal sealed class ServedModel : IDisposable
 {
@@ -16,14 +18,12 @@ internal sealed class ServedModel : IDisposable
     private readonly InferenceMetrics _metrics;
     private readonly ILogger _logger;
     private readonly object _runLock = new();
-    private readonly object _reloadLock = new();
-    private readonly List<LoadedModel> _retired = [];
-    private LoadedModel? _current;
-    /// <summary>Runs in progress (the batcher's and inline ones); a retired generation is disposed when it drops to 0.</summary>
+    private readonly GenerationSlot<LoadedModel> _generations = new();
+    /// <summary>Runs in progress (the batcher's and inline ones); a request runs inline only while there is none.</summary>
     private int _runners;
     private Task _loop = Task.CompletedTask;
-    private FileSystemWatcher? _watcher;
-    private Timer? _debounce;
+    private ModelFileWatcher<LoadedModel>? _file;
+    private IDisposable? _reloadRegistration;
     private long _runs;
     private int _arriving;
     private int _forming;
@@ -51,7 +51,7 @@ internal sealed class ServedModel : IDisposable
     public OnnxModelOptions Options { get; }
 
     /// <summary>The generation serving now; null before the start.</summary>
-    public LoadedModel? Current => Volatile.Read(ref _current);
+    public LoadedModel? Current => _generations.Current;
 
     /// <summary>ONNX Runtime runs so far (fewer than requests when the batcher merges them).</summary>
     public long RunCount => Interlocked.Read(ref _runs);
@@ -93,70 +93,43 @@ internal sealed class ServedModel : IDisposable
         var path = System.IO.Path.GetFullPath(Options.Path);
         if (!File.Exists(path))
             throw new FileNotFoundException($"Model '{Name}': the ONNX file '{path}' does not exist.", path);
+        // Numbered from the generation serving while it loads: loads run one at a time and each swaps in before the next.
+        _file = new ModelFileWatcher<LoadedModel>(path, bytes => LoadedModel.Load(Name, bytes, Options, _logger, (Current?.Generation ?? 0) + 1),
+            TimeSpan.FromMilliseconds(Options.ReloadDebounceMilliseconds))
+        {
+            ReloadFailed = ex =>
+            {
+                _metrics.Reloads.WithLabels(Name, "failure").Inc();
+                _logger.LogWarning(ex, "Model '{Model}': reloading '{Path}' failed, so generation {Generation} keeps serving: {Message}",
+                    Name, path, Current?.Generation, ex.Message);
+            },
+            FileLocked = () => _logger.LogDebug(
+                "Model '{Model}': '{Path}' is held by another process (still being written?); reading it is retried for up to 5 seconds.", Name, path),
+        };
         try
         {
-            _current = LoadedModel.Load(Name, File.ReadAllBytes(path), Options, _logger, 1);
+            _file.Load();
         }
         catch (Exception ex) when (ex is not InvalidOperationException)
         {
             throw new InvalidOperationException($"Model '{Name}': ONNX Runtime could not load '{path}': {ex.Message}", ex);
         }
-        _logger.LogInformation("Model '{Model}' loaded from '{Path}' on {Provider}.", Name, path, _current.ExecutionProvider);
+        var first = _file.Model!;
+        _generations.Replace(first);
+        _logger.LogInformation("Model '{Model}' loaded from '{Path}' on {Provider}.", Name, path, first.ExecutionProvider);
         _loop = Task.Run(RunLoopAsync);
-        if (Options.WatchForChanges)
-        {
-            _debounce = new Timer(_ => TryReload(), null, Timeout.Infinite, Timeout.Infinite);
-            _watcher = new FileSystemWatcher(System.IO.Path.GetDirectoryName(path)!, System.IO.Path.GetFileName(path))
-            {
-                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
-            };
-            var fileName = System.IO.Path.GetFileName(path);
-            _watcher.Changed += (_, _) => ScheduleReload();
-            _watcher.Created += (_, _) => ScheduleReload();
-            _watcher.Renamed += (_, e) => { if (string.Equals(e.Name, fileName, StringComparison.Ordinal)) ScheduleReload(); };
-            _watcher.EnableRaisingEvents = true;
-        }
+        _reloadRegistration = ChangeToken.OnChange(() => _file.ReloadToken!, SwapInReloaded);
+        if (Options.WatchForChanges) _file.Watch();
     }
 
-    private void ScheduleReload()
+    /// <summary>Serves the generation the watcher has just loaded; the old one is disposed once its last run is over.</summary>
+    private void SwapInReloaded()
     {
-        if (!_stopping) _debounce?.Change(Options.ReloadDebounceMilliseconds, Timeout.Infinite);
-    }
-
-    /// <summary>Loads the file again and swaps it in; on failure the old generation keeps serving. Returns whether it swapped.</summary>
-    public bool TryReload()
-    {
-        lock (_reloadLock)
-        {
-            if (_stopping || _current is null) return false;
-            var path = System.IO.Path.GetFullPath(Options.Path);
-            LoadedModel next;
-            try
-            {
-                next = LoadedModel.Load(Name, File.ReadAllBytes(path), Options, _logger, _current.Generation + 1);
-            }
-            catch (Exception ex)
-            {
-                _metrics.Reloads.WithLabels(Name, "failure").Inc();
-                _logger.LogWarning(ex, "Model '{Model}': reloading '{Path}' failed, so generation {Generation} keeps serving: {Message}",
-                    Name, path, _current.Generation, ex.Message);
-                return false;
-            }
-            LoadedModel old;
-            bool inUse;
-            lock (_runLock)
-            {
-                old = _current;
-                Volatile.Write(ref _current, next);
-                inUse = _runners > 0;
-                if (inUse) _retired.Add(old); // the last run in progress disposes it
-            }
-            if (!inUse) old.Dispose();
-            _metrics.Reloads.WithLabels(Name, "success").Inc();
-            _logger.LogInformation("Model '{Model}' reloaded from '{Path}' (generation {Generation}, {Provider}).",
-                Name, path, next.Generation, next.ExecutionProvider);
-            return true;
-        }
+        var next = _file!.Model!;
+        if (!_generations.Replace(next)) return;
+        _metrics.Reloads.WithLabels(Name, "success").Inc();
+        _logger.LogInformation("Model '{Model}' reloaded from '{Path}' (generation {Generation}, {Provider}).",
+            Name, _file.FilePath, next.Generation, next.ExecutionProvider);
     }
 
     /// <summary>Validates a request against the current model and queues it for the batcher.</summary>
@@ -189,12 +162,12 @@ internal sealed class ServedModel : IDisposable
             if (RunGate is { } gate) await gate.ConfigureAwait(false);
             if (!reader.TryRead(out var first)) continue;
             _metrics.QueueDepth.WithLabels(Name).Dec();
-            LoadedModel model;
-            lock (_runLock)
+            if (_generations.Acquire() is not { } model)
             {
-                model = _current!;
-                _runners++;
+                first.Completion.TrySetException(new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+                continue;
             }
+            lock (_runLock) _runners++;
             try
             {
                 batch.Clear();
@@ -238,19 +211,15 @@ internal sealed class ServedModel : IDisposable
             finally
             {
                 Volatile.Write(ref _forming, 0);
-                EndRun();
+                EndRun(model);
             }
         }
     }
 
-    private void EndRun()
+    private void EndRun(LoadedModel model)
     {
-        lock (_runLock)
-        {
-            if (--_runners > 0) return;
-            foreach (var old in _retired) old.Dispose();
-            _retired.Clear();
-        }
+        lock (_runLock) _runners--;
+        model.Release();
     }
 
     /// <summary>
@@ -260,11 +229,18 @@ internal sealed class ServedModel : IDisposable
     private bool TryRunInline(LoadedModel model, InferenceTensor[] ordered, long rows, IReadOnlyList<string>? outputs, out Task<InferenceTensor[]> result)
     {
         result = null!;
+        // Retired meanwhile: the batcher validates the request again against the generation that replaced it.
+        if (!model.TryAcquire()) return false;
+        bool idle;
         lock (_runLock)
         {
-            if (_runners > 0 || RunGate is not null || _queue.Reader.Count > 0 || !ReferenceEquals(model, _current))
-                return false;
-            _runners++;
+            idle = _runners == 0 && RunGate is null && _queue.Reader.Count == 0 && ReferenceEquals(model, Current);
+            if (idle) _runners++;
+        }
+        if (!idle)
+        {
+            model.Release();
+            return false;
         }
         try
         {
@@ -276,7 +252,7 @@ internal sealed class ServedModel : IDisposable
         }
         finally
         {
-            EndRun();
+            EndRun(model);
         }
         return true;
     }
@@ -359,7 +335,7 @@ internal sealed class ServedModel : IDisposable
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         _stopping = true;
-        _watcher?.Dispose();
+        _file?.Dispose();
         _queue.Writer.TryComplete();
         try
         {
@@ -375,18 +351,11 @@ internal sealed class ServedModel : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        _watcher?.Dispose();
-        _debounce?.Dispose();
+        _file?.Dispose();
+        _reloadRegistration?.Dispose();
         _queue.Writer.TryComplete();
-        lock (_reloadLock)
-        lock (_runLock)
-        {
-            if (_runners == 0)
-            {
-                _current?.Dispose();
-                _current = null;
-            }
-        }
+        // A run still in progress keeps its generation until it is over.
+        _generations.Close();
     }
 
     private sealed class Pending(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs)

@@ -17,6 +17,9 @@ internal static partial class PredictionEnginePoolLog
     [LoggerMessage(103, LogLevel.Error, "Reloading model file {FilePath} failed; the previous model keeps serving and the next change of the file is tried again.", EventName = "FileReloadError")]
     public static partial void FileReloadError(ILogger logger, string filePath, Exception exception);
 
+    [LoggerMessage(105, LogLevel.Debug, "Model file {FilePath} is held by another process (still being written?); reading it is retried for up to 5 seconds.", EventName = "FileLocked")]
+    public static partial void FileLocked(ILogger logger, string filePath);
+
     [LoggerMessage(100, LogLevel.Debug, "Polling {Uri} for a new model begins.", EventName = "UriReloadBegin")]
     public static partial void UriReloadBegin(ILogger logger, Uri uri);
 

@@ -60,29 +60,3 @@ public static class PredictionEnginePoolServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, PredictionEnginePoolStartup<TData, TPrediction>>());
     }
 }
-
-/// <summary>
-/// In a host, loads the configured models when the host starts, so a missing or broken model file stops the start
-/// with its error instead of failing the first request.
-/// </summary>
-internal sealed class PredictionEnginePoolStartup<TData, TPrediction>(IServiceProvider services, IOptions<PredictionEnginePoolModelNames<TData, TPrediction>> names) : IHostedService
-    where TData : class
-    where TPrediction : class, new()
-{
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        var pool = services.GetRequiredService<PredictionEnginePool<TData, TPrediction>>();
-        foreach (var name in names.Value.Names) pool.GetModelInfo(name);
-        return Task.CompletedTask;
-    }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-}
-
-/// <summary>The model names added through <c>FromFile</c>/<c>FromUri</c>, for start-up loading and endpoint checks.</summary>
-internal sealed class PredictionEnginePoolModelNames<TData, TPrediction>
-    where TData : class
-    where TPrediction : class, new()
-{
-    public HashSet<string> Names { get; } = new(StringComparer.Ordinal);
-}

@@ -1,8 +1,8 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Lightning.Testing;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Lightning.Serving.Tests.Inference;
 
@@ -27,7 +27,7 @@ public sealed class InferenceBatchingTests : IDisposable
     [Fact]
     public async Task Infer_ConcurrentRequestsQueued_MergedIntoOneRunWithSingleRunResults()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
         var model = server.Model("linear");
         var gate = new TaskCompletionSource();
@@ -38,7 +38,7 @@ public sealed class InferenceBatchingTests : IDisposable
         {
             var rows = i % 2 + 1;
             var data = Enumerable.Range(0, rows).SelectMany(r => Row(i * 10 + r)).ToArray();
-            return (data, rows, task: server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(data, rows)));
+            return (data, rows, task: server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(data, rows)));
         }).ToList();
         await WaitUntil(() => model.QueueLength == n, $"{n} queued requests");
         model.RunGate = null;
@@ -49,7 +49,7 @@ public sealed class InferenceBatchingTests : IDisposable
             var (response, body) = await task;
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal($"[{rows},3]", body!["outputs"]![0]!["shape"]!.ToJsonString());
-            TestModels.AssertClose(TestModels.Reference(path, data, [rows, 4]), TestModels.Floats(body["outputs"]![0]!["data"]));
+            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, data, [rows, 4]), OnnxTestModels.Floats(body["outputs"]![0]!["data"]));
         }
         Assert.Equal(1, model.RunCount);
         var metrics = await server.Client.GetStringAsync("/metrics");
@@ -59,7 +59,7 @@ public sealed class InferenceBatchingTests : IDisposable
     [Fact]
     public async Task Infer_ConcurrentRequestsWithQueueDelay_FewerRunsThanRequests()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
         {
             o.WatchForChanges = false;
@@ -73,17 +73,17 @@ public sealed class InferenceBatchingTests : IDisposable
         // A request that never finishes arriving (a slow client) keeps each forming batch waiting out its 50 ms delay.
         using (model.Arrive())
         {
-            var tasks = new List<Task<(HttpResponseMessage Response, JsonNode? Body)>> { server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(0), 1)) };
+            var tasks = new List<Task<(HttpResponseMessage Response, JsonNode? Body)>> { server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(0), 1)) };
             await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
             model.RunGate = null;
             gate.SetResult();
             // The rest come one by one while the first one's batch is forming.
-            for (int i = 1; i < n; i++) tasks.Add(server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1)));
+            for (int i = 1; i < n; i++) tasks.Add(server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(i), 1)));
             for (int i = 0; i < n; i++)
             {
                 var (response, body) = await tasks[i];
                 Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+                OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
             }
         }
         Assert.True(server.Model("linear").RunCount < n, $"{server.Model("linear").RunCount} runs for {n} requests");
@@ -92,7 +92,7 @@ public sealed class InferenceBatchingTests : IDisposable
     [Fact]
     public async Task Infer_LoneRequestWithLongQueueDelay_RunsWithoutWaitingForTheDelay()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
         {
             o.WatchForChanges = false;
@@ -100,16 +100,16 @@ public sealed class InferenceBatchingTests : IDisposable
         }));
 
         // Nothing else arrives, so the batcher has no reason to wait the 10 s.
-        var (response, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1)).WaitAsync(TimeSpan.FromSeconds(5));
+        var (response, body) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(1), 1)).WaitAsync(TimeSpan.FromSeconds(5));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        TestModels.AssertClose(TestModels.Reference(path, Row(1), [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(1), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
     }
 
     [Fact]
     public async Task Infer_AnotherRequestArriving_BatcherWaitsAndMergesIt()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
         {
             o.WatchForChanges = false;
@@ -118,7 +118,7 @@ public sealed class InferenceBatchingTests : IDisposable
         var model = server.Model("linear");
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
-        var first = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1));
+        var first = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(1), 1));
         await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
 
         // A second request is on its way (as if its body were being read) when the batcher takes the first.
@@ -126,31 +126,31 @@ public sealed class InferenceBatchingTests : IDisposable
         model.RunGate = null;
         gate.SetResult();
         await WaitUntil(() => model.QueueLength == 0, "the batcher to take the first request");
-        var second = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(2), 1));
+        var second = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(2), 1));
         await WaitUntil(() => model.Forming == 2, "the batcher to add the second request");
         // The last arrival is in: the batch runs now, not after the 10 s delay.
         arriving.Dispose();
 
         var results = await Task.WhenAll(first, second).WaitAsync(TimeSpan.FromSeconds(5));
         Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.Response.StatusCode));
-        TestModels.AssertClose(TestModels.Reference(path, Row(2), [1, 4]), TestModels.Floats(results[1].Body!["outputs"]![0]!["data"]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(2), [1, 4]), OnnxTestModels.Floats(results[1].Body!["outputs"]![0]!["data"]));
         Assert.Equal(1, model.RunCount);
     }
 
     [Fact]
     public async Task Infer_QueueFull_Returns503WithRetryAfter()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(
             b => b.AddModel("linear", path, o => { o.WatchForChanges = false; o.MaxQueueSize = 1; }),
             o => o.RetryAfterSeconds = 2);
         var model = server.Model("linear");
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
-        var first = server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(1), 1));
+        var first = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(1), 1));
         await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
 
-        var (response, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(2), 1));
+        var (response, body) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(2), 1));
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("2", response.Headers.GetValues("Retry-After").Single());
@@ -165,16 +165,16 @@ public sealed class InferenceBatchingTests : IDisposable
     [Fact]
     public async Task Shutdown_RequestsInFlight_FinishWhileNewOnesAreRefused()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
         var model = server.Model("linear");
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
-        var inFlight = Enumerable.Range(0, 6).Select(i => server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(i), 1))).ToList();
+        var inFlight = Enumerable.Range(0, 6).Select(i => server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(i), 1))).ToList();
         await WaitUntil(() => model.QueueLength == 6, "6 queued requests");
 
         server.App.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
-        var (refused, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(Row(9), 1));
+        var (refused, body) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(9), 1));
         var (ready, _) = await server.GetAsync("/v2/health/ready");
         var stopping = server.App.StopAsync();
         model.RunGate = null;
@@ -188,7 +188,7 @@ public sealed class InferenceBatchingTests : IDisposable
         {
             var (response, result) = await inFlight[i];
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            TestModels.AssertClose(TestModels.Reference(path, Row(i), [1, 4]), TestModels.Floats(result!["outputs"]![0]!["data"]));
+            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(result!["outputs"]![0]!["data"]));
         }
         await stopping;
         await server.DisposeAsync();

@@ -15,9 +15,9 @@ public sealed class InferenceModelLoadingTests : IDisposable
 
     private static async Task<float[]> InferAsync(InferenceTestServer server, float[] row)
     {
-        var (response, body) = await server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(row, 1));
+        var (response, body) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(row, 1));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return TestModels.Floats(body!["outputs"]![0]!["data"]);
+        return OnnxTestModels.Floats(body!["outputs"]![0]!["data"]);
     }
 
     private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
@@ -33,34 +33,61 @@ public sealed class InferenceModelLoadingTests : IDisposable
     [Fact]
     public async Task HotReload_FileReplaced_ServesNewModel_CorruptFileKeepsIt()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"), seed: 1);
-        var replacement = TestModels.Linear(_dir.Combine("next.onnx.tmp"), seed: 2);
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"), seed: 1);
+        var replacement = OnnxTestModels.Linear(_dir.Combine("next.onnx.tmp"), seed: 2);
         float[] row = [1, 2, 3, 4];
-        var before = TestModels.Reference(path, row, [1, 4]);
-        var after = TestModels.Reference(replacement, row, [1, 4]);
+        var before = OnnxTestModels.Reference(path, row, [1, 4]);
+        var after = OnnxTestModels.Reference(replacement, row, [1, 4]);
         Assert.NotEqual(before, after);
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.ReloadDebounceMilliseconds = 50));
-        TestModels.AssertClose(before, await InferAsync(server, row));
+        OnnxTestModels.AssertClose(before, await InferAsync(server, row));
 
         File.Move(replacement, path, overwrite: true);
         await WaitUntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload");
-        TestModels.AssertClose(after, await InferAsync(server, row));
+        OnnxTestModels.AssertClose(after, await InferAsync(server, row));
         var (_, metadata) = await server.GetAsync("/v2/models/linear");
         Assert.True(metadata!["parameters"]!["generation"]!.GetValue<long>() >= 2);
 
         await File.WriteAllTextAsync(path, "not an onnx model");
         await WaitUntilAsync(async () => (await server.Client.GetStringAsync("/metrics"))
             .Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"failure\"}"), "the failed reload");
-        TestModels.AssertClose(after, await InferAsync(server, row));
+        OnnxTestModels.AssertClose(after, await InferAsync(server, row));
         Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("keeps serving"));
         var metrics = await server.Client.GetStringAsync("/metrics");
         Assert.Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"success\"}", metrics);
     }
 
+    [Fact]
+    public async Task HotReload_FileHeldByItsWriterPastTheDebounce_ServesNewModelOnceReleased()
+    {
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"), seed: 1);
+        var next = File.ReadAllBytes(OnnxTestModels.Linear(_dir.Combine("next.bin"), seed: 2));
+        float[] row = [1, 2, 3, 4];
+        var after = OnnxTestModels.Reference(_dir.Combine("next.bin"), row, [1, 4]);
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.ReloadDebounceMilliseconds = 50));
+        var logged = server.Logs.Entries.Count;
+
+        // A copy tool that holds the file exclusively, writes it in pieces and lets go only after the reload has tried
+        // to read it: the reload must wait for the writer rather than give up.
+        using (var writer = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            var half = next.Length / 2;
+            writer.Write(next, 0, half);
+            writer.Flush();
+            writer.Write(next, half, next.Length - half);
+            writer.Flush();
+            await WaitUntilAsync(() => Task.FromResult(server.Logs.Entries.Skip(logged).Any(e => e.Message.Contains(path))),
+                "the reload to find the file held");
+        }
+
+        await WaitUntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload after the writer let go");
+        OnnxTestModels.AssertClose(after, await InferAsync(server, row));
+    }
+
     [NoCudaFact]
     public async Task Cuda_UnavailableWithFallback_ServesOnCpuWithWarning()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
         {
             o.WatchForChanges = false;
@@ -70,13 +97,13 @@ public sealed class InferenceModelLoadingTests : IDisposable
         Assert.Equal("CPUExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
         Assert.Equal("CUDAExecutionProvider", metadata["parameters"]!["requested_execution_provider"]!.GetValue<string>());
         Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("asked for CUDA") && e.Message.Contains("serving it on the CPU"));
-        TestModels.AssertClose(TestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
     }
 
     [NoCudaFact]
     public async Task Cuda_UnavailableWithoutFallback_FailsTheStart()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var app = InferenceTestServer.Build(b => b.AddModel("linear", path, o =>
         {
             o.ExecutionProvider = OnnxExecutionProvider.Cuda;
@@ -93,7 +120,7 @@ public sealed class InferenceModelLoadingTests : IDisposable
     [CudaFact]
     public async Task Cuda_Available_ServesOnCudaAndReportsIt()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
         {
             o.WatchForChanges = false;
@@ -102,13 +129,13 @@ public sealed class InferenceModelLoadingTests : IDisposable
         }));
         var (_, metadata) = await server.GetAsync("/v2/models/linear");
         Assert.Equal("CUDAExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
-        TestModels.AssertClose(TestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
     }
 
     [Fact]
     public async Task Start_InvalidOptions_FailsNamingOptionAndValue()
     {
-        var path = TestModels.Linear(_dir.Combine("linear.onnx"));
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var app = InferenceTestServer.Build(b => b.AddModel("linear", path, o => { o.MaxBatchSize = 0; o.MaxQueueDelayMicroseconds = -1; }),
             null, new LogCollector());
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());

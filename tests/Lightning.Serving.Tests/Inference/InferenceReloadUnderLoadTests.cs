@@ -15,12 +15,12 @@ public sealed class InferenceReloadUnderLoadTests
     public async Task Kestrel_ModelReplacedFourTimesUnderConcurrentLoad_NoFailuresAndOnlyOldOrNewAnswers()
     {
         using var dir = new TempDirectory();
-        var path = TestModels.Linear(dir.Combine("linear.onnx"), seed: 1);
-        var other = TestModels.Linear(dir.Combine("other.bin"), seed: 2);
+        var path = OnnxTestModels.Linear(dir.Combine("linear.onnx"), seed: 1);
+        var other = OnnxTestModels.Linear(dir.Combine("other.bin"), seed: 2);
         byte[][] versions = [File.ReadAllBytes(other), File.ReadAllBytes(path)];
         float[] row = [1, 2, 3, 4];
-        var fromFirst = TestModels.Reference(path, row, [1, 4]);
-        var fromSecond = TestModels.Reference(other, row, [1, 4]);
+        var fromFirst = OnnxTestModels.Reference(path, row, [1, 4]);
+        var fromSecond = OnnxTestModels.Reference(other, row, [1, 4]);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseKestrel().UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
@@ -31,7 +31,7 @@ public sealed class InferenceReloadUnderLoadTests
         await app.StartAsync();
         app.Services.GetRequiredService<OnnxModelRegistry>().TryGet("linear", out var model);
         using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
-        var body = TestModels.InferBody(row, 1);
+        var body = OnnxTestModels.InferBody(row, 1);
 
         const int clients = 8, swaps = 4;
         int failures = 0, first = 0, second = 0, unexpected = 0;
@@ -42,7 +42,7 @@ public sealed class InferenceReloadUnderLoadTests
             {
                 using var response = await http.PostAsync("/v2/models/linear/infer", new StringContent(body, Encoding.UTF8, "application/json"));
                 if (!response.IsSuccessStatusCode) { Interlocked.Increment(ref failures); continue; }
-                var data = TestModels.Floats((await response.Content.ReadFromJsonAsync<JsonNode>())!["outputs"]![0]!["data"]);
+                var data = OnnxTestModels.Floats((await response.Content.ReadFromJsonAsync<JsonNode>())!["outputs"]![0]!["data"]);
                 if (Close(fromFirst, data)) Interlocked.Increment(ref first);
                 else if (Close(fromSecond, data)) Interlocked.Increment(ref second);
                 else Interlocked.Increment(ref unexpected);

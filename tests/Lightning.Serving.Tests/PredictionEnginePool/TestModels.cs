@@ -4,25 +4,6 @@ using Microsoft.ML.Data;
 
 namespace Lightning.Serving.Tests;
 
-/// <summary>One example: a size in [0, 1].</summary>
-public sealed class SizeInput
-{
-    public float Size { get; set; }
-}
-
-/// <summary>The regression score.</summary>
-public sealed class ScoreOutput
-{
-    public float Score { get; set; }
-}
-
-/// <summary>One example with a fixed-size vector column, as image and embedding models take.</summary>
-public sealed class VectorInput
-{
-    [VectorType(3)]
-    public float[]? Features { get; set; }
-}
-
 /// <summary>
 /// Two small SDCA regressions trained here on generated rows: model A answers positive scores (label = 10x + 5) and
 /// model B negative ones (label = -10x - 5), so every answer tells which model gave it.
@@ -125,43 +106,5 @@ public static class TestModels
         public float Size { get; set; }
 
         public float Label { get; set; }
-    }
-}
-
-/// <summary>Wraps a model and counts how often it is disposed.</summary>
-public sealed class CountingTransformer(ITransformer inner) : ITransformer, IDisposable
-{
-    public int DisposeCount;
-
-    public bool IsRowToRowMapper => inner.IsRowToRowMapper;
-
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => inner.GetOutputSchema(inputSchema);
-
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => inner.GetRowToRowMapper(inputSchema);
-
-    public IDataView Transform(IDataView input) => inner.Transform(input);
-
-    public void Save(ModelSaveContext ctx) => inner.Save(ctx);
-
-    public void Dispose() => Interlocked.Increment(ref DisposeCount);
-}
-
-/// <summary>A loader whose model the test swaps by hand.</summary>
-public sealed class ManualModelLoader(ITransformer model) : ModelLoader
-{
-    private ModelReloadToken _token = new();
-
-    public ITransformer Model { get; private set; } = model;
-
-    public override Microsoft.Extensions.Primitives.IChangeToken GetReloadToken() => _token;
-
-    public override ITransformer GetModel() => Model;
-
-    public void Reload(ITransformer model)
-    {
-        var previous = _token;
-        Model = model;
-        _token = new ModelReloadToken();
-        previous.OnReload();
     }
 }

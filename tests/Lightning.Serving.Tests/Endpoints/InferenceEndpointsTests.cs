@@ -1,8 +1,9 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using Lightning.Serving.Tests.Inference;
 using Lightning.Testing;
 
-namespace Lightning.Serving.Tests.Inference;
+namespace Lightning.Serving.Tests.Endpoints;
 
 public sealed class InferenceEndpointsTests : IAsyncLifetime
 {
@@ -12,8 +13,8 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _linear = TestModels.Linear(_dir.Combine("linear.onnx"));
-        var embedding = TestModels.Embedding(_dir.Combine("embedding.onnx"));
+        _linear = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
+        var embedding = OnnxTestModels.Embedding(_dir.Combine("embedding.onnx"));
         _server = await InferenceTestServer.StartAsync(b => b
             .AddModel("linear", _linear, o => o.WatchForChanges = false)
             .AddModel("embedding", embedding, o => o.WatchForChanges = false),
@@ -99,7 +100,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     public async Task Infer_FlatData_MatchesDirectRunAndEchoesId()
     {
         float[] data = [1, -2, 3, 0.5f, -1, 0, 2, 4];
-        var (response, body) = await _server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(data, 2, id: "42"));
+        var (response, body) = await _server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(data, 2, id: "42"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("linear", body!["model_name"]!.GetValue<string>());
         Assert.Equal("42", body["id"]!.GetValue<string>());
@@ -107,7 +108,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
         Assert.Equal("output", output["name"]!.GetValue<string>());
         Assert.Equal("FP32", output["datatype"]!.GetValue<string>());
         Assert.Equal("[2,3]", output["shape"]!.ToJsonString());
-        TestModels.AssertClose(TestModels.Reference(_linear, data, [2, 4]), TestModels.Floats(output["data"]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(_linear, data, [2, 4]), OnnxTestModels.Floats(output["data"]));
     }
 
     [Fact]
@@ -117,7 +118,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
         var (response, body) = await _server.PostAsync("/v2/models/linear/infer", nested);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Null(body!["id"]);
-        TestModels.AssertClose(TestModels.Reference(_linear, [1, -2, 3, 0.5f, -1, 0, 2, 4], [2, 4]), TestModels.Floats(body["outputs"]![0]!["data"]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(_linear, [1, -2, 3, 0.5f, -1, 0, 2, 4], [2, 4]), OnnxTestModels.Floats(body["outputs"]![0]!["data"]));
     }
 
     [Fact]
@@ -134,7 +135,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     [Fact]
     public async Task Infer_UnknownModel_Returns404()
     {
-        var (response, body) = await _server.PostAsync("/v2/models/missing/infer", TestModels.InferBody([1, 2, 3, 4], 1));
+        var (response, body) = await _server.PostAsync("/v2/models/missing/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1));
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         Assert.Contains("'missing'", body!["error"]!.GetValue<string>());
         Assert.Contains("'linear'", body["error"]!.GetValue<string>());
@@ -196,7 +197,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     public async Task Infer_BatchOverMax_Returns400()
     {
         var rows = 33;
-        var (response, body) = await _server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(new float[rows * 4], rows));
+        var (response, body) = await _server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(new float[rows * 4], rows));
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains("max batch size 32", body!["error"]!.GetValue<string>());
     }
@@ -204,7 +205,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     [Fact]
     public async Task Infer_BodyOverLimit_Returns413()
     {
-        var (response, body) = await _server.PostAsync("/v2/models/linear/infer", TestModels.InferBody(new float[4000], 1000));
+        var (response, body) = await _server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(new float[4000], 1000));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
         Assert.Contains("4096 bytes", body!["error"]!.GetValue<string>());
     }
@@ -212,18 +213,18 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     [Fact]
     public async Task Infer_BodyWithoutContentLength_ReadInPiecesAndAnswered()
     {
-        using var content = new UnsizedContent(TestModels.InferBody([1, 2, 3, 4], 1), chunk: 7);
+        using var content = new UnsizedContent(OnnxTestModels.InferBody([1, 2, 3, 4], 1), chunk: 7);
         var response = await _server.Client.PostAsync("/v2/models/linear/infer", content);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync());
-        TestModels.AssertClose(TestModels.Reference(_linear, [1, 2, 3, 4], [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(_linear, [1, 2, 3, 4], [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
     }
 
     [Fact]
     public async Task Infer_BodyWithoutContentLengthOverLimit_Returns413()
     {
-        using var content = new UnsizedContent(TestModels.InferBody(new float[4000], 1000), chunk: 1000);
+        using var content = new UnsizedContent(OnnxTestModels.InferBody(new float[4000], 1000), chunk: 1000);
         var response = await _server.Client.PostAsync("/v2/models/linear/infer", content);
 
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
@@ -235,13 +236,13 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     {
         // Over 16 KiB (the first buffer when no length is declared), under the default limit.
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", _linear, o => o.WatchForChanges = false));
-        var json = TestModels.InferBody([1, 2, 3, 4], 1).Insert(1, $"\"parameters\":{{\"pad\":\"{new string('x', 40_000)}\"}},");
+        var json = OnnxTestModels.InferBody([1, 2, 3, 4], 1).Insert(1, $"\"parameters\":{{\"pad\":\"{new string('x', 40_000)}\"}},");
         using var content = new UnsizedContent(json, chunk: 5000);
         var response = await server.Client.PostAsync("/v2/models/linear/infer", content);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync());
-        TestModels.AssertClose(TestModels.Reference(_linear, [1, 2, 3, 4], [1, 4]), TestModels.Floats(body!["outputs"]![0]!["data"]));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(_linear, [1, 2, 3, 4], [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
     }
 
     /// <summary>A body sent without Content-Length, in pieces of <c>chunk</c> bytes.</summary>
@@ -267,7 +268,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     [Fact]
     public async Task Metrics_AfterRequests_ExposesRequestsLatencyBatchQueueAndReloads()
     {
-        await _server.PostAsync("/v2/models/linear/infer", TestModels.InferBody([1, 2, 3, 4], 1));
+        await _server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1));
         await _server.PostAsync("/v2/models/linear/infer", "{");
         var text = await _server.Client.GetStringAsync("/metrics");
         Assert.Contains("lightning_inference_requests_total{model=\"linear\",status=\"200\"}", text);
@@ -283,7 +284,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
     public async Task Infer_RandomlyCorruptedBodies_NeverReturn500()
     {
         var random = new Random(1234);
-        var valid = TestModels.InferBody([1, 2, 3, 4, 5, 6, 7, 8], 2, id: "fuzz");
+        var valid = OnnxTestModels.InferBody([1, 2, 3, 4, 5, 6, 7, 8], 2, id: "fuzz");
         const string alphabet = "{}[]\",:0123456789-.eE truefalsnul\\x";
         var statuses = new HashSet<HttpStatusCode>();
         for (int i = 0; i < 300; i++)

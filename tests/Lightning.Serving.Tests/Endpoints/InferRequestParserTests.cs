@@ -1,0 +1,98 @@
+using System.Text;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace Lightning.Serving.Tests.Endpoints;
+
+/// <summary>The one-pass reader and the document parser accept the same bodies and read them the same way.</summary>
+public sealed class InferRequestParserTests
+{
+    private static readonly string[] ValidBodies =
+    [
+        """{"id":"7","inputs":[{"name":"input","shape":[2,3],"datatype":"FP32","data":[1,2.5,-3e2,4,5,6]}],"outputs":[{"name":"output"}]}""",
+        """{"inputs":[{"name":"a","shape":[2,2],"datatype":"INT64","data":[[1,2],[3,-4]]},{"name":"b","shape":[3],"datatype":"BOOL","data":[true,0,1]}]}""",
+        """{"parameters":{"x":1},"inputs":[{"name":"u","shape":[],"datatype":"UINT8","data":255,"parameters":{"y":[1]}}],"id":null,"outputs":null}""",
+        """{"inputs":[{"name":"d","shape":[0,4],"datatype":"FP64","data":[]}]}""",
+        """{"inputs":[{"name":"f","shape":[3,2],"datatype":"FP32","data":[1,[2,3],[[4]],5,6]}]}""",
+        """{"inputs":[{"name":"f","shape":[2],"datatype":"FP32","data":[3.4e38,-1e-45]}]}""",
+    ];
+
+    [Fact]
+    public void Parse_UsualKeyOrder_FastPathReadsWhatTheDocumentParserReads()
+    {
+        foreach (var body in ValidBodies)
+        {
+            var bytes = Encoding.UTF8.GetBytes(body);
+
+            var fast = InferRequestParser.TryParseFast(bytes);
+
+            Assert.NotNull(fast);
+            AssertSame(InferRequestParser.ParseDocument(bytes), fast);
+        }
+    }
+
+    [Fact]
+    public void Parse_DataBeforeShape_ReadByTheDocumentParser()
+    {
+        var body = Encoding.UTF8.GetBytes("""{"inputs":[{"data":[[1,2],[3,4]],"name":"x","datatype":"FP32","shape":[2,2]}]}""");
+
+        Assert.Null(InferRequestParser.TryParseFast(body));
+        var request = InferRequestParser.Parse(body);
+
+        var input = Assert.Single(request.Inputs);
+        Assert.Equal([2L, 2L], input.Shape);
+        Assert.Equal(TensorElementType.Float, input.ElementType);
+        Assert.Equal([1f, 2f, 3f, 4f], (float[])input.Data);
+    }
+
+    [Fact]
+    public void Parse_ShapeLargerThanTheBody_RejectedWithoutAllocatingIt()
+    {
+        var body = Encoding.UTF8.GetBytes("""{"inputs":[{"name":"x","shape":[4000000000000],"datatype":"FP32","data":[1]}]}""");
+
+        Assert.Null(InferRequestParser.TryParseFast(body));
+        var error = Assert.Throws<InferenceRequestException>(() => InferRequestParser.Parse(body));
+        Assert.Contains("input 'x' has shape [4000000000000]", error.Message);
+    }
+
+    [Fact]
+    public void Parse_RandomCorruptions_BothPathsAgree()
+    {
+        var random = new Random(5);
+        for (int n = 0; n < 3000; n++)
+        {
+            var bytes = Encoding.UTF8.GetBytes(ValidBodies[n % ValidBodies.Length]);
+            for (var k = random.Next(1, 3); k > 0; k--)
+                bytes[random.Next(bytes.Length)] = (byte)"0123456789[]{},:\"-.e tfnFPINT"[random.Next(29)];
+
+            var fast = InferRequestParser.TryParseFast(bytes);
+            InferRequest? document = null;
+            try
+            {
+                document = InferRequestParser.ParseDocument(bytes);
+            }
+            catch (InferenceRequestException)
+            {
+                // Only the document parser explains a bad body; the fast path must have passed it on.
+            }
+
+            var body = Encoding.UTF8.GetString(bytes);
+            if (fast is null) continue;
+            Assert.True(document is not null, $"the fast path accepted a body the document parser rejects: {body}");
+            AssertSame(document!, fast);
+        }
+    }
+
+    private static void AssertSame(InferRequest expected, InferRequest actual)
+    {
+        Assert.Equal(expected.Id, actual.Id);
+        Assert.Equal(expected.Outputs, actual.Outputs);
+        Assert.Equal(expected.Inputs.Count, actual.Inputs.Count);
+        for (int i = 0; i < expected.Inputs.Count; i++)
+        {
+            Assert.Equal(expected.Inputs[i].Name, actual.Inputs[i].Name);
+            Assert.Equal(expected.Inputs[i].ElementType, actual.Inputs[i].ElementType);
+            Assert.Equal(expected.Inputs[i].Shape, actual.Inputs[i].Shape);
+            Assert.Equal(expected.Inputs[i].Data.Cast<object>(), actual.Inputs[i].Data.Cast<object>());
+        }
+    }
+}
