@@ -4,7 +4,7 @@ using TorchSharp;
 using static Lightning.Testing.TestTrainer;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests.Training;
+namespace Lightning.Core.Tests;
 
 public class FlagTests
 {

@@ -2,7 +2,7 @@ using Lightning.Callbacks;
 using Lightning.Testing;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests.Training;
+namespace Lightning.Core.Tests.Loops;
 
 public class HookOrderTests
 {

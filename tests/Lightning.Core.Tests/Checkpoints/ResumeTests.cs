@@ -8,7 +8,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests.Training;
+namespace Lightning.Core.Tests.Checkpoints;
 
 /// <summary>Resuming must be exact: same weights, bit for bit, as the run that was never interrupted.</summary>
 public class ResumeTests

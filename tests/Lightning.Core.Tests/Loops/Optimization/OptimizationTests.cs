@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests.Training;
+namespace Lightning.Core.Tests.Loops.Optimization;
 
 public class OptimizationTests
 {

@@ -3,7 +3,7 @@ using Lightning.Loggers;
 using Lightning.Testing;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests.Training;
+namespace Lightning.Core.Tests.Loops;
 
 public class LoggingTests
 {

@@ -5,7 +5,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests.Fabric;
+namespace Lightning.Core.Tests;
 
 public class FabricTests
 {

@@ -3,7 +3,7 @@ using Lightning.Checkpoints;
 using Lightning.Testing;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests.Training;
+namespace Lightning.Core.Tests;
 
 public class DataModuleTests
 {

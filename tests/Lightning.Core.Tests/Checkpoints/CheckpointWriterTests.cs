@@ -1,7 +1,7 @@
 using Lightning.Checkpoints;
 using Lightning.Testing;
 
-namespace Lightning.Core.Tests;
+namespace Lightning.Core.Tests.Checkpoints;
 
 public class CheckpointWriterTests
 {

@@ -6,7 +6,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Lightning.Core.Tests;
+namespace Lightning.Core.Tests.Checkpoints;
 
 public class CheckpointTests
 {
