@@ -328,7 +328,8 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
 
         public string Output()
         {
-            Process.WaitForExit(TimeSpan.FromSeconds(5));
+            // Only the overload without a timeout waits for the redirected output's last lines to be read.
+            if (Process.WaitForExit(TimeSpan.FromSeconds(5))) Process.WaitForExit();
             lock (_output) return _output.ToString();
         }
 
