@@ -132,7 +132,7 @@ public sealed class Fabric
         ArgumentNullException.ThrowIfNull(loss);
         Strategy.Backward(loss);
         // Averaging is linear, so averaging after each of several accumulated backward passes still gives the mean.
-        foreach (var module in _modules) Strategy.ReduceGradients(module.parameters());
+        foreach (var module in _modules) Strategy.ReduceGradients(module);
     }
 
     /// <summary>Steps <paramref name="optimizer"/> through the precision: with loss scaling it unscales first and skips the step when the gradients overflowed.</summary>

@@ -34,7 +34,7 @@ public sealed class LightningOptimizer
     private void BeforeStep(LightningModule module)
     {
         var t = _trainer;
-        t.Strategy.ReduceGradients(module.parameters());
+        t.Strategy.ReduceGradients(module);
         t.Hooks.Call(Hooks.OnBeforeOptimizerStep, module, Optimizer);
         if (module.AutomaticOptimization)
             t.Hooks.Call(Hooks.ConfigureGradientClipping, module, (Optimizer, t.Options.GradientClipVal, t.Options.GradientClipAlgorithm));

@@ -15,7 +15,7 @@ public abstract class Callback
     public virtual string StateKey => GetType().Name;
 
     /// <summary>Checkpoint-like callbacks (monitoring ones) run after the module at epoch ends, and after every other callback.</summary>
-    protected internal virtual bool RunsLast => false;
+    public virtual bool RunsLast => false;
 
     /// <summary>Called when a stage begins, before the module's <see cref="LightningModule.Setup"/>.</summary>
     public virtual void Setup(Trainer trainer, LightningModule module, Stage stage) { }

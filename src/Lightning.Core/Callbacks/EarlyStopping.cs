@@ -121,7 +121,7 @@ public sealed class EarlyStopping : Callback
     public override string StateKey => $"EarlyStopping{{'monitor': '{Monitor}', 'mode': '{Mode}'}}";
 
     /// <inheritdoc />
-    protected internal override bool RunsLast => true;
+    public override bool RunsLast => true;
 
     /// <inheritdoc />
     public override void Setup(Trainer trainer, LightningModule module, Stage stage)

@@ -205,7 +205,7 @@ public sealed partial class ModelCheckpoint : Callback
         $"'every_n_epochs': {EveryNEpochs}, 'train_time_interval': {(TrainTimeInterval is { } t ? PyRepr(t.ToString("c", CultureInfo.InvariantCulture)) : "None")}}}";
 
     /// <inheritdoc />
-    protected internal override bool RunsLast => true;
+    public override bool RunsLast => true;
 
     /// <summary>The path of the checkpoint that <paramref name="metrics"/> would be saved to.</summary>
     /// <param name="metrics">Values for the template's names; <c>epoch</c> and <c>step</c> are written as whole numbers.</param>

@@ -39,7 +39,7 @@ public sealed class OnExceptionCheckpoint : Callback
     public string CheckpointPath => Path.Combine(DirPath, Filename + ".ckpt");
 
     /// <inheritdoc />
-    protected internal override bool RunsLast => true;
+    public override bool RunsLast => true;
 
     /// <inheritdoc />
     public override void OnException(Trainer trainer, LightningModule module, Exception exception)

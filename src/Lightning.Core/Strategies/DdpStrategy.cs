@@ -107,14 +107,15 @@ public sealed class DdpStrategy : Strategy
     }
 
     /// <summary>
-    /// Averages the gradients of <paramref name="parameters"/> over the ranks: one flattened buffer, summed by Allreduce
+    /// Averages the gradients of <paramref name="module"/>'s parameters over the ranks: one flattened buffer, summed by Allreduce
     /// (in buckets when large) and divided by the world size. A parameter without a gradient contributes zeros, so every
     /// rank sends the same layout, and stays without one.
     /// </summary>
-    public override void ReduceGradients(IEnumerable<Parameter> parameters)
+    public override void ReduceGradients(nn.Module module)
     {
+        ArgumentNullException.ThrowIfNull(module);
         if (WorldSize == 1) return;
-        var trainable = parameters.Where(p => p.requires_grad).ToList();
+        var trainable = module.parameters().Where(p => p.requires_grad).ToList();
         if (trainable.Count == 0) return;
         var dtype = trainable.Any(p => p.dtype == ScalarType.Float64) ? ScalarType.Float64 : ScalarType.Float32;
         var total = trainable.Sum(p => p.numel());

@@ -2,7 +2,6 @@ using Lightning.Accelerators;
 using Lightning.Checkpoints;
 using Lightning.Precision;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Lightning.Strategies;
@@ -125,8 +124,8 @@ public abstract class Strategy
         else module.Backward(tensor);
     }
 
-    /// <summary>Makes the gradients of <paramref name="parameters"/> the same on every process (their mean over the processes); nothing in one process.</summary>
-    public virtual void ReduceGradients(IEnumerable<Parameter> parameters) { }
+    /// <summary>Makes the gradients of <paramref name="module"/>'s parameters the same on every process (their mean over the processes); nothing in one process.</summary>
+    public virtual void ReduceGradients(nn.Module module) { }
 
     /// <summary>One optimizer step through the precision plugin; see <see cref="PrecisionPlugin.OptimizerStep"/>.</summary>
     public virtual bool OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep) =>

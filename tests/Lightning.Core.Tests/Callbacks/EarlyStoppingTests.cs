@@ -234,7 +234,7 @@ public class EarlyStoppingTests
     /// <summary>Saves after the monitoring callbacks, so the checkpoint holds the early-stopping state of that epoch.</summary>
     private sealed class SaveAtEpochEnd(int epoch, string path) : Callback
     {
-        protected internal override bool RunsLast => true;
+        public override bool RunsLast => true;
 
         public override void OnTrainEpochEnd(Trainer trainer, LightningModule module)
         {

@@ -254,7 +254,7 @@ public class ResumeTests
 
     private sealed class SaveAtEpochEnd(int epoch, string path) : Callback
     {
-        protected internal override bool RunsLast => true;
+        public override bool RunsLast => true;
 
         public override void OnTrainEpochEnd(Trainer trainer, LightningModule module)
         {
