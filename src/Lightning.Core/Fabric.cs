@@ -35,6 +35,15 @@ public sealed record FabricOptions
 
     /// <summary>Loggers that <see cref="Fabric.Log"/> writes to.</summary>
     public IReadOnlyList<LightningLogger> Loggers { get; init; } = [];
+
+    internal void Validate()
+    {
+        if (DistributedTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(DistributedTimeout), DistributedTimeout, $"DistributedTimeout = {DistributedTimeout} is not allowed: it must be a positive duration.");
+        Strategy.Validate();
+        Precision.Validate();
+        if (Loggers.Any(l => l is null)) throw new ArgumentException($"{nameof(Loggers)} contains null; every entry must be a logger.", nameof(Loggers));
+    }
 }
 
 /// <summary>
@@ -56,8 +65,7 @@ public sealed class Fabric
     public Fabric(FabricOptions? options = null)
     {
         Options = options ?? new FabricOptions();
-        if (Options.DistributedTimeout <= TimeSpan.Zero)
-            throw new ArgumentOutOfRangeException(nameof(options), Options.DistributedTimeout, $"DistributedTimeout = {Options.DistributedTimeout} is not allowed: it must be a positive duration.");
+        Options.Validate();
         Strategy = AcceleratorConnector.Connect(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, numNodes: 1,
             Options.DistributedTimeout, Console.Error.WriteLine);
         // Several devices in one process need a strategy that splits training steps, which a hand-written loop has not.
@@ -135,11 +143,11 @@ public sealed class Fabric
         foreach (var module in _modules) Strategy.ReduceGradients(module);
     }
 
-    /// <summary>Steps <paramref name="optimizer"/> through the precision: with loss scaling it unscales first and skips the step when the gradients overflowed.</summary>
-    public void Step(optim.Optimizer optimizer)
+    /// <summary>Steps <paramref name="optimizer"/> through the precision (unscaling first, skipping on overflow with loss scaling); returns whether it stepped.</summary>
+    public bool Step(optim.Optimizer optimizer)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
-        Strategy.OptimizerStep(optimizer, closure: null, beforeStep: null);
+        return Strategy.OptimizerStep(optimizer, closure: null, beforeStep: null) == OptimizerStepOutcome.Stepped;
     }
 
     /// <summary>Clips the gradients of <paramref name="optimizer"/>'s parameters by total norm (<paramref name="maxNorm"/>) or by value (<paramref name="clipVal"/>); returns the total norm before clipping when clipping by norm.</summary>
@@ -148,15 +156,13 @@ public sealed class Fabric
         ArgumentNullException.ThrowIfNull(optimizer);
         if ((clipVal is null) == (maxNorm is null))
             throw new ArgumentException("ClipGradients needs exactly one of clipVal (clip by value) or maxNorm (clip by norm).");
-        Strategy.Precision.UnscaleGradients(optimizer);
-        var parameters = optimizer.parameters().Where(p => p.grad is not null).ToArray();
-        if (parameters.Length == 0) return null;
         if (clipVal is { } value)
         {
-            nn.utils.clip_grad_value_(parameters, value);
-            return null;
+            if (!(value > 0)) throw new ArgumentOutOfRangeException(nameof(clipVal), value, $"clipVal = {value} is not allowed: it must be greater than 0.");
+            return Strategy.Precision.ClipGradients(optimizer, value, GradientClipAlgorithm.Value);
         }
-        return nn.utils.clip_grad_norm_(parameters, maxNorm!.Value);
+        if (!(maxNorm > 0)) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, $"maxNorm = {maxNorm} is not allowed: it must be greater than 0.");
+        return Strategy.Precision.ClipGradients(optimizer, maxNorm!.Value, GradientClipAlgorithm.Norm);
     }
 
     /// <summary>Reduces a tensor across processes ("mean", "sum", "min", "max") into a new tensor; with one process, a copy.</summary>

@@ -3,6 +3,7 @@ using System.Reflection;
 using Lightning.Checkpoints;
 using Lightning.Loops;
 using Lightning.Loops.Optimization;
+using Lightning.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -179,16 +180,15 @@ public abstract class LightningModule : nn.Module
         else scheduler.step();
     }
 
-    /// <summary>Clips the gradients of the parameters <paramref name="optimizer"/> updates, by norm or by value.</summary>
+    /// <summary>
+    /// Clips the gradients of the parameters <paramref name="optimizer"/> updates, by norm or by value, through the
+    /// trainer's precision plugin, which unscales them first under loss scaling.
+    /// </summary>
     public void ClipGradients(optim.Optimizer optimizer, double clipVal, GradientClipAlgorithm algorithm = GradientClipAlgorithm.Norm)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
-        if (clipVal <= 0 || double.IsNaN(clipVal))
-            throw new ArgumentOutOfRangeException(nameof(clipVal), clipVal, $"clipVal = {clipVal} is not allowed: it must be greater than 0.");
-        var parameters = optimizer.parameters().Where(p => p.grad is not null).ToArray();
-        if (parameters.Length == 0) return;
-        if (algorithm == GradientClipAlgorithm.Norm) nn.utils.clip_grad_norm_(parameters, clipVal);
-        else nn.utils.clip_grad_value_(parameters, clipVal);
+        if (Trainer is { } trainer) trainer.Strategy.Precision.ClipGradients(optimizer, clipVal, algorithm);
+        else PrecisionPlugin.Clip(optimizer, clipVal, algorithm);
     }
 
     /// <summary>The optimizers, wrapped for manual optimization (their <c>Step</c> counts global steps).</summary>

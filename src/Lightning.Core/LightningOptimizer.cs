@@ -1,4 +1,5 @@
 using Lightning.Loops;
+using Lightning.Precision;
 using static TorchSharp.torch;
 
 namespace Lightning;
@@ -19,13 +20,24 @@ public sealed class LightningOptimizer
 
     /// <summary>
     /// Runs <paramref name="closure"/> when given (the training step and backward pass), makes the gradients the same
-    /// on every process, runs the before-optimizer-step hooks (and, in automatic optimization, gradient clipping), then
-    /// steps the optimizer and counts a global step. Nothing is stepped or counted when the closure returns no loss.
+    /// on every process, runs the before-optimizer-step hooks (and, in automatic optimization, gradient clipping) on
+    /// true gradients, then steps the optimizer through the precision plugin and counts a global step. Nothing is
+    /// stepped or counted when the closure returns no loss; a step skipped on overflow counts, as in Lightning.
     /// </summary>
     public void Step(Func<Tensor?>? closure = null)
     {
-        var module = _trainer.LightningModule ?? throw new InvalidOperationException("Step needs a running trainer: call it from a step or hook.");
-        if (_trainer.Strategy.OptimizerStep(Optimizer, closure, () => BeforeStep(module))) _trainer.GlobalStep++;
+        var t = _trainer;
+        var module = t.LightningModule ?? throw new InvalidOperationException("Step needs a running trainer: call it from a step or hook.");
+        // Reduced before the precision looks at them, so every process unscales, checks and clips the same gradients.
+        Func<Tensor?>? reducing = null;
+        if (closure is null) t.Strategy.ReduceGradients(module);
+        else reducing = () =>
+        {
+            var loss = closure();
+            if (loss is not null) t.Strategy.ReduceGradients(module);
+            return loss;
+        };
+        if (t.Strategy.OptimizerStep(Optimizer, reducing, () => BeforeStep(module)) != OptimizerStepOutcome.NoLoss) t.GlobalStep++;
     }
 
     /// <summary>Zeroes the gradients of this optimizer's parameters.</summary>
@@ -34,7 +46,6 @@ public sealed class LightningOptimizer
     private void BeforeStep(LightningModule module)
     {
         var t = _trainer;
-        t.Strategy.ReduceGradients(module);
         t.Hooks.Call(Hooks.OnBeforeOptimizerStep, module, Optimizer);
         if (module.AutomaticOptimization)
             t.Hooks.Call(Hooks.ConfigureGradientClipping, module, (Optimizer, t.Options.GradientClipVal, t.Options.GradientClipAlgorithm));

@@ -24,4 +24,23 @@ public static class LightningSeed
         GlobalSeed = seed;
         return seed;
     }
+
+    /// <summary>The state of libtorch's CPU generator, as <c>torch.get_rng_state()</c>: a byte tensor that is yours to dispose.</summary>
+    /// <remarks>
+    /// TorchSharp's <c>get_rng_state</c> wraps the default generator in a new <c>Generator</c> it never disposes, and
+    /// costs about 0.5 ms a call (a checkpoint takes one); disposing the wrapper here makes it microseconds.
+    /// </remarks>
+    public static Tensor GetRngState()
+    {
+        using var generator = Generator.Default;
+        return generator.get_state();
+    }
+
+    /// <summary>Restores a state from <see cref="GetRngState"/>, as <c>torch.set_rng_state(state)</c>.</summary>
+    public static void SetRngState(Tensor state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        using var generator = Generator.Default;
+        generator.set_state(state);
+    }
 }

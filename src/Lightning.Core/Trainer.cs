@@ -275,7 +275,7 @@ public sealed class Trainer
         ArgumentNullException.ThrowIfNull(module);
         return Run(module, data, stage, () =>
         {
-            if (ckptPath is not null) CheckpointConnector.RestoreWeights(module, CheckpointConnector.Resolve(this, ckptPath, stage));
+            if (ckptPath is not null) CheckpointConnector.RestoreWeights(this, module, CheckpointConnector.Resolve(this, ckptPath, stage));
             var loader = stage == Stage.Validate ? data.Val() : data.Test();
             if (loader is null) throw new InvalidOperationException($"{stage} needs a data loader; the datamodule's returned none.");
             var hooks = stage == Stage.Validate ? Hooks<TBatch>.Validation : Hooks<TBatch>.Test;
@@ -288,7 +288,7 @@ public sealed class Trainer
         ArgumentNullException.ThrowIfNull(module);
         return Run(module, data, Stage.Predict, () =>
         {
-            if (ckptPath is not null) CheckpointConnector.RestoreWeights(module, CheckpointConnector.Resolve(this, ckptPath, Stage.Predict));
+            if (ckptPath is not null) CheckpointConnector.RestoreWeights(this, module, CheckpointConnector.Resolve(this, ckptPath, Stage.Predict));
             return new PredictionLoop<TBatch>(this, module).Run(data.Predict());
         });
     }
@@ -332,6 +332,7 @@ public sealed class Trainer
             SyncCheckpoints();
             Hooks.Call(Loops.Hooks.Teardown, module, stage);
             data.DataModule?.Teardown(stage);
+            Strategy.Teardown();
             foreach (var logger in Loggers) logger.Complete(RunStatus.Success);
             if (_profiler is not null) Console.Out.Write(_profiler.Report(stage.ToString().ToUpperInvariant()));
             return result;
@@ -342,6 +343,7 @@ public sealed class Trainer
             var handlers = _callbacks.Select(c => (Action)(() => c.OnException(this, module, exception)))
                 .Append(() => module.OnException(exception))
                 .Append(Strategy.FlushCheckpoints)
+                .Append(Strategy.Teardown)
                 .Concat(Loggers.Select(l => (Action)(() => l.Complete(RunStatus.Failed))));
             foreach (var handler in handlers)
             {
@@ -353,7 +355,6 @@ public sealed class Trainer
         finally
         {
             Strategy.EndStage();
-            Strategy.Teardown();
             State = null;
             deterministic?.Dispose();
             detectAnomaly?.Dispose();

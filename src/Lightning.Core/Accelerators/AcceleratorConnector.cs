@@ -3,14 +3,15 @@ using Lightning.Strategies;
 
 namespace Lightning.Accelerators;
 
-/// <summary>Resolves the Accelerator, Devices, Strategy and Precision settings into one connected strategy (Lightning's accelerator connector).</summary>
+/// <summary>
+/// Resolves the Accelerator, Devices, Strategy and Precision settings into one connected strategy (Lightning's
+/// accelerator connector); the strategy and precision names were validated with the options.
+/// </summary>
 internal static class AcceleratorConnector
 {
     public static Strategy Connect(string accelerator, Devices devices, StrategyChoice strategy, PrecisionChoice precision, int numNodes,
         TimeSpan distributedTimeout, Action<string> warn)
     {
-        strategy.Validate();
-        precision.Validate();
         var chosen = Accelerator.FromName(accelerator);
         var ids = chosen.ParseDevices(devices);
         var connected = strategy.Create(ids.Count, distributedTimeout);

@@ -35,7 +35,6 @@ public sealed record LearningRateFinderResults(IReadOnlyList<double> LearningRat
 public sealed class LearningRateFinder : Callback
 {
     private const double Beta = 0.98;
-    private bool _pending;
 
     /// <summary>A learning-rate finder with Lightning's defaults.</summary>
     /// <param name="minLr">The learning rate of the first batch; positive.</param>
@@ -142,25 +141,10 @@ public sealed class LearningRateFinder : Callback
         return Mode == LearningRateFinderMode.Exponential ? MinLr * Math.Pow(MaxLr / MinLr, r) : MinLr + r * (MaxLr - MinLr);
     }
 
-    /// <inheritdoc />
+    /// <summary>Runs the search when the fit starts, before the sanity validation (skipped with <c>FastDevRun</c>).</summary>
     public override void OnFitStart(Trainer trainer, LightningModule module)
     {
-        _pending = true;
-        TryRun(trainer, module);
-    }
-
-    /// <inheritdoc />
-    public override void OnSanityCheckStart(Trainer trainer, LightningModule module) => TryRun(trainer, module);
-
-    /// <inheritdoc />
-    public override void OnTrainStart(Trainer trainer, LightningModule module) => TryRun(trainer, module);
-
-    /// <summary>Runs the search at the first hook of the fit where the trainer can run training steps.</summary>
-    private void TryRun(Trainer trainer, LightningModule module)
-    {
-        if (!_pending || trainer.FitLoop is not { } loop) return;
-        _pending = false;
-        if (trainer.Options.FastDevRun > 0) return;
+        if (trainer.Options.FastDevRun > 0 || trainer.FitLoop is not { } loop) return;
         Search(trainer, module, loop);
     }
 
@@ -186,8 +170,7 @@ public sealed class LearningRateFinder : Callback
             using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true)) helper.save_state_dict(writer);
             optimizerState = buffer.ToArray();
         }
-        Tensor rng;
-        using (var generator = Generator.Default) rng = generator.get_state().DetachFromDisposeScope();
+        var rng = LightningSeed.GetRngState().DetachFromDisposeScope();
         var wasTraining = module.training;
 
         var lrs = new List<double>();
@@ -234,7 +217,7 @@ public sealed class LearningRateFinder : Callback
                 }
             }
             using (var reader = new BinaryReader(new MemoryStream(optimizerState, writable: false))) helper.load_state_dict(reader);
-            using (var generator = Generator.Default) generator.set_state(rng);
+            LightningSeed.SetRngState(rng);
             rng.Dispose();
             module.train(wasTraining);
         }

@@ -261,6 +261,9 @@ public sealed class StochasticWeightAveraging : WeightAveraging
         _initialLrs = state["initial_lrs"] is JsonArray lrs ? lrs.Select(lr => (double)lr!).ToArray() : null;
     }
 
+    /// <summary>Lightning's key for SWA's average.</summary>
+    protected override string AverageStateKey => "average_model_state";
+
     /// <summary>An equal-weight running mean: each epoch's weights count as much as every earlier one.</summary>
     protected override void Blend(Tensor average, Tensor value) => average.copy_(average + (value - average) / (AveragedCount + 1));
 

@@ -55,6 +55,9 @@ public abstract class WeightAveraging : Callback, IDisposable
     /// <summary>Reads the subclass's counters from the checkpoint state.</summary>
     protected virtual void LoadCounters(JsonObject state) { }
 
+    /// <summary>The key of the averaged tensors in the checkpoint state.</summary>
+    protected virtual string AverageStateKey => "average_state";
+
     /// <summary>Starts the average afresh from the module's weights (no update counted).</summary>
     protected void StartAverage(LightningModule module)
     {
@@ -149,7 +152,7 @@ public abstract class WeightAveraging : Callback, IDisposable
         foreach (var (name, average, _) in _average) tensors[name] = TensorJson.ToJson(average);
         var state = new JsonObject { ["n_averaged"] = AveragedCount };
         SaveCounters(state);
-        state["average_state"] = tensors;
+        state[AverageStateKey] = tensors;
         return state;
     }
 
@@ -166,8 +169,7 @@ public abstract class WeightAveraging : Callback, IDisposable
         _pendingState = null;
         AveragedCount = (long?)state["n_averaged"] ?? 0;
         LoadCounters(state);
-        // Checkpoints of earlier versions kept SWA's tensors under "average_model_state".
-        if ((state["average_state"] ?? state["average_model_state"]) is not JsonObject { Count: > 0 } tensors) return;
+        if (state[AverageStateKey] is not JsonObject { Count: > 0 } tensors) return;
         if (!HasAverage) StartAverage(_module!);
         var known = _average.Select(a => a.Name).ToHashSet();
         if (tensors.Select(t => t.Key).FirstOrDefault(name => !known.Contains(name)) is { } extra)

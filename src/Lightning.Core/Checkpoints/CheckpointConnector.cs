@@ -12,7 +12,7 @@ internal static class CheckpointConnector
     public static Checkpoint Capture(Trainer trainer, LightningModule module, bool weightsOnly)
     {
         var checkpoint = Checkpoint.Capture(module, trainer.Optimizers, trainer.CurrentEpoch, trainer.GlobalStep, weightsOnly);
-        module.OnSaveCheckpoint(checkpoint);
+        trainer.Hooks.Call(Hooks.OnSaveCheckpointModule, module, checkpoint);
         if (trainer.DataModule is { } datamodule)
             checkpoint.DataModuleHyperparameters = Hyperparameters.ToJson(datamodule.Hparams);
         if (!weightsOnly)
@@ -26,14 +26,10 @@ internal static class CheckpointConnector
                 ["phase"] = (trainer.FitLoop?.Phase ?? EpochPhase.BetweenEpochs).ToString(),
                 ["global_step"] = trainer.GlobalStep,
             };
-            using (var rng = LibTorch.GetRngState()) checkpoint.CaptureRngState(rng.bytes);
+            using (var rng = LightningSeed.GetRngState()) checkpoint.CaptureRngState(rng.bytes);
             checkpoint.SchedulerSteps = trainer.SchedulerSteps.ToArray();
             if (trainer.Strategy.Precision.SaveState() is { } precision) checkpoint.Callbacks[PrecisionKey(trainer)] = precision;
-            foreach (var callback in trainer.Callbacks)
-            {
-                callback.OnSaveCheckpoint(trainer, module, checkpoint);
-                if (callback.SaveState() is { } state) checkpoint.Callbacks[callback.StateKey] = state;
-            }
+            trainer.Hooks.Call(Hooks.OnSaveCheckpointCallbacks, module, checkpoint);
         }
         return checkpoint;
     }
@@ -78,16 +74,16 @@ internal static class CheckpointConnector
     /// <summary>Precision state sits beside callback state under the plugin's name, as Lightning's "MixedPrecision" key.</summary>
     private static string PrecisionKey(Trainer trainer) => trainer.Strategy.Precision.StateKey;
 
-    public static void RestoreWeights(LightningModule module, Checkpoint? checkpoint)
+    public static void RestoreWeights(Trainer trainer, LightningModule module, Checkpoint? checkpoint)
     {
         if (checkpoint is null) return;
-        module.OnLoadCheckpoint(checkpoint);
+        trainer.Hooks.Call(Hooks.OnLoadCheckpointModule, module, checkpoint);
         checkpoint.RestoreWeights(module);
     }
 
     public static void RestoreWeightsAndCallbacks<TBatch>(Trainer trainer, LightningModule module, DataSource<TBatch> data, Checkpoint checkpoint)
     {
-        RestoreWeights(module, checkpoint);
+        RestoreWeights(trainer, module, checkpoint);
         if (data.DataModule is { } datamodule)
         {
             if (checkpoint.DataModule is { } state) datamodule.LoadState(state);
@@ -95,11 +91,7 @@ internal static class CheckpointConnector
                 datamodule.RestoreHyperparameters(checkpoint.DataModuleHyperparameters);
         }
         if (checkpoint.Callbacks[PrecisionKey(trainer)] is JsonObject precision) trainer.Strategy.Precision.LoadState(precision);
-        foreach (var callback in trainer.Callbacks)
-        {
-            callback.OnLoadCheckpoint(trainer, module, checkpoint);
-            if (checkpoint.Callbacks[callback.StateKey] is JsonObject saved) callback.LoadState(saved);
-        }
+        trainer.Hooks.Call(Hooks.OnLoadCheckpointCallbacks, module, checkpoint);
     }
 
     public static void RestoreTrainingState(Trainer trainer, FitLoop loop, Checkpoint checkpoint)
@@ -138,7 +130,7 @@ internal static class CheckpointConnector
         if (checkpoint.RngState is { } rng)
         {
             // libtorch aborts the process on a state of the wrong size: refuse it here instead.
-            using var current = LibTorch.GetRngState();
+            using var current = LightningSeed.GetRngState();
             if (rng.Length != current.numel())
                 throw new InvalidDataException(
                     $"The checkpoint's random generator state has {rng.Length} bytes; libtorch's CPU generator state has {current.numel()}.");

@@ -12,10 +12,12 @@ internal sealed class DataSource<TBatch>
 
     public LightningDataModule<TBatch>? DataModule { get; }
 
-    /// <summary>True when a validation loader was passed directly (not asked of a datamodule).</summary>
-    public bool ValGiven => _val is not null;
+    /// <summary>True when a validation loader was passed, or the datamodule overrides <c>ValDataLoader</c> (Lightning's <c>is_defined</c>, without calling it).</summary>
+    public bool ValDefined => _val is not null
+        || DataModule?.GetType().GetMethod(nameof(LightningDataModule<TBatch>.ValDataLoader), Type.EmptyTypes)?.DeclaringType is { } declaring
+            && declaring != typeof(LightningDataModule<TBatch>);
 
-    /// <summary>Turns a loader into this rank's share under "ddp" (the flag says training); null keeps loaders whole.</summary>
+    /// <summary>Turns a loader into this process's share (the flag says training): the strategy's <c>ShardLoader</c> with <c>UseDistributedSampler</c>; null keeps loaders whole.</summary>
     public Func<IEnumerable<TBatch>, bool, IEnumerable<TBatch>>? Shard { get; set; }
 
     public IEnumerable<TBatch> Train() => Apply(_train ?? DataModule?.TrainDataLoader()

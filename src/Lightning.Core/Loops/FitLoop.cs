@@ -55,7 +55,7 @@ public sealed class FitLoop
     /// <summary>
     /// Runs up to <paramref name="count"/> training batches with optimizer steps, but without hooks, step counting,
     /// schedulers or loggers, for callbacks that tune before training (the learning-rate finder). What the steps log
-    /// is forgotten afterwards; restoring the weights and the optimizer is the caller's work.
+    /// is forgotten afterwards; restoring the weights and the optimizer is the caller's work. It runs between epochs only.
     /// </summary>
     /// <param name="count">Batches to run at most.</param>
     /// <param name="beforeBatch">Gets each batch's index before its step.</param>
@@ -66,6 +66,9 @@ public sealed class FitLoop
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentNullException.ThrowIfNull(beforeBatch);
         ArgumentNullException.ThrowIfNull(afterBatch);
+        // Inside an epoch the scratch run would throw away the epoch's own metrics.
+        if (Phase != EpochPhase.BetweenEpochs)
+            throw new InvalidOperationException("RunTuningSteps runs between epochs: call it from OnFitStart, OnSanityCheckStart or OnTrainStart.");
         _trainer.Metrics.BeginScratchRun();
         try
         {

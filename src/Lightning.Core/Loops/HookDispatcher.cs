@@ -4,7 +4,7 @@ using Lightning.Callbacks;
 namespace Lightning.Loops;
 
 /// <summary>
-/// Runs every hook of a trainer from the <see cref="Hooks"/> table, in Lightning's order: the callbacks (in list order),
+/// Runs a trainer's hooks, rows of the <see cref="Hooks"/> table, in Lightning's order: the callbacks (in list order),
 /// then the module; with <see cref="Hook{TArgs, TResult}.MonitorsLast"/>, monitoring callbacks after the module. Each
 /// hook runs in its logging context, restored afterwards (hooks nest: a checkpoint saved inside a batch hook), and is
 /// timed when profiling.

@@ -1,13 +1,15 @@
 using Lightning.Callbacks;
+using Lightning.Checkpoints;
 using static Lightning.Loops.HookContext;
 using static TorchSharp.torch;
 
 namespace Lightning.Loops;
 
 /// <summary>
-/// The hook table: every hook the loops and the trainer run, with the callback method, the module method and the
-/// logging context of each (Lightning's <c>fx_validator</c>: step hooks log per step by default, epoch hooks per epoch
-/// only, the others not at all). Hooks that take a batch are in <see cref="Hooks{TBatch}"/>.
+/// The hook table: every hook the loops, the trainer and the checkpoint connector run, with the callback method, the
+/// module method and the logging context of each (Lightning's <c>fx_validator</c>: step hooks log per step by default,
+/// epoch hooks per epoch only, the others not at all). Hooks that take a batch are in <see cref="Hooks{TBatch}"/>.
+/// <c>OnException</c> is not here: the trainer's exception funnel runs it, each handler on its own.
 /// </summary>
 internal static class Hooks
 {
@@ -60,6 +62,20 @@ internal static class Hooks
     public static readonly Hook<ValueTuple> OnPredictEpochStart = new("on_predict_epoch_start", None, (c, t, m, _) => c.OnPredictEpochStart(t, m), (m, _) => m.OnPredictEpochStart());
     public static readonly Hook<IReadOnlyList<Tensor>> OnPredictEpochEnd = new("on_predict_epoch_end", None, (c, t, m, p) => c.OnPredictEpochEnd(t, m, p), (m, _) => m.OnPredictEpochEnd());
     public static readonly Hook<ValueTuple> OnPredictEnd = new("on_predict_end", None, (c, t, m, _) => c.OnPredictEnd(t, m), (m, _) => m.OnPredictEnd());
+
+    // A checkpoint's hooks come in two rows, because the module's runs first and the callbacks' later, each with its state.
+    public static readonly Hook<Checkpoint> OnSaveCheckpointModule = new("on_save_checkpoint", None, null, (m, checkpoint) => m.OnSaveCheckpoint(checkpoint));
+    public static readonly Hook<Checkpoint> OnSaveCheckpointCallbacks = new("on_save_checkpoint", None, (c, t, m, checkpoint) =>
+    {
+        c.OnSaveCheckpoint(t, m, checkpoint);
+        if (c.SaveState() is { } state) checkpoint.Callbacks[c.StateKey] = state;
+    }, null);
+    public static readonly Hook<Checkpoint> OnLoadCheckpointModule = new("on_load_checkpoint", None, null, (m, checkpoint) => m.OnLoadCheckpoint(checkpoint));
+    public static readonly Hook<Checkpoint> OnLoadCheckpointCallbacks = new("on_load_checkpoint", None, (c, t, m, checkpoint) =>
+    {
+        c.OnLoadCheckpoint(t, m, checkpoint);
+        if (checkpoint.Callbacks[c.StateKey] is System.Text.Json.Nodes.JsonObject saved) c.LoadState(saved);
+    }, null);
 }
 
 /// <summary>The rows of the hook table that take a batch of type <typeparamref name="TBatch"/>, and the steps the strategy runs.</summary>

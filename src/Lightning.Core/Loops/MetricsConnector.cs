@@ -161,7 +161,11 @@ internal sealed class MetricsConnector
     }
 
     /// <summary>What is logged from now until <see cref="EndScratchRun"/> is no real result (the sanity check, tuning steps).</summary>
-    public void BeginScratchRun() => _beforeScratch = new Dictionary<string, double>(_callback);
+    public void BeginScratchRun()
+    {
+        if (_beforeScratch is not null) throw new InvalidOperationException("A scratch run (sanity check or tuning steps) is already under way.");
+        _beforeScratch = new Dictionary<string, double>(_callback);
+    }
 
     /// <summary>Forgets what was logged since <see cref="BeginScratchRun"/>.</summary>
     public void EndScratchRun()

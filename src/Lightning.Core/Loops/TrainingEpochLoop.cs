@@ -29,8 +29,8 @@ internal sealed class TrainingEpochLoop<TBatch> : ITrainingEpochLoop
         _automatic = new AutomaticOptimization(trainer, module, fit);
         // Lightning skips validation when the module has no validation step (its evaluation loop sets up no data).
         _hasValidationStep = module.OverridesValidationStep;
-        if (!_hasValidationStep && data.ValGiven)
-            Console.Error.WriteLine($"You passed a validation data loader, but {module.GetType().Name} has no ValidationStep: validation is skipped.");
+        if (!_hasValidationStep && data.ValDefined && trainer.IsGlobalZero)
+            Console.Error.WriteLine($"There is a validation data loader, but {module.GetType().Name} has no ValidationStep: validation is skipped.");
         (_train, _val) = Loaders();
         trainer.NumTrainingBatches = trainer.Limits.Train.Resolve(DataLoaderLength.Of(_train), nameof(TrainerOptions.LimitTrainBatches));
         trainer.NumValBatches = _val is null ? null : trainer.Limits.Val.Resolve(DataLoaderLength.Of(_val), nameof(TrainerOptions.LimitValBatches));
@@ -55,7 +55,7 @@ internal sealed class TrainingEpochLoop<TBatch> : ITrainingEpochLoop
             for (; batchIdx < skip && batches.MoveNext(); batchIdx++) { }
             if (_fit.ResumeRngState is { } state)
             {
-                LibTorch.SetRngState(state);
+                LightningSeed.SetRngState(state);
                 state.Dispose();
                 _fit.ResumeRngState = null;
             }

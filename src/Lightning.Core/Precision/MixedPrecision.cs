@@ -22,16 +22,16 @@ internal sealed class MixedPrecision(DeviceType device, ScalarType dtype, GradSc
         if (scaler is not null && !scaler.HasUnscaled(optimizer)) scaler.Unscale(optimizer);
     }
 
-    public override bool OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
+    public override OptimizerStepOutcome OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
     {
         if (scaler is null) return base.OptimizerStep(optimizer, closure, beforeStep);
-        if (closure is not null && closure() is null) return false;
+        if (closure is not null && closure() is null) return OptimizerStepOutcome.NoLoss;
         // Hooks and clipping see true gradients; the scaler then steps unless they overflowed.
         UnscaleGradients(optimizer);
         beforeStep?.Invoke();
-        scaler.Step(optimizer);
+        var stepped = scaler.Step(optimizer);
         scaler.Update();
-        return true;
+        return stepped ? OptimizerStepOutcome.Stepped : OptimizerStepOutcome.SkippedOnOverflow;
     }
 
     public override JsonObject? SaveState() => scaler?.SaveState();

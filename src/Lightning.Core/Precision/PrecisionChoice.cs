@@ -22,10 +22,12 @@ public readonly record struct PrecisionChoice
     public PrecisionPlugin? Plugin { get; }
 
     /// <summary>A built-in precision by name or alias.</summary>
-    public static implicit operator PrecisionChoice(string name) => new(name ?? throw new ArgumentNullException(nameof(name)), null);
+    public static implicit operator PrecisionChoice(string name) =>
+        new(name ?? throw new ArgumentNullException("Precision", $"Precision = null is not allowed: use one of {Allowed}, or a PrecisionPlugin instance."), null);
 
     /// <summary>Your own precision plugin.</summary>
-    public static implicit operator PrecisionChoice(PrecisionPlugin plugin) => new(null, plugin ?? throw new ArgumentNullException(nameof(plugin)));
+    public static implicit operator PrecisionChoice(PrecisionPlugin plugin) =>
+        new(null, plugin ?? throw new ArgumentNullException("Precision", $"Precision = null is not allowed: use one of {Allowed}, or a PrecisionPlugin instance."));
 
     /// <inheritdoc />
     public override string ToString() => Plugin?.Name ?? Name ?? "32-true";
@@ -33,8 +35,11 @@ public readonly record struct PrecisionChoice
     /// <summary>The canonical name of the choice; an unknown name fails naming the allowed ones.</summary>
     internal string Validate() => Plugin?.Name ?? Canonical(Name ?? "32-true");
 
-    /// <summary>The plugin for a run on <paramref name="device"/>: the given one, or a fresh built-in one. Float16 mixed precision needs CUDA and falls back to bfloat16 on the CPU, as Lightning does.</summary>
-    internal PrecisionPlugin Create(DeviceType device, Action<string> warn) => Plugin ?? Validate() switch
+    /// <summary>
+    /// The plugin for a run on <paramref name="device"/>: the given one, or a fresh built-in one (the name was validated
+    /// with the options). Float16 mixed precision needs CUDA and falls back to bfloat16 on the CPU, as Lightning does.
+    /// </summary>
+    internal PrecisionPlugin Create(DeviceType device, Action<string> warn) => Plugin ?? Canonical(Name ?? "32-true") switch
     {
         "32-true" => new TruePrecision("32-true", null),
         "64-true" => new TruePrecision("64-true", ScalarType.Float64),

@@ -12,6 +12,8 @@ namespace Lightning.Precision;
 /// </summary>
 public abstract class PrecisionPlugin
 {
+    private bool _attached;
+
     /// <summary>The precision's name, e.g. "bf16-mixed".</summary>
     public abstract string Name { get; }
 
@@ -35,21 +37,43 @@ public abstract class PrecisionPlugin
     public virtual void UnscaleGradients(optim.Optimizer optimizer) { }
 
     /// <summary>
-    /// One optimizer step: runs <paramref name="closure"/> (the training step and backward), then
-    /// <paramref name="beforeStep"/> (gradient reduction, the before-optimizer-step hooks and clipping, on true gradients),
-    /// then steps the optimizer. With a null closure the gradients are already there (manual optimization, Fabric).
+    /// One optimizer step: runs <paramref name="closure"/> (the training step, backward and gradient reduction), makes
+    /// the gradients true ones (<see cref="UnscaleGradients"/>), runs <paramref name="beforeStep"/> (the
+    /// before-optimizer-step hooks and clipping), then steps the optimizer. With a null closure the gradients are
+    /// already there (manual optimization, Fabric).
     /// </summary>
-    /// <returns>False when the closure returned no loss, so nothing was stepped; true otherwise, also when a step was
-    /// skipped because scaled gradients overflowed (such a step still counts, as in Lightning).</returns>
-    public virtual bool OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
+    public virtual OptimizerStepOutcome OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
         Tensor? loss = null;
-        if (closure is not null && (loss = closure()) is null) return false;
+        if (closure is not null && (loss = closure()) is null) return OptimizerStepOutcome.NoLoss;
         beforeStep?.Invoke();
         if (loss is null) optimizer.step();
         else optimizer.step(Reevaluating(loss, closure!));
-        return true;
+        return OptimizerStepOutcome.Stepped;
+    }
+
+    /// <summary>
+    /// Clips the gradients of <paramref name="optimizer"/>'s parameters by total norm or by value, after making them
+    /// true gradients (Lightning's <c>clip_gradients</c>); returns the total norm before clipping when clipping by norm.
+    /// </summary>
+    public virtual double? ClipGradients(optim.Optimizer optimizer, double clipVal, GradientClipAlgorithm algorithm)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        UnscaleGradients(optimizer);
+        return Clip(optimizer, clipVal, algorithm);
+    }
+
+    /// <summary>Clips gradients as they are, without unscaling; null when nothing has a gradient or when clipping by value.</summary>
+    internal static double? Clip(optim.Optimizer optimizer, double clipVal, GradientClipAlgorithm algorithm)
+    {
+        if (clipVal <= 0 || double.IsNaN(clipVal))
+            throw new ArgumentOutOfRangeException(nameof(clipVal), clipVal, $"clipVal = {clipVal} is not allowed: it must be greater than 0.");
+        var parameters = optimizer.parameters().Where(p => p.grad is not null).ToArray();
+        if (parameters.Length == 0) return null;
+        if (algorithm == GradientClipAlgorithm.Norm) return nn.utils.clip_grad_norm_(parameters, clipVal);
+        nn.utils.clip_grad_value_(parameters, clipVal);
+        return null;
     }
 
     /// <summary>
@@ -80,4 +104,13 @@ public abstract class PrecisionPlugin
 
     /// <inheritdoc />
     public override string ToString() => Name;
+
+    /// <summary>Claims the plugin for one strategy, or gives it back (<paramref name="attach"/> false): its state (a loss scale) belongs to one run.</summary>
+    internal void Attach(bool attach = true)
+    {
+        if (attach && _attached)
+            throw new InvalidOperationException(
+                $"This {GetType().Name} instance already serves another Trainer or Fabric; give each its own (TrainerOptions.Precision = new {GetType().Name}(...)).");
+        _attached = attach;
+    }
 }

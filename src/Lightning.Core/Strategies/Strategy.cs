@@ -81,7 +81,11 @@ public abstract class Strategy
     }
 
     /// <summary>This process's share of a data loader (Lightning's distributed sampler); the loader itself in one process.</summary>
-    public virtual IEnumerable<TBatch> ShardLoader<TBatch>(IEnumerable<TBatch> loader, bool training) => loader;
+    public virtual IEnumerable<TBatch> ShardLoader<TBatch>(IEnumerable<TBatch> loader, bool training)
+    {
+        ArgumentNullException.ThrowIfNull(loader);
+        return loader;
+    }
 
     /// <summary>A batch (a tensor, or a list, array or string dictionary of tensors) on <see cref="RootDevice"/> with floating tensors in the precision's dtype; the same object when nothing needs to change.</summary>
     public virtual TBatch BatchToDevice<TBatch>(TBatch batch) =>
@@ -128,7 +132,7 @@ public abstract class Strategy
     public virtual void ReduceGradients(nn.Module module) { }
 
     /// <summary>One optimizer step through the precision plugin; see <see cref="PrecisionPlugin.OptimizerStep"/>.</summary>
-    public virtual bool OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep) =>
+    public virtual OptimizerStepOutcome OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep) =>
         Precision.OptimizerStep(optimizer, closure, beforeStep);
 
     /// <summary>Reduces scalars over the processes (the same operation for each); a copy in one process.</summary>
@@ -173,17 +177,21 @@ public abstract class Strategy
     /// runs the file is written in the background about a second later (not at all if the same file is saved again or
     /// deleted before then) and is on disk when the stage returns; otherwise it is written at once.
     /// </summary>
-    public virtual void SaveCheckpoint(Checkpoint checkpoint, string path)
+    public void SaveCheckpoint(Checkpoint checkpoint, string path)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            checkpoint.Release();
+            throw new ArgumentException($"path = \"{path}\" is not allowed: give the checkpoint file to write.", nameof(path));
+        }
         if (!IsGlobalZero) checkpoint.Release();
         else if (_inStage) _checkpoints.Write(path, checkpoint.SaveAndRelease, checkpoint.Release);
         else checkpoint.SaveAndRelease(path);
     }
 
     /// <summary>Deletes a checkpoint file after any pending write of it (global rank zero only); checkpoint callbacks use this, not <c>File.Delete</c>.</summary>
-    public virtual void RemoveCheckpoint(string path)
+    public void RemoveCheckpoint(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         if (!IsGlobalZero) return;
@@ -201,19 +209,33 @@ public abstract class Strategy
     /// <summary>Called when a trainer's stage ends, successfully or not, after its checkpoints are on disk.</summary>
     public virtual void Teardown() { }
 
-    /// <summary>Sets the accelerator, devices and precision (Lightning's accelerator connector does this).</summary>
+    /// <summary>Sets the accelerator, devices and precision (Lightning's accelerator connector does this), once: a strategy serves one trainer or Fabric.</summary>
     internal void Connect(Accelerator accelerator, IReadOnlyList<Device> devices, Devices requested, int numNodes, PrecisionPlugin precision)
     {
+        if (_accelerator is not null)
+            throw new InvalidOperationException(
+                $"This {GetType().Name} instance already serves another Trainer or Fabric; give each its own (TrainerOptions.Strategy = new {GetType().Name}(...)).");
+        precision.Attach();
         (_accelerator, _devices, RequestedDevices, NumNodes, _precision) = (accelerator, devices, requested, numNodes, precision);
-        CheckDevices();
-        SetupEnvironment();
+        try
+        {
+            CheckDevices();
+            SetupEnvironment();
+        }
+        catch
+        {
+            // Refused: both stay free for a corrected setting.
+            (_accelerator, _precision) = (null, null);
+            precision.Attach(false);
+            throw;
+        }
         _transfersBatches = RootDevice.type != DeviceType.CPU || precision.Dtype is not null;
     }
 
     /// <summary>Checkpoints are written in the background from now until <see cref="EndStage"/>.</summary>
     internal void BeginStage() => _inStage = true;
 
-    /// <summary>Checkpoints are written at once from now on (flush first: the stage's own may still be pending).</summary>
+    /// <summary>Checkpoints are written at once from now on; ones queued during the stage stay queued until <see cref="FlushCheckpoints"/>.</summary>
     internal void EndStage() => _inStage = false;
 
     /// <summary>Waits until every checkpoint asked for is on disk.</summary>

@@ -21,10 +21,12 @@ public readonly record struct StrategyChoice
     /// "auto" (data parallel when several devices are asked for, else one device), "single_device", "dp" (one
     /// process, each batch split across replicas) or "ddp" (one process per device on MPI).
     /// </summary>
-    public static implicit operator StrategyChoice(string name) => new(name ?? throw new ArgumentNullException(nameof(name)), null);
+    public static implicit operator StrategyChoice(string name) =>
+        new(name ?? throw new ArgumentNullException("Strategy", "Strategy = null is not allowed: use a name (\"auto\", \"single_device\", \"dp\", \"ddp\") or a Strategy instance."), null);
 
     /// <summary>Your own strategy.</summary>
-    public static implicit operator StrategyChoice(Strategy strategy) => new(null, strategy ?? throw new ArgumentNullException(nameof(strategy)));
+    public static implicit operator StrategyChoice(Strategy strategy) =>
+        new(null, strategy ?? throw new ArgumentNullException("Strategy", "Strategy = null is not allowed: use a name or a Strategy instance."));
 
     /// <summary>True when this choice runs one process per device over several machines ("ddp" or a <see cref="DdpStrategy"/>).</summary>
     internal bool SpansNodes => Strategy is DdpStrategy || Name == "ddp";
@@ -39,16 +41,13 @@ public readonly record struct StrategyChoice
             throw new ArgumentOutOfRangeException("Strategy", Name, $"Strategy = \"{Name}\" is not allowed: use one of {string.Join(", ", s_names.Select(s => $"\"{s}\""))}, or a Strategy instance.");
     }
 
-    /// <summary>The strategy for a run on <paramref name="deviceCount"/> devices: the given one, or a fresh built-in one.</summary>
-    internal Strategy Create(int deviceCount, TimeSpan distributedTimeout)
-    {
-        Validate();
-        return Strategy ?? (Name ?? "auto") switch
+    /// <summary>The strategy for a run on <paramref name="deviceCount"/> devices: the given one, or a fresh built-in one (the name was validated with the options).</summary>
+    internal Strategy Create(int deviceCount, TimeSpan distributedTimeout) =>
+        Strategy ?? (Name ?? "auto") switch
         {
             "single_device" => new SingleDeviceStrategy(),
             "dp" => new DataParallelStrategy(),
             "ddp" => new DdpStrategy(distributedTimeout),
             _ => deviceCount > 1 ? new DataParallelStrategy() : new SingleDeviceStrategy(),
         };
-    }
 }

@@ -116,8 +116,16 @@ internal sealed class ModelFileWatcher<TModel> : IDisposable
             var previous = _reloadToken;
             Volatile.Write(ref _model, model);
             Volatile.Write(ref _reloadToken, new ModelReloadToken());
-            Reloaded?.Invoke();
-            previous.OnReload();
+            try
+            {
+                Reloaded?.Invoke();
+                previous.OnReload();
+            }
+            catch (Exception e) when (!_disposed)
+            {
+                // Listeners run on the debounce timer's thread, where an escaping exception would end the process.
+                ReloadFailed?.Invoke(e);
+            }
         }
     }
 
@@ -134,6 +142,14 @@ internal sealed class ModelFileWatcher<TModel> : IDisposable
                 file.CopyTo(bytes);
                 return bytes.ToArray();
             }
+            catch (FileNotFoundException e)
+            {
+                throw new FileNotFoundException($"Model file '{FilePath}' does not exist.", FilePath, e);
+            }
+            catch (DirectoryNotFoundException e)
+            {
+                throw new FileNotFoundException($"Model file '{FilePath}' does not exist: its folder is missing.", FilePath, e);
+            }
             catch (IOException) when (attempt < OpenRetries && !_disposed)
             {
                 if (attempt == 1) FileLocked?.Invoke();
@@ -141,7 +157,8 @@ internal sealed class ModelFileWatcher<TModel> : IDisposable
             }
             catch (IOException e)
             {
-                throw new IOException($"Model file {FilePath} still got locked after 5 seconds, fail to reload.", e);
+                throw new IOException(
+                    $"Model file '{FilePath}' could not be read: another process held it for {OpenRetries * s_openRetryDelay.TotalSeconds:0} seconds.", e);
             }
         }
     }

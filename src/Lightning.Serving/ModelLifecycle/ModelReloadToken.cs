@@ -3,8 +3,9 @@ using Microsoft.Extensions.Primitives;
 namespace Lightning.Serving;
 
 /// <summary>
-/// The change token a <see cref="ModelLoader"/> hands out: it fires once, when the loader has a new model ready.
-/// A loader swaps in a fresh token after each successful load and then calls <see cref="OnReload"/> on the old one.
+/// The change token a <see cref="ModelLoader"/> (and the file watcher behind the v2 models) hands out: it fires once,
+/// when a new model is ready. The owner swaps in a fresh token after each successful load and then calls
+/// <see cref="OnReload"/> on the old one.
 /// </summary>
 public class ModelReloadToken : IChangeToken
 {

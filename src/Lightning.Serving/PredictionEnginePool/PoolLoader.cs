@@ -67,7 +67,18 @@ internal sealed class PoolLoader<TData, TPrediction> : IDisposable
         var generation = new EngineGeneration<TData, TPrediction>(_context, model, info, _maxRetained, Owners);
         // Build one engine now: a model that does not fit the types fails here, not in the first request.
         generation.TryAcquire();
-        generation.Return(generation.Take());
+        try
+        {
+            generation.Return(generation.Take());
+        }
+        catch
+        {
+            // Nothing serves this generation: dispose it, and with it the model unless the serving generation has it too.
+            generation.KeepModel = ReferenceEquals(model, _generations.Current?.Model);
+            generation.Release();
+            generation.Retire();
+            throw;
+        }
         PredictionEnginePoolLog.ModelServing(_logger, _modelName, version, _source, device);
         return generation;
     }

@@ -139,6 +139,57 @@ public class LoggingTests
         Assert.Equal(2.0, trainer.CallbackMetrics["b"]);
     }
 
+    [Fact]
+    public void LogInOnTrainStart_IsAnEpochValue_AsLightningAllows()
+    {
+        using var root = new TempDirectory();
+        var model = new HookLoggingModel(onTrainStart: m => m.Log("start", 3.0));
+        var trainer = new Trainer(Options(root) with { MaxEpochs = 1, Loggers = [] });
+        trainer.Fit(model, RandomBatches.Create(1));
+        Assert.Equal(3.0, trainer.CallbackMetrics["start"]);
+        Assert.Throws<InvalidOperationException>(() => new Trainer(Options(root) with { MaxEpochs = 1, Loggers = [] })
+            .Fit(new HookLoggingModel(onTrainStart: m => m.Log("start", 3.0, onStep: true)), RandomBatches.Create(1)));
+    }
+
+    [Theory]
+    [InlineData("on_validation_end")]
+    [InlineData("lr_scheduler_step")]
+    [InlineData("on_save_checkpoint")]
+    public void LogInHooksLightningForbids_IsRefusedNamingTheHook(string hook)
+    {
+        using var root = new TempDirectory();
+        var model = new HookLoggingModel(forbidden: hook, log: m => m.Log("x", 1.0));
+        var trainer = new Trainer(Options(root) with { MaxEpochs = 1, Loggers = [], EnableCheckpointing = true });
+        var error = Assert.Throws<InvalidOperationException>(() => trainer.Fit(model, RandomBatches.Create(2), RandomBatches.Create(1)));
+        Assert.StartsWith($"You can't Log() inside {hook}", error.Message);
+    }
+
+    private sealed class HookLoggingModel(Action<HookLoggingModel>? onTrainStart = null, string? forbidden = null, Action<HookLoggingModel>? log = null)
+        : BoringModel
+    {
+        public override void ValidationStep(Tensor batch, int batchIdx) { }
+        public override void OnTrainStart() => onTrainStart?.Invoke(this);
+        public override void OnValidationEnd() => LogIn("on_validation_end");
+        public override void OnSaveCheckpoint(Lightning.Checkpoints.Checkpoint checkpoint) => LogIn("on_save_checkpoint");
+
+        public override void LrSchedulerStep(optim.lr_scheduler.LRScheduler scheduler, double? metric)
+        {
+            LogIn("lr_scheduler_step");
+            base.LrSchedulerStep(scheduler, metric);
+        }
+
+        public override OptimizerConfiguration ConfigureOptimizers()
+        {
+            var optimizer = optim.SGD(parameters(), Lr);
+            return new OptimizerConfiguration(optimizer, optim.lr_scheduler.StepLR(optimizer, 1));
+        }
+
+        private void LogIn(string hook)
+        {
+            if (hook == forbidden) log?.Invoke(this);
+        }
+    }
+
     private sealed class LoggingModel(
         Action<LoggingModel, int>? step = null,
         Action<LoggingModel, Tensor>? validation = null,

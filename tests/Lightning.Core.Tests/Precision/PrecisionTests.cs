@@ -152,6 +152,33 @@ public class PrecisionTests
         Assert.Equal(cuda.is_available() ? DeviceType.CUDA : DeviceType.CPU, trainer.RootDevice.type);
     }
 
+    [Fact]
+    public void TruePrecision_CastsLayersTheModuleBuildsInSetup()
+    {
+        // As in Lightning, the strategy places and casts the module after the setup hooks, so layers built there train too.
+        using var root = new TempDirectory();
+        var model = new LayerInSetupModel();
+        new Trainer(Quiet(root) with { MaxEpochs = 1, Precision = "64-true" }).Fit(model, RandomBatches.Create(2));
+        Assert.NotEmpty(model.parameters());
+        Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float64, p.dtype));
+    }
+
+    private sealed class LayerInSetupModel() : LightningModule<Tensor>(nameof(LayerInSetupModel))
+    {
+        private nn.Module<Tensor, Tensor>? _layer;
+
+        public override void Setup(Stage stage)
+        {
+            if (_layer is not null) return;
+            _layer = nn.Linear(32, 2);
+            register_module("layer", _layer);
+        }
+
+        public override Tensor? TrainingStep(Tensor batch, int batchIdx) => _layer!.forward(batch).pow(2).mean();
+
+        public override OptimizerConfiguration ConfigureOptimizers() => optim.SGD(parameters(), 0.1);
+    }
+
     private class ProbeModel : BoringModel
     {
         public List<ScalarType> OutputDtypes { get; } = [];

@@ -61,6 +61,61 @@ public class UserPluginTests
         Assert.Equal(512, resumed.Scale);
     }
 
+    [Fact]
+    public void GradientsAreReduced_BeforeThePrecisionUnscalesAndChecksThem_InAutomaticAndManualOptimization()
+    {
+        // Under "ddp" every rank must unscale, check for overflow and clip the same (averaged) gradients.
+        foreach (var model in new BoringModel[] { new BoringModel(), new ManualBoringModel() })
+        {
+            using var root = new TempDirectory();
+            var precision = new StaticLossScale(2);
+            var strategy = new ReducingStrategy(precision.Events);
+            new Trainer(Quiet(root) with { MaxEpochs = 1, Strategy = strategy, Precision = precision }).Fit(model, RandomBatches.Create(2));
+            Assert.Equal(["reduce", "unscale", "step", "reduce", "unscale", "step"], precision.Events);
+        }
+    }
+
+    [Fact]
+    public void OneStrategyOrPrecisionInstance_ForTwoTrainers_IsRefusedNamingTheFix()
+    {
+        using var root = new TempDirectory();
+        var strategy = new MicroBatchStrategy();
+        _ = new Trainer(Quiet(root) with { Strategy = strategy });
+        var error = Assert.Throws<InvalidOperationException>(() => new Trainer(Quiet(root) with { Strategy = strategy }));
+        Assert.Contains("This MicroBatchStrategy instance already serves another Trainer or Fabric; give each its own", error.Message);
+
+        var precision = new StaticLossScale(4);
+        _ = new Trainer(Quiet(root) with { Precision = precision });
+        error = Assert.Throws<InvalidOperationException>(() => new Lightning.Fabric(new FabricOptions { Precision = precision }));
+        Assert.Contains("This StaticLossScale instance already serves another Trainer or Fabric; give each its own", error.Message);
+    }
+
+    /// <summary>Steps its optimizer itself, with a closure, as manual optimization does.</summary>
+    private sealed class ManualBoringModel : BoringModel
+    {
+        public ManualBoringModel() => AutomaticOptimization = false;
+
+        public override Tensor? TrainingStep(Tensor batch, int batchIdx)
+        {
+            var optimizer = Optimizers()[0];
+            Tensor? loss = null;
+            optimizer.ZeroGrad();
+            optimizer.Step(() =>
+            {
+                loss = base.TrainingStep(batch, batchIdx);
+                ManualBackward(loss!);
+                return loss;
+            });
+            return loss;
+        }
+    }
+
+    /// <summary>Notes when it is asked to make the gradients the same on every process.</summary>
+    private sealed class ReducingStrategy(List<string> events) : Strategy
+    {
+        public override void ReduceGradients(nn.Module module) => events.Add("reduce");
+    }
+
     /// <summary>Runs each training step as two micro-batches, one after the other, and returns their size-weighted mean loss.</summary>
     private sealed class MicroBatchStrategy : Strategy
     {
@@ -108,14 +163,18 @@ public class UserPluginTests
                 p.grad?.div_(Scale);
         }
 
-        public override bool OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
+        public List<string> Events { get; } = [];
+
+        public override OptimizerStepOutcome OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
         {
-            if (closure is not null && closure() is null) return false;
+            if (closure is not null && closure() is null) return OptimizerStepOutcome.NoLoss;
+            Events.Add("unscale");
             UnscaleGradients(optimizer);
             beforeStep?.Invoke();
+            Events.Add("step");
             optimizer.step();
             Steps++;
-            return true;
+            return OptimizerStepOutcome.Stepped;
         }
 
         public override JsonObject SaveState() => new() { ["scale"] = Scale };
