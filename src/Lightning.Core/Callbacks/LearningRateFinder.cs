@@ -4,20 +4,6 @@ using static TorchSharp.torch;
 
 namespace Lightning.Callbacks;
 
-/// <summary>How <see cref="LearningRateFinder"/> raises the learning rate from one batch to the next.</summary>
-public enum LearningRateFinderMode
-{
-    /// <summary>By a constant factor: evenly spaced on a log scale.</summary>
-    Exponential,
-    /// <summary>By a constant amount.</summary>
-    Linear,
-}
-
-/// <summary>What a <see cref="LearningRateFinder"/> search recorded: the learning rate of each batch and the smoothed loss after it.</summary>
-/// <param name="LearningRates">The learning rate each batch trained with.</param>
-/// <param name="Losses">The smoothed training loss after each batch (NaN where the step returned no loss).</param>
-public sealed record LearningRateFinderResults(IReadOnlyList<double> LearningRates, IReadOnlyList<double> Losses);
-
 /// <summary>
 /// A learning-rate range test before training, as Lightning's <c>LearningRateFinder</c>: when the fit starts it trains
 /// up to <see cref="NumTraining"/> batches while raising the learning rate from <see cref="MinLr"/> to <see cref="MaxLr"/>,

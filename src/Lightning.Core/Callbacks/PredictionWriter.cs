@@ -2,17 +2,6 @@ using static TorchSharp.torch;
 
 namespace Lightning.Callbacks;
 
-/// <summary>When a <see cref="PredictionWriter"/> writes (Lightning's <c>write_interval</c>).</summary>
-public enum WriteInterval
-{
-    /// <summary>After every prediction batch, through <see cref="PredictionWriter.WriteOnBatchEnd"/>.</summary>
-    Batch,
-    /// <summary>Once, after the prediction epoch, through <see cref="PredictionWriter.WriteOnEpochEnd"/>.</summary>
-    Epoch,
-    /// <summary>Both after every batch and after the epoch.</summary>
-    BatchAndEpoch,
-}
-
 /// <summary>
 /// The base of callbacks that store predictions as <see cref="Trainer.Predict{TBatch}(LightningModule{TBatch}, IEnumerable{TBatch}, string?)"/>
 /// makes them, as Lightning's <c>BasePredictionWriter</c>: override <see cref="WriteOnBatchEnd"/>, <see cref="WriteOnEpochEnd"/>

@@ -6,15 +6,6 @@ using static TorchSharp.torch;
 
 namespace Lightning.Callbacks;
 
-/// <summary>How <see cref="StochasticWeightAveraging"/> moves the learning rate to the SWA rate (PyTorch's <c>SWALR</c> <c>anneal_strategy</c>).</summary>
-public enum SwaAnnealingStrategy
-{
-    /// <summary>Along half a cosine: <c>alpha = (1 - cos(pi * t)) / 2</c>.</summary>
-    Cos,
-    /// <summary>In a straight line: <c>alpha = t</c>.</summary>
-    Linear,
-}
-
 /// <summary>
 /// Stochastic Weight Averaging (Izmailov et al., 2018), as Lightning's <c>StochasticWeightAveraging</c>: from the SWA
 /// start epoch to the last one, the learning rate of each parameter group anneals to its SWA rate over

@@ -1,14 +1,5 @@
 namespace Lightning.Loggers;
 
-/// <summary>How a run ended, for <see cref="LightningLogger.Complete"/>.</summary>
-public enum RunStatus
-{
-    /// <summary>The run finished.</summary>
-    Success,
-    /// <summary>The run stopped with an exception.</summary>
-    Failed,
-}
-
 /// <summary>
 /// Receives metrics and hyperparameters from the trainer. Loggers that write files keep them under
 /// <c>&lt;saveDir&gt;/&lt;name&gt;/version_N</c>, where N is the next free version unless given.
