@@ -33,7 +33,10 @@ public abstract class PrecisionPlugin
     /// <summary>The tensor to call backward on for <paramref name="loss"/> (Lightning's <c>pre_backward</c>); loss scaling multiplies it.</summary>
     public virtual Tensor PreBackward(Tensor loss) => loss;
 
-    /// <summary>Turns the gradients of <paramref name="optimizer"/>'s parameters back into true gradients, once per step (a no-op without loss scaling).</summary>
+    /// <summary>
+    /// Turns the gradients of <paramref name="optimizer"/>'s parameters back into true gradients (a no-op without loss
+    /// scaling). It is called before clipping and again before the step, so it must unscale once per step.
+    /// </summary>
     public virtual void UnscaleGradients(optim.Optimizer optimizer) { }
 
     /// <summary>
@@ -47,6 +50,7 @@ public abstract class PrecisionPlugin
         ArgumentNullException.ThrowIfNull(optimizer);
         Tensor? loss = null;
         if (closure is not null && (loss = closure()) is null) return OptimizerStepOutcome.NoLoss;
+        UnscaleGradients(optimizer);
         beforeStep?.Invoke();
         if (loss is null) optimizer.step();
         else optimizer.step(Reevaluating(loss, closure!));

@@ -23,24 +23,24 @@ public class UserPluginTests
 
         manual_seed(5);
         var reference = new BoringModel();
-        new Trainer(Quiet(root) with { MaxEpochs = 2 }).Fit(reference, batches);
+        new Trainer(Quiet(root) with { MaxEpochs = 2, GradientClipVal = 0.05 }).Fit(reference, batches);
 
         manual_seed(5);
         var model = new BoringModel();
         var strategy = new MicroBatchStrategy();
         var precision = new StaticLossScale(1024);
-        var trainer = new Trainer(Quiet(root) with { MaxEpochs = 2, Strategy = strategy, Precision = precision });
+        var trainer = new Trainer(Quiet(root) with { MaxEpochs = 2, GradientClipVal = 0.05, Strategy = strategy, Precision = precision });
         trainer.Fit(model, batches);
 
         Assert.Same(strategy, trainer.Strategy);
         Assert.Same(precision, trainer.Strategy.Precision);
         Assert.Equal("static-1024", trainer.Precision);
         Assert.Equal(12L, trainer.GlobalStep);
-        // Every step ran through both plugins: two micro-batches each, the loss scaled, the gradients unscaled.
+        // Every step ran through both plugins: two micro-batches each, the loss scaled, the gradients unscaled once, before clipping.
         Assert.Equal(24, strategy.MicroBatches);
         Assert.Equal(12, precision.Steps);
         Assert.Equal(["setup", "teardown"], strategy.Stages);
-        // Half-batch losses averaged by size give the full batch's gradient, scaled by a power of two and back.
+        // Half-batch losses averaged by size give the full batch's gradient, scaled by a power of two and back, then clipped.
         foreach (var (name, weight) in reference.state_dict())
             AssertClose(weight, model.state_dict()[name], name);
     }
@@ -156,25 +156,32 @@ public class UserPluginTests
 
         public override Tensor PreBackward(Tensor loss) => loss * Scale;
 
+        public List<string> Events { get; } = [];
+
+        private bool _unscaled;
+
         public override void UnscaleGradients(optim.Optimizer optimizer)
         {
+            // Called before clipping and again before the step: once per step.
+            if (_unscaled) return;
+            _unscaled = true;
+            Events.Add("unscale");
             using var noGrad = no_grad();
             foreach (var p in optimizer.parameters())
                 p.grad?.div_(Scale);
         }
 
-        public List<string> Events { get; } = [];
-
         public override OptimizerStepOutcome OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep)
         {
-            if (closure is not null && closure() is null) return OptimizerStepOutcome.NoLoss;
-            Events.Add("unscale");
-            UnscaleGradients(optimizer);
-            beforeStep?.Invoke();
-            Events.Add("step");
-            optimizer.step();
-            Steps++;
-            return OptimizerStepOutcome.Stepped;
+            // The base runs the closure, unscales, runs the hooks and clipping, and steps.
+            var outcome = base.OptimizerStep(optimizer, closure, beforeStep);
+            if (outcome == OptimizerStepOutcome.Stepped)
+            {
+                Events.Add("step");
+                Steps++;
+            }
+            _unscaled = false;
+            return outcome;
         }
 
         public override JsonObject SaveState() => new() { ["scale"] = Scale };
