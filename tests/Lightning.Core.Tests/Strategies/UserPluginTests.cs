@@ -76,6 +76,39 @@ public class UserPluginTests
     }
 
     [Fact]
+    public void ManualClipping_GoesThroughThePrecision_WhichUnscalesFirst()
+    {
+        // Manual optimization clips before the step: the plugin must hand true gradients to the clipping.
+        using var root = new TempDirectory();
+        var batches = RandomBatches.Create(4, batchSize: 4, seed: 6);
+        manual_seed(8);
+        var reference = new ClippingManualModel();
+        new Trainer(Quiet(root) with { MaxEpochs = 1 }).Fit(reference, batches);
+        manual_seed(8);
+        var model = new ClippingManualModel();
+        new Trainer(Quiet(root) with { MaxEpochs = 1, Precision = new StaticLossScale(1024) }).Fit(model, batches);
+        foreach (var (name, weight) in reference.state_dict())
+            AssertClose(weight, model.state_dict()[name], name);
+    }
+
+    /// <summary>Manual optimization that clips the gradients hard before each step.</summary>
+    private sealed class ClippingManualModel : BoringModel
+    {
+        public ClippingManualModel() => AutomaticOptimization = false;
+
+        public override Tensor? TrainingStep(Tensor batch, int batchIdx)
+        {
+            var optimizer = Optimizers()[0];
+            optimizer.ZeroGrad();
+            var loss = base.TrainingStep(batch, batchIdx)!;
+            ManualBackward(loss);
+            ClipGradients(optimizer.Optimizer, 0.01);
+            optimizer.Step();
+            return loss;
+        }
+    }
+
+    [Fact]
     public void OneStrategyOrPrecisionInstance_ForTwoTrainers_IsRefusedNamingTheFix()
     {
         using var root = new TempDirectory();
