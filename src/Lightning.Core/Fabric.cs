@@ -1,3 +1,5 @@
+using Lightning.Checkpoints;
+using Lightning.IO;
 using System.IO.Compression;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -192,42 +194,30 @@ public sealed class Fabric
         Barrier();
     }
 
-    private static void Write(string path, IReadOnlyDictionary<string, object> state)
+    private static void Write(string path, IReadOnlyDictionary<string, object> state) => DurableFile.Write(path, file =>
     {
-        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(directory);
-        var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        try
+        using var archive = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
+        var values = new JsonObject();
+        foreach (var (key, value) in state)
         {
-            using (var archive = ZipFile.Open(temp, ZipArchiveMode.Create))
+            switch (value)
             {
-                var values = new JsonObject();
-                foreach (var (key, value) in state)
-                {
-                    switch (value)
-                    {
-                        case nn.Module module:
-                            using (var stream = archive.CreateEntry($"modules/{key}", CompressionLevel.NoCompression).Open()) module.save(stream);
-                            break;
-                        case OptimizerHelper optimizer:
-                            using (var writer = new BinaryWriter(archive.CreateEntry($"optimizers/{key}", CompressionLevel.NoCompression).Open()))
-                                optimizer.save_state_dict(writer);
-                            break;
-                        default:
-                            values[key] = JsonSerializer.SerializeToNode(value);
-                            break;
-                    }
-                }
-                using var json = archive.CreateEntry("state.json").Open();
-                JsonSerializer.Serialize(json, values);
+                case nn.Module module:
+                    using (var stream = new BufferedStream(archive.CreateEntry($"modules/{key}", CompressionLevel.NoCompression).Open(), 1 << 16))
+                        StateDictStream.Write(stream, module);
+                    break;
+                case OptimizerHelper optimizer:
+                    using (var writer = new BinaryWriter(new BufferedStream(archive.CreateEntry($"optimizers/{key}", CompressionLevel.NoCompression).Open(), 1 << 16)))
+                        optimizer.save_state_dict(writer);
+                    break;
+                default:
+                    values[key] = JsonSerializer.SerializeToNode(value);
+                    break;
             }
-            File.Move(temp, path, overwrite: true);
         }
-        finally
-        {
-            File.Delete(temp);
-        }
-    }
+        using var json = archive.CreateEntry("state.json").Open();
+        JsonSerializer.Serialize(json, values);
+    });
 
     /// <summary>
     /// Loads what <see cref="Save"/> wrote: modules and optimizers named in <paramref name="state"/> are restored in place;
@@ -244,10 +234,12 @@ public sealed class Fabric
             switch (value)
             {
                 case nn.Module module:
-                    using (var stream = Entry(archive, $"modules/{key}", path).Open()) module.load(stream, strict);
+                    using (var stream = new BufferedStream(Entry(archive, $"modules/{key}", path).Open(), 1 << 16))
+                        StateDictStream.Read(stream, module, strict, $"Fabric checkpoint '{path}' (module '{key}')");
                     break;
                 case OptimizerHelper optimizer:
-                    using (var reader = new BinaryReader(Entry(archive, $"optimizers/{key}", path).Open())) optimizer.load_state_dict(reader);
+                    using (var reader = new BinaryReader(new BufferedStream(Entry(archive, $"optimizers/{key}", path).Open(), 1 << 16)))
+                        optimizer.load_state_dict(reader);
                     break;
                 default:
                     throw new ArgumentException($"State entry '{key}' is a {value.GetType().Name}; only modules and optimizers are restored in place (other values are returned).", nameof(state));

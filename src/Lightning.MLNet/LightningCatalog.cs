@@ -5,7 +5,8 @@ namespace Lightning.MLNet;
 
 /// <summary>
 /// Lightning on ML.NET's catalogs: the trainers <c>mlContext.Regression.Trainers.Lightning(...)</c> and
-/// <c>mlContext.MulticlassClassification.Trainers.Lightning(...)</c>, and the transform <c>mlContext.Transforms.Lightning(...)</c>.
+/// <c>mlContext.MulticlassClassification.Trainers.Lightning(...)</c>, the transform <c>mlContext.Transforms.Lightning(...)</c>,
+/// and durable model saves <c>mlContext.Model.SaveDurably(...)</c>.
 /// </summary>
 /// <remarks>
 /// A trainer's module factory is called once per <c>Fit</c>, so two fits give independent models. The module must implement
@@ -70,5 +71,22 @@ public static class LightningCatalog
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return new LightningTransformEstimator(module, options);
+    }
+
+    /// <summary>
+    /// Saves <paramref name="model"/> as <c>mlContext.Model.Save</c> does, but durably: into a temporary file that is
+    /// flushed to disk and then renamed over <paramref name="filePath"/>, so a crash, a full disk or a power loss during the
+    /// save keeps the previous model file intact.
+    /// </summary>
+    /// <param name="catalog">The model operations catalog (<c>mlContext.Model</c>).</param>
+    /// <param name="model">The trained model.</param>
+    /// <param name="inputSchema">The schema of the data the model reads.</param>
+    /// <param name="filePath">The model file (<c>model.zip</c>) to write or replace.</param>
+    public static void SaveDurably(this ModelOperationsCatalog catalog, ITransformer model, DataViewSchema inputSchema, string filePath)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrWhiteSpace(filePath);
+        global::Lightning.IO.DurableFile.Write(filePath, stream => catalog.Save(model, inputSchema, stream));
     }
 }

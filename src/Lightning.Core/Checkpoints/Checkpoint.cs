@@ -3,7 +3,7 @@ using System.IO.Compression;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.Win32.SafeHandles;
+using Lightning.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 
@@ -12,7 +12,8 @@ namespace Lightning.Checkpoints;
 /// <summary>
 /// A training checkpoint (<c>.ckpt</c>): a zip archive holding <c>checkpoint.json</c> (format version, epoch, global step,
 /// hyperparameters, loop and callback state), the module's weights and each optimizer's state in TorchSharp's format.
-/// Files are written to a temporary name and renamed, so a crash never leaves a partial checkpoint.
+/// Files are written durably (temporary file, flushed, renamed, folder flushed), so a crash or power loss never leaves a
+/// partial checkpoint, and tensors stream in and out of the archive, so any size that fits on disk can be saved and loaded.
 /// </summary>
 public sealed class Checkpoint
 {
@@ -26,9 +27,26 @@ public sealed class Checkpoint
     private const string RngStateEntry = "rng_state.bin";
     private const string CorruptMarker = "checkpoint";
 
+    /// <summary>
+    /// Module state up to this size is captured in memory, so the file can be written in the background while training
+    /// goes on; larger state streams straight from the module into the file when it is saved (at once, before training
+    /// continues), so a save never holds a second copy of a large model.
+    /// </summary>
+    internal const long MaxCapturedBytes = 32L * 1024 * 1024;
+
+    // Captured in memory: the weights and optimizer states as bytes.
     private ReadOnlyMemory<byte> _weights;
     private readonly List<ReadOnlyMemory<byte>> _optimizerStates = [];
     private readonly List<CaptureBuffer> _captureBuffers = [];
+
+    // Captured by reference (large state): written from the live module and optimizers when saved.
+    private torch.nn.Module? _liveModule;
+    private IReadOnlyList<torch.optim.Optimizer> _liveOptimizers = [];
+
+    // Loaded: the file the weights and optimizer states are read from when restored, and how it looked when loaded.
+    private string? _file;
+    private (long Length, DateTime Written) _fileStamp;
+    private int _optimizerCount;
 
     private Checkpoint() { }
 
@@ -54,7 +72,7 @@ public sealed class Checkpoint
     public JsonObject Extra { get; private set; } = new();
 
     /// <summary>The number of optimizer states stored.</summary>
-    public int OptimizerCount => _optimizerStates.Count;
+    public int OptimizerCount => _optimizerCount;
 
     /// <summary>The datamodule's state, if it saved any.</summary>
     public JsonObject? DataModule { get; internal set; }
@@ -85,10 +103,17 @@ public sealed class Checkpoint
             ModuleType = module.GetType().FullName ?? module.GetType().Name,
             Hyperparameters = Lightning.Hyperparameters.ToJson(module.Hparams),
         };
+        IReadOnlyList<torch.optim.Optimizer> kept = weightsOnly ? [] : optimizers;
+        checkpoint._optimizerCount = kept.Count;
+        if (StateDictStream.SizeOf(module) > MaxCapturedBytes)
+        {
+            (checkpoint._liveModule, checkpoint._liveOptimizers) = (module, kept);
+            return checkpoint;
+        }
         var weights = checkpoint.NewCaptureBuffer();
-        module.save(weights);
+        StateDictStream.Write(weights, module);
         checkpoint._weights = weights.Written;
-        foreach (var optimizer in weightsOnly ? [] : optimizers)
+        foreach (var optimizer in kept)
         {
             var state = checkpoint.NewCaptureBuffer();
             using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true))
@@ -97,6 +122,12 @@ public sealed class Checkpoint
         }
         return checkpoint;
     }
+
+    /// <summary>
+    /// True when the checkpoint refers to the live module instead of holding a copy: it must be saved before training
+    /// changes the weights again.
+    /// </summary>
+    internal bool IsLive => _liveModule is not null;
 
     /// <summary>Keeps a copy of libtorch's generator state with the captured weights.</summary>
     internal void CaptureRngState(ReadOnlySpan<byte> state)
@@ -129,6 +160,7 @@ public sealed class Checkpoint
     /// <summary>Gives a captured checkpoint's buffers back without writing it (ranks other than 0 capture but never write).</summary>
     internal void Release()
     {
+        (_liveModule, _liveOptimizers) = (null, []);
         _weights = ReadOnlyMemory<byte>.Empty;
         for (int i = 0; i < _optimizerStates.Count; i++) _optimizerStates[i] = ReadOnlyMemory<byte>.Empty;
         RngState = null;
@@ -168,11 +200,13 @@ public sealed class Checkpoint
                 Loops = metadata["loops"]?.AsObject() is { } loops ? (JsonObject)loops.DeepClone() : new(),
                 RngState = ReadRngState(archive, metadata, path),
                 SchedulerSteps = metadata["scheduler_steps"]?.Deserialize<int[]>() ?? [],
-                _weights = ReadEntry(archive, WeightsEntry, path),
+                _optimizerCount = (int?)metadata["optimizer_count"] ?? 0,
+                _file = Path.GetFullPath(path),
+                _fileStamp = StampOf(path),
             };
-            var optimizers = (int?)metadata["optimizer_count"] ?? 0;
-            for (int i = 0; i < optimizers; i++)
-                checkpoint._optimizerStates.Add(ReadEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", path));
+            // Weights and optimizer states stay in the file until they are restored, streamed into the tensors.
+            foreach (var name in checkpoint.TensorEntries())
+                if (archive.GetEntry(name) is null) throw Corrupt(path, $"entry '{name}' is missing");
             return checkpoint;
         }
         catch (Exception e) when (e is InvalidDataException or JsonException or InvalidOperationException or FormatException
@@ -182,58 +216,44 @@ public sealed class Checkpoint
         }
     }
 
-    /// <summary>Writes the checkpoint to <paramref name="path"/> through a temporary file in the same folder.</summary>
-    internal void Save(string path)
+    private IEnumerable<string> TensorEntries() =>
+        Enumerable.Range(0, _optimizerCount).Select(i => $"{OptimizerEntryPrefix}{i}.bin").Prepend(WeightsEntry);
+
+    private static (long, DateTime) StampOf(string path)
     {
-        // The archive is built in a pooled buffer and written with one call, so a save adds little garbage to TorchSharp's own.
-        var image = new CaptureBuffer();
-        try
-        {
-            using (var archive = new ZipArchive(image, ZipArchiveMode.Create, leaveOpen: true))
-            {
-                using (var metadata = archive.CreateEntry(MetadataEntry, CompressionLevel.NoCompression).Open())
-                    WriteMetadata(metadata);
-                WriteEntry(archive, WeightsEntry, _weights);
-                for (int i = 0; i < _optimizerStates.Count; i++)
-                    WriteEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", _optimizerStates[i]);
-                if (RngState is { } rng) WriteEntry(archive, RngStateEntry, rng);
-            }
-            WriteThroughTemporaryFile(Path.GetFullPath(path), image.Written.Span);
-        }
-        finally
-        {
-            image.Return();
-        }
+        var info = new FileInfo(path);
+        return (info.Length, info.LastWriteTimeUtc);
     }
 
-    /// <summary>
-    /// Creates the folder only when it is missing and touches the temporary file again only on failure: a checkpoint per
-    /// short epoch made those extra system calls a visible part of the epoch.
-    /// </summary>
-    private static void WriteThroughTemporaryFile(string path, ReadOnlySpan<byte> bytes)
+    /// <summary>Writes the checkpoint to <paramref name="path"/> durably (temporary file, flushed, renamed, folder flushed).</summary>
+    internal void Save(string path) => DurableFile.Write(path, WriteArchive);
+
+    private void WriteArchive(Stream file)
     {
-        var directory = Path.GetDirectoryName(path)!;
-        var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        SafeFileHandle file;
-        try
+        using var archive = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
+        using (var metadata = archive.CreateEntry(MetadataEntry, CompressionLevel.NoCompression).Open())
+            WriteMetadata(metadata);
+        if (_liveModule is { } module)
         {
-            file = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write);
+            WriteEntry(archive, WeightsEntry, stream => StateDictStream.Write(stream, module));
+            for (int i = 0; i < _liveOptimizers.Count; i++)
+            {
+                var optimizer = Helper(_liveOptimizers[i]);
+                WriteEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", stream =>
+                {
+                    using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+                    optimizer.save_state_dict(writer);
+                });
+            }
         }
-        catch (DirectoryNotFoundException)
+        else
         {
-            Directory.CreateDirectory(directory);
-            file = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write);
+            if (_file is not null) throw new InvalidOperationException("A loaded checkpoint cannot be saved again; save from the trainer.");
+            WriteEntry(archive, WeightsEntry, _weights);
+            for (int i = 0; i < _optimizerStates.Count; i++)
+                WriteEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", _optimizerStates[i]);
         }
-        try
-        {
-            using (file) RandomAccess.Write(file, bytes, fileOffset: 0);
-            File.Move(temp, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        if (RngState is { } rng) WriteEntry(archive, RngStateEntry, rng);
     }
 
     private void WriteMetadata(Stream stream)
@@ -270,19 +290,62 @@ public sealed class Checkpoint
 
     internal void RestoreWeights(LightningModule module)
     {
-        using var weights = ReadOnlyStream(_weights);
-        module.load(weights, strict: true);
+        using var weights = OpenTensorEntry(WeightsEntry, _weights);
+        try
+        {
+            StateDictStream.Read(weights, module, strict: true, _file is null ? "The checkpoint's weights" : $"Checkpoint '{_file}'");
+        }
+        catch (InvalidDataException e) when (_file is not null && e.Message.Contains("is not a valid", StringComparison.Ordinal))
+        {
+            throw Corrupt(_file, e.Message, e);
+        }
     }
 
     internal void RestoreOptimizers(IReadOnlyList<torch.optim.Optimizer> optimizers)
     {
-        if (optimizers.Count != _optimizerStates.Count)
+        if (optimizers.Count != _optimizerCount)
             throw new InvalidOperationException(
-                $"The checkpoint holds {_optimizerStates.Count} optimizer state(s) but the module configured {optimizers.Count} optimizer(s).");
+                $"The checkpoint holds {_optimizerCount} optimizer state(s) but the module configured {optimizers.Count} optimizer(s).");
         for (int i = 0; i < optimizers.Count; i++)
         {
-            using var reader = new BinaryReader(ReadOnlyStream(_optimizerStates[i]));
-            Helper(optimizers[i]).load_state_dict(reader);
+            using var state = OpenTensorEntry($"{OptimizerEntryPrefix}{i}.bin", i < _optimizerStates.Count ? _optimizerStates[i] : default);
+            using var reader = new BinaryReader(state);
+            try
+            {
+                Helper(optimizers[i]).load_state_dict(reader);
+            }
+            catch (EndOfStreamException e) when (_file is not null)
+            {
+                throw Corrupt(_file, $"optimizer state {i} ends early", e);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A captured entry from memory, or a loaded one streamed from its file (buffered: TorchSharp reads headers byte by
+    /// byte). The file must be the one that was loaded: restoring weights of one file with the metadata of another would
+    /// resume a different run silently.
+    /// </summary>
+    private Stream OpenTensorEntry(string name, ReadOnlyMemory<byte> captured)
+    {
+        if (_file is null)
+        {
+            if (_liveModule is not null) throw new InvalidOperationException("This checkpoint was captured by reference; save it before restoring from it.");
+            return ReadOnlyStream(captured);
+        }
+        if (!File.Exists(_file)) throw new FileNotFoundException($"Checkpoint '{_file}' was removed after it was loaded.", _file);
+        if (StampOf(_file) != _fileStamp)
+            throw new InvalidOperationException($"Checkpoint '{_file}' was replaced after it was loaded; load it again.");
+        var archive = ZipFile.OpenRead(_file);
+        try
+        {
+            var entry = archive.GetEntry(name) ?? throw Corrupt(_file, $"entry '{name}' is missing");
+            return new OwningStream(new BufferedStream(entry.Open(), 1 << 16), archive);
+        }
+        catch
+        {
+            archive.Dispose();
+            throw;
         }
     }
 
@@ -308,9 +371,18 @@ public sealed class Checkpoint
 
     private static void WriteEntry(ZipArchive archive, string name, ReadOnlyMemory<byte> bytes)
     {
-        // Weights barely compress and checkpoints are written often: store them as they are.
-        using var stream = archive.CreateEntry(name, CompressionLevel.NoCompression).Open();
-        stream.Write(bytes.Span);
+        using var entry = archive.CreateEntry(name, CompressionLevel.NoCompression).Open();
+        entry.Write(bytes.Span);
+    }
+
+    private static void WriteEntry(ZipArchive archive, string name, Action<Stream> write)
+    {
+        // Weights barely compress and checkpoints are written often: store them as they are. Buffered, because
+        // TorchSharp writes tensor headers a byte at a time.
+        using var entry = archive.CreateEntry(name, CompressionLevel.NoCompression).Open();
+        using var buffered = new BufferedStream(entry, 1 << 16);
+        write(buffered);
+        buffered.Flush();
     }
 
     private static MemoryStream ReadOnlyStream(ReadOnlyMemory<byte> bytes)
@@ -326,5 +398,32 @@ public sealed class Checkpoint
             $"Checkpoint '{path}' is corrupted or is not a Lightning.NET checkpoint: {reason}.", inner);
         error.Data[CorruptMarker] = path;
         return error;
+    }
+
+    /// <summary>An entry's stream that closes its archive (and so the file) with it.</summary>
+    private sealed class OwningStream(Stream inner, IDisposable owner) : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => inner.Length;
+        public override long Position { get => inner.Position; set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+        public override int Read(Span<byte> buffer) => inner.Read(buffer);
+        public override int ReadByte() => inner.ReadByte();
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+                owner.Dispose();
+            }
+            base.Dispose(disposing);
+        }
     }
 }

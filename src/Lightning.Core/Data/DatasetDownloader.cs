@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Lightning.IO;
 
 namespace Lightning.Data;
 
@@ -46,7 +47,9 @@ public static class DatasetDownloader
         var folder = Path.GetDirectoryName(destination)!;
         bool createdFolder = !Directory.Exists(folder);
         Directory.CreateDirectory(folder);
-        var temporary = Path.Combine(folder, $".{Path.GetFileName(destination)}.{Guid.NewGuid():N}.download");
+        // A download killed mid-way leaves its temporary file behind; the next one clears it.
+        DurableFile.RemoveStaleTemps(folder);
+        var temporary = DurableFile.TempPathFor(destination);
 
         var ownClient = client is null;
         client ??= new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
@@ -58,7 +61,7 @@ public static class DatasetDownloader
                 throw new InvalidDataException(
                     $"The download of '{source}' failed its SHA-256 check: expected {sha256.ToLowerInvariant()}, got {actual}. " +
                     $"The file was discarded; the server may hold a different version of the file or a corrupted copy.");
-            File.Move(temporary, destination, overwrite: true);
+            DurableFile.Commit(temporary, destination);
             moved = true;
         }
         finally

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.Json;
 using Google.Protobuf;
+using Lightning.IO;
 using Lightning.Onnx.Proto;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -116,16 +117,12 @@ public static class OnnxExportExtensions
 
     private static void Write(ModelProto model, string path)
     {
-        var temporary = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
-                model.WriteTo(stream);
-            File.Move(temporary, path, overwrite: true);
+            DurableFile.Write(path, model.WriteTo);
         }
         catch (Exception error) when (error is IOException or UnauthorizedAccessException)
         {
-            File.Delete(temporary);
             throw new IOException($"Cannot write the ONNX model to '{path}': {error.Message}", error);
         }
     }

@@ -175,7 +175,8 @@ public abstract class Strategy
     /// <summary>
     /// Writes a checkpoint the trainer captured (global rank zero only; the other processes release it). While a stage
     /// runs the file is written in the background about a second later (not at all if the same file is saved again or
-    /// deleted before then) and is on disk when the stage returns; otherwise it is written at once.
+    /// deleted before then) and is on disk when the stage returns; otherwise, and for a module too large to copy in
+    /// memory (see <see cref="Checkpoint"/>), it is written at once.
     /// </summary>
     public void SaveCheckpoint(Checkpoint checkpoint, string path)
     {
@@ -186,8 +187,13 @@ public abstract class Strategy
             throw new ArgumentException($"path = \"{path}\" is not allowed: give the checkpoint file to write.", nameof(path));
         }
         if (!IsGlobalZero) checkpoint.Release();
-        else if (_inStage) _checkpoints.Write(path, checkpoint.SaveAndRelease, checkpoint.Release);
-        else checkpoint.SaveAndRelease(path);
+        else if (_inStage && !checkpoint.IsLive) _checkpoints.Write(path, checkpoint.SaveAndRelease, checkpoint.Release);
+        else
+        {
+            // A large checkpoint refers to the live weights: it is written now, after the writes queued before it.
+            if (_inStage) _checkpoints.Flush();
+            _checkpoints.WriteNow(path, checkpoint.SaveAndRelease);
+        }
     }
 
     /// <summary>Deletes a checkpoint file after any pending write of it (global rank zero only); checkpoint callbacks use this, not <c>File.Delete</c>.</summary>
