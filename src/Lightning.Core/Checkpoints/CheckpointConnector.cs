@@ -37,37 +37,68 @@ internal static class CheckpointConnector
     /// <summary>Turns "last", "best" or a path into a checkpoint; "last" with none saved yet means a fresh start, as in Lightning.</summary>
     public static Checkpoint? Resolve(Trainer trainer, string ckptPath, Stage stage)
     {
-        var path = ResolvePath(trainer, ckptPath, stage);
+        trainer.SyncCheckpoints();
+        if (ckptPath == "last") return ResolveLast(trainer, stage);
+        var path = ckptPath == "best" ? BestPath(trainer) : ckptPath;
         trainer.CkptPath = path;
-        return path is null ? null : Checkpoint.Load(path);
+        return Checkpoint.Load(path);
     }
 
-    private static string? ResolvePath(Trainer trainer, string ckptPath, Stage stage)
+    private static string BestPath(Trainer trainer)
     {
-        trainer.SyncCheckpoints();
-        switch (ckptPath)
+        var best = trainer.CheckpointCallback?.BestModelPath;
+        if (string.IsNullOrEmpty(best))
+            throw new InvalidOperationException(
+                $"ckptPath = \"best\" needs a ModelCheckpoint that has saved a checkpoint; {(trainer.CheckpointCallback is null ? "there is none" : "it has saved none yet")}.");
+        return best;
+    }
+
+    /// <summary>
+    /// The newest complete checkpoint of this run (Lightning's fault-tolerant "last"): the files this trainer's checkpoint
+    /// callbacks wrote, every checkpoint in their folders, and, where a folder belongs to a logger version
+    /// (<c>version_N/checkpoints</c>), the checkpoints of the run's other versions, since a restarted process logs to a new
+    /// version. Files are tried newest first; one that cannot be read (or holds weights only, for a fit) is skipped.
+    /// </summary>
+    private static Checkpoint? ResolveLast(Trainer trainer, Stage stage)
+    {
+        var candidates = trainer.CheckpointCallbacks.SelectMany(c => new[] { c.LastModelPath, c.BestModelPath })
+            .Concat(trainer.Callbacks.OfType<OnExceptionCheckpoint>().Select(c => c.CheckpointPath))
+            .Concat(CheckpointFolders(trainer).Distinct().Where(Directory.Exists).SelectMany(folder => Directory.EnumerateFiles(folder, "*.ckpt")))
+            .OfType<string>().Select(Path.GetFullPath).Distinct().Where(File.Exists)
+            .OrderByDescending(File.GetLastWriteTimeUtc).ToList();
+        foreach (var path in candidates)
         {
-            case "best":
-                var best = trainer.CheckpointCallback?.BestModelPath;
-                if (string.IsNullOrEmpty(best))
-                    throw new InvalidOperationException(
-                        $"ckptPath = \"best\" needs a ModelCheckpoint that has saved a checkpoint; {(trainer.CheckpointCallback is null ? "there is none" : "it has saved none yet")}.");
-                return best;
-            case "last":
-                var last = trainer.CheckpointCallbacks.Select(c => c.LastModelPath ?? c.BestModelPath)
-                    .Concat(trainer.Callbacks.OfType<OnExceptionCheckpoint>().Select(c => c.CheckpointPath))
-                    .Concat(trainer.CheckpointCallbacks.Where(c => c.DirPath is not null && Directory.Exists(c.DirPath))
-                        .SelectMany(c => Directory.GetFiles(c.DirPath!, "last*.ckpt")))
-                    .OfType<string>().Where(File.Exists)
-                    .OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault();
-                if (last is null)
-                {
-                    Console.Error.WriteLine($"ckptPath = \"last\" but no checkpoint was found; {stage} starts from scratch.");
-                    return null;
-                }
-                return last;
-            default:
-                return ckptPath;
+            Checkpoint checkpoint;
+            try
+            {
+                checkpoint = Checkpoint.Load(path);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException)
+            {
+                Console.Error.WriteLine($"ckptPath = \"last\": skipping '{path}': {e.Message}");
+                continue;
+            }
+            if (stage == Stage.Fit && checkpoint.WeightsOnly) continue;
+            trainer.CkptPath = path;
+            return checkpoint;
+        }
+        Console.Error.WriteLine($"ckptPath = \"last\" but no checkpoint was found; {stage} starts from scratch.");
+        trainer.CkptPath = null;
+        return null;
+    }
+
+    private static IEnumerable<string> CheckpointFolders(Trainer trainer)
+    {
+        foreach (var folder in trainer.CheckpointCallbacks.Select(c => c.DirPath).OfType<string>())
+        {
+            yield return folder;
+            var version = Path.GetDirectoryName(folder);
+            if (Path.GetFileName(folder) != "checkpoints" || version is null || !Path.GetFileName(version).StartsWith("version_", StringComparison.Ordinal))
+                continue;
+            var versions = Path.GetDirectoryName(version)!;
+            if (!Directory.Exists(versions)) continue;
+            foreach (var other in Directory.EnumerateDirectories(versions, "version_*"))
+                yield return Path.Combine(other, "checkpoints");
         }
     }
 

@@ -1,3 +1,5 @@
+using Lightning.IO;
+
 namespace Lightning.Checkpoints;
 
 /// <summary>
@@ -44,6 +46,7 @@ internal sealed class CheckpointWriter
 
     private readonly List<Job> _jobs = [];
     private readonly Dictionary<string, HashSet<string>> _folders = new(FileNames);
+    private readonly HashSet<string> _swept = new(FileNames);
     private Job? _running;
     private bool _flushing;
     private Exception? _failure;
@@ -52,7 +55,32 @@ internal sealed class CheckpointWriter
     public void Write(string path, Action<string> write, Action discard)
     {
         var fullPath = Path.GetFullPath(path);
-        Enqueue(fullPath, () => write(fullPath), discard);
+        Enqueue(fullPath, () =>
+        {
+            Sweep(fullPath);
+            write(fullPath);
+        }, discard);
+    }
+
+    /// <summary>Writes a file now, on the calling thread; the caller flushes queued jobs first when their order matters.</summary>
+    public void WriteNow(string path, Action<string> write)
+    {
+        var fullPath = Path.GetFullPath(path);
+        Sweep(fullPath);
+        write(fullPath);
+        lock (Gate) Record(fullPath, written: true);
+    }
+
+    /// <summary>
+    /// The first write into a folder removes the temporary files that a killed earlier run left there (a process killed
+    /// mid-write cannot remove its own).
+    /// </summary>
+    private void Sweep(string path)
+    {
+        var folder = Path.GetDirectoryName(path)!;
+        lock (Gate)
+            if (!_swept.Add(folder)) return;
+        DurableFile.RemoveStaleTemps(folder);
     }
 
     public void Delete(string path)
@@ -115,22 +143,27 @@ internal sealed class CheckpointWriter
         ThrowIfFailed();
         lock (Gate)
         {
-            DropUnwrittenWrite(path);
-            _jobs.Add(new Job(path, run, discard, DateTime.UtcNow + Delay));
+            // A job that replaces a queued write takes that write's place and due time: saving files more often than the
+            // delay (last.ckpt, top-k files every few steps) must not postpone them forever, or a crash would find
+            // nothing on disk. Only jobs on other files lie between the two, so no file's own jobs change order.
+            var dropped = DropUnwrittenWrite(path);
+            if (dropped is { } place) _jobs.Insert(place.Index, new Job(path, run, discard, place.Due));
+            else _jobs.Add(new Job(path, run, discard, DateTime.UtcNow + Delay));
             if (!Busy.Contains(this)) Busy.Add(this);
             _thread ??= StartThread();
             if (_asleep || TooManyHeld) Monitor.PulseAll(Gate);
         }
     }
 
-    /// <summary>A queued write of a file that is now deleted or written again is pointless: give its state back instead.</summary>
-    private void DropUnwrittenWrite(string path)
+    /// <summary>A queued write of a file that is now deleted or written again is pointless: give its state back instead; returns its place and due time.</summary>
+    private (int Index, DateTime Due)? DropUnwrittenWrite(string path)
     {
         var index = _jobs.FindIndex(job => job.Discard is not null && job.Path == path);
-        if (index < 0) return;
+        if (index < 0) return null;
         var dropped = _jobs[index];
         _jobs.RemoveAt(index);
         dropped.Discard!();
+        return (index, dropped.Due);
     }
 
     /// <summary>
@@ -197,11 +230,13 @@ internal sealed class CheckpointWriter
     }
 
     /// <summary>Keeps a listed folder in step with a job that succeeded.</summary>
-    private void Record(Job job)
+    private void Record(Job job) => Record(job.Path, written: job.Discard is not null);
+
+    private void Record(string path, bool written)
     {
-        if (!_folders.TryGetValue(Path.GetDirectoryName(job.Path)!, out var files)) return;
-        if (job.Discard is not null) files.Add(job.Path);
-        else files.Remove(job.Path);
+        if (!_folders.TryGetValue(Path.GetDirectoryName(path)!, out var files)) return;
+        if (written) files.Add(path);
+        else files.Remove(path);
     }
 
     private void ThrowIfFailed()
