@@ -21,6 +21,7 @@ public sealed class Trainer
 {
     private readonly List<Callback> _callbacks;
     private readonly SimpleProfiler? _profiler;
+    private SignalConnector? _signals;
     private IReadOnlyList<LightningLogger>? _loggers;
     private IReadOnlyList<optim.Optimizer> _optimizers = [];
     private IReadOnlyList<LightningOptimizer> _lightningOptimizers = [];
@@ -237,6 +238,23 @@ public sealed class Trainer
         foreach (var logger in Loggers) logger.AfterSaveCheckpoint(path);
     }
 
+    /// <summary>
+    /// Called by the loops at each batch boundary: after SIGINT or SIGTERM the stage ends here, through the exception
+    /// funnel. Under several processes the training loop's ranks decide together (they step in lockstep, so none is left
+    /// waiting in a collective for one that stopped); evaluation ranks may see different numbers of batches, so there
+    /// the decision waits for the next training step, or for the end of the stage.
+    /// </summary>
+    internal void ThrowIfInterrupted(bool lockstep)
+    {
+        var received = _signals?.Received;
+        if (WorldSize > 1)
+        {
+            if (!lockstep || !Strategy.ReduceBooleanDecision(received is not null)) return;
+        }
+        else if (received is null) return;
+        throw new TrainingInterruptedException(received ?? System.Runtime.InteropServices.PosixSignal.SIGTERM);
+    }
+
     /// <summary>Waits until rank 0's checkpoints are on disk and every rank got here, so any rank may read them next.</summary>
     internal void SyncCheckpoints()
     {
@@ -317,6 +335,7 @@ public sealed class Trainer
         var detectAnomaly = Options.DetectAnomaly ? autograd.detect_anomaly() : null;
         var deterministic = Options.Deterministic ? LibTorch.UseDeterministicAlgorithms() : null;
         Strategy.BeginStage();
+        var signals = _signals is null ? _signals = new SignalConnector() : null;
         try
         {
             module.EnsureComponentsRegistered();
@@ -335,6 +354,8 @@ public sealed class Trainer
             Strategy.Teardown();
             foreach (var logger in Loggers) logger.Complete(RunStatus.Success);
             if (_profiler is not null) Console.Out.Write(_profiler.Report(stage.ToString().ToUpperInvariant()));
+            // A signal that no batch boundary acted on (evaluation under several processes) still ends the process.
+            if (signals?.Received is { } signal) Exit(new TrainingInterruptedException(signal));
             return result;
         }
         catch (Exception exception)
@@ -350,15 +371,27 @@ public sealed class Trainer
                 try { handler(); }
                 catch (Exception secondary) { exception.Data[$"Lightning.OnException.{exception.Data.Count}"] = secondary.ToString(); }
             }
+            if (exception is TrainingInterruptedException interrupted) Exit(interrupted);
             throw;
         }
         finally
         {
+            if (signals is not null)
+            {
+                signals.Dispose();
+                _signals = null;
+            }
             Strategy.EndStage();
             State = null;
             deterministic?.Dispose();
             detectAnomaly?.Dispose();
         }
+    }
+
+    private static void Exit(TrainingInterruptedException interrupted)
+    {
+        Console.Error.WriteLine(interrupted.Message);
+        Environment.Exit(interrupted.ExitCode);
     }
 
     private List<LightningLogger> DefaultLoggers()
