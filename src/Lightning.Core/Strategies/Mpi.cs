@@ -14,6 +14,12 @@ internal static class Mpi
     private const string Library = "libmpich.so.12";
     private static readonly object s_gate = new();
     private static MPI.Environment? s_environment;
+    private static int s_rank;
+    private static volatile string? s_failure;
+
+    /// <summary>How long a rank whose collective timed out listens for the others before naming the missing ones.</summary>
+    private static readonly TimeSpan ProbeWindow = TimeSpan.FromSeconds(3);
+    private const int ProbeTag = 0x4C4E;
 
     /// <summary>True when this process was started by MPICH's <c>mpiexec</c> (Hydra sets the PMI variables).</summary>
     public static bool LaunchedByMpiexec =>
@@ -37,9 +43,15 @@ internal static class Mpi
                 s_environment = new MPI.Environment(ref args, MPI.Threading.Serialized);
                 // Errors come back as codes, so a dead peer becomes an exception here rather than an abort inside MPI.
                 Check(MPI_Comm_set_errhandler(MPI.Unsafe.MPI_COMM_WORLD, MpiErrorsReturn), "MPI_Comm_set_errhandler");
-                AppDomain.CurrentDomain.ProcessExit += (_, _) => s_environment?.Dispose();
+                // After a failed collective MPI_Finalize would wait for the peer that never came: abort the job instead.
+                AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+                {
+                    if (s_failure is not null) MPI_Abort(MPI.Unsafe.MPI_COMM_WORLD, 1);
+                    else s_environment?.Dispose();
+                };
             }
-            return (MPI.Communicator.world.Rank, MPI.Communicator.world.Size);
+            s_rank = MPI.Communicator.world.Rank;
+            return (s_rank, MPI.Communicator.world.Size);
         }
     }
 
@@ -61,6 +73,7 @@ internal static class Mpi
     /// <summary>Reduces <paramref name="send"/> into <paramref name="receive"/> on every rank; the same pointer twice reduces in place.</summary>
     public static unsafe void AllReduce(void* send, void* receive, int count, int datatype, int op, TimeSpan timeout)
     {
+        ThrowIfFailed();
         var source = send == receive ? s_inPlace : (IntPtr)send;
         Check(MPI_Iallreduce(source, (IntPtr)receive, count, datatype, op, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallreduce");
         Wait(ref request, "AllReduce", timeout);
@@ -68,23 +81,30 @@ internal static class Mpi
 
     public static unsafe void Broadcast(void* buffer, int count, int datatype, int root, TimeSpan timeout)
     {
+        ThrowIfFailed();
         Check(MPI_Ibcast((IntPtr)buffer, count, datatype, root, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Ibcast");
         Wait(ref request, "Broadcast", timeout);
     }
 
     public static unsafe void AllGather(void* send, int count, int datatype, void* receive, TimeSpan timeout)
     {
+        ThrowIfFailed();
         Check(MPI_Iallgather((IntPtr)send, count, datatype, (IntPtr)receive, count, datatype, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallgather");
         Wait(ref request, "AllGather", timeout);
     }
 
     public static void Barrier(TimeSpan timeout)
     {
+        ThrowIfFailed();
         Check(MPI_Ibarrier(MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Ibarrier");
         Wait(ref request, "Barrier", timeout);
     }
 
-    /// <summary>Polls the request until it completes; a peer that never arrives (crashed, hung) ends in a TimeoutException.</summary>
+    /// <summary>
+    /// Polls the request until it completes. A peer that never arrives (crashed, exited, hung) ends in a TimeoutException
+    /// that names it; from then on MPI is unusable here (the request still points into this rank's buffers, so no
+    /// further MPI call may progress it), and the process aborts the job at exit instead of finalizing.
+    /// </summary>
     private static void Wait(ref int request, string collective, TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
@@ -94,12 +114,68 @@ internal static class Mpi
             Check(MPI_Test(ref request, out var done, s_statusIgnore), collective);
             if (done != 0) return;
             if (clock.Elapsed > timeout)
-                throw new TimeoutException(
-                    $"DDP {collective} did not complete within {timeout} (TrainerOptions.DistributedTimeout): another rank failed or stopped. " +
-                    "This rank stops instead of waiting forever.");
+            {
+                var missing = MissingRanks();
+                var who = missing.Count switch
+                {
+                    0 => "another rank failed or stopped",
+                    1 => $"rank {missing[0]} did not arrive (it exited, crashed or hangs)",
+                    _ => $"ranks {string.Join(", ", missing)} did not arrive (they exited, crashed or hang)",
+                };
+                var message = $"DDP {collective} did not complete within {timeout} (TrainerOptions.DistributedTimeout) on rank " +
+                              $"{s_rank}: {who}. This rank stops instead of waiting forever, and the job is aborted (MPI_Abort) when it exits.";
+                s_failure = message;
+                throw new TimeoutException(message);
+            }
             // Yield instead of sleeping: small collectives finish in microseconds, and a 1 ms sleep would dominate them.
             spin.SpinOnce(sleep1Threshold: -1);
         }
+    }
+
+    /// <summary>
+    /// Which ranks are missing: every rank that timed out sends its rank to every other and listens for theirs for a
+    /// short while. The live ranks time out at about the same moment and hear each other; a rank that is gone or stuck
+    /// elsewhere never answers. Point-to-point messages on their own tag leave the stalled collective alone.
+    /// </summary>
+    private static unsafe List<int> MissingRanks()
+    {
+        var size = MPI.Communicator.world.Size;
+        var heard = new int[size];
+        var requests = new int[2 * size];
+        var mine = s_rank;
+        var answered = new bool[size];
+        fixed (int* buffer = heard)
+        {
+            int pending = 0;
+            for (int peer = 0; peer < size; peer++)
+            {
+                if (peer == s_rank) continue;
+                if (MPI_Irecv((IntPtr)(buffer + peer), 1, MPI.Unsafe.MPI_INT, peer, ProbeTag, MPI.Unsafe.MPI_COMM_WORLD, out requests[2 * peer]) != 0) continue;
+                if (MPI_Isend((IntPtr)(&mine), 1, MPI.Unsafe.MPI_INT, peer, ProbeTag, MPI.Unsafe.MPI_COMM_WORLD, out requests[2 * peer + 1]) != 0) continue;
+                pending++;
+            }
+            var clock = Stopwatch.StartNew();
+            while (pending > 0 && clock.Elapsed < ProbeWindow)
+            {
+                for (int peer = 0; peer < size; peer++)
+                {
+                    if (peer == s_rank || answered[peer] || requests[2 * peer] == 0) continue;
+                    if (MPI_Test(ref requests[2 * peer], out var done, s_statusIgnore) == 0 && done != 0)
+                    {
+                        answered[peer] = true;
+                        pending--;
+                    }
+                }
+                Thread.Sleep(1);
+            }
+        }
+        return Enumerable.Range(0, size).Where(peer => peer != s_rank && !answered[peer]).ToList();
+    }
+
+    private static void ThrowIfFailed()
+    {
+        if (s_failure is { } failure)
+            throw new InvalidOperationException($"MPI cannot be used after an earlier failure: {failure}");
     }
 
     private static void Check(int code, string call)
@@ -118,4 +194,7 @@ internal static class Mpi
     [DllImport(Library)] private static extern int MPI_Ibarrier(int comm, out int request);
     [DllImport(Library)] private static extern int MPI_Test(ref int request, out int flag, IntPtr status);
     [DllImport(Library)] private static extern int MPI_Comm_set_errhandler(int comm, int errhandler);
+    [DllImport(Library)] private static extern int MPI_Isend(IntPtr buffer, int count, int datatype, int destination, int tag, int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Irecv(IntPtr buffer, int count, int datatype, int source, int tag, int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Abort(int comm, int errorCode);
 }
