@@ -4,14 +4,19 @@ using Lightning.Callbacks;
 using Lightning.Testing;
 using static TorchSharp.torch;
 
-// One scenario per run, started by the tests as "mpiexec -n 2 dotnet Lightning.Core.DdpWorker.dll <scenario> <folder>".
+// One scenario per run, started by the tests as "dotnet Lightning.Core.Worker.dll <scenario> <folder>", under
+// "mpiexec -n 2" for the "ddp" scenarios; each writes its results as files in the folder.
 var (scenario, folder) = (args[0], args[1]);
 switch (scenario)
 {
     case "train": Train(folder); break;
     case "kill": Endless(folder, hangRank: null); break;
     case "hang": Endless(folder, hangRank: 1); break;
-    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang");
+    case "exit": Endless(folder, hangRank: null, exitRank: 1); break;
+    case "resumable": Resumable(folder); break;
+    case "signal": UntilSignal(folder); break;
+    case "save": SaveOnce(folder); break;
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save");
 }
 
 static TrainerOptions Quiet(string root) => new()
@@ -131,8 +136,9 @@ static void FabricCollectives(string folder)
     static string Join(Tensor t) => string.Join(",", t.to(ScalarType.Float64).flatten().data<double>().ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 }
 
-// Trains until killed: each rank writes its process id once training runs; with hangRank, that rank stops answering.
-static void Endless(string folder, int? hangRank)
+// Trains until killed: each rank writes its process id once training runs; with hangRank, that rank stops answering;
+// with exitRank, that rank ends its process mid-training (exit code 0, as a program that returns early would).
+static void Endless(string folder, int? hangRank, int? exitRank = null)
 {
     var batches = RandomBatches.Create(64, batchSize: 4, features: 16, seed: 1);
     var options = Quiet(folder) with
@@ -143,9 +149,111 @@ static void Endless(string folder, int? hangRank)
             if (trainer.GlobalStep == 1)
                 File.WriteAllText(Path.Combine(folder, $"rank{trainer.GlobalRank}.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
             if (trainer.GlobalRank == hangRank && trainer.GlobalStep == 3) Thread.Sleep(TimeSpan.FromMinutes(10));
+            if (trainer.GlobalRank == exitRank && trainer.GlobalStep == 3) Environment.Exit(0);
         })],
     };
     Fit(options, batches);
+}
+
+// Trains 30 epochs (about 10 s) from the newest checkpoint in <folder>/ckpt (ckptPath "last"), saving every 5 steps, then writes the
+// final weights; the crash tests kill it at random moments and start it again until it finishes.
+static void Resumable(string folder)
+{
+    // One thread: on a 2-core machine shared with other tests, two OpenMP threads made each step 10x slower.
+    set_num_threads(1);
+    LightningSeed.SeedEverything(7);
+    var model = new CrashModel(hidden: 512, tableBytes: 24 << 20);
+    var trainer = new Trainer(new TrainerOptions
+    {
+        DefaultRootDir = folder, Accelerator = "cpu", MaxEpochs = 30, EnableProgressBar = false, EnableModelSummary = false,
+        Loggers = [], NumSanityValSteps = 0,
+        Callbacks =
+        [
+            new ModelCheckpoint(dirPath: Path.Combine(folder, "ckpt"), saveLast: true, everyNTrainSteps: 5),
+            // 10 ms a step: the run lasts about 10 s whatever else loads the machine, so random kills land all over it.
+            new LambdaCallback(onTrainBatchEnd: (t, _, _, _, _) =>
+            {
+                if (t.GlobalStep % 10 == 1) File.WriteAllText(Path.Combine(folder, $"running.{Environment.ProcessId}"), t.GlobalStep.ToString(CultureInfo.InvariantCulture));
+                Thread.Sleep(10);
+            }),
+        ],
+    });
+    trainer.Fit(model, CrashModel.Loader(rows: 256, batchSize: 8), ckptPath: "last");
+    File.WriteAllText(Path.Combine(folder, "final.txt"), CrashModel.WeightsText(model));
+}
+
+// Trains until SIGINT or SIGTERM, saving a checkpoint every step (all kept) and one on the exception.
+static void UntilSignal(string folder)
+{
+    set_num_threads(1);
+    LightningSeed.SeedEverything(7);
+    var trainer = new Trainer(new TrainerOptions
+    {
+        DefaultRootDir = folder, Accelerator = "cpu", MaxEpochs = 1000, EnableProgressBar = false, EnableModelSummary = false,
+        Loggers = [], NumSanityValSteps = 0,
+        Callbacks =
+        [
+            new ModelCheckpoint(dirPath: Path.Combine(folder, "ckpt"), saveLast: true, saveTopK: -1, everyNTrainSteps: 1),
+            new OnExceptionCheckpoint(folder),
+            new LambdaCallback(onTrainBatchEnd: (t, _, _, _, _) =>
+            {
+                if (t.GlobalStep == 20) File.WriteAllText(Path.Combine(folder, "running"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+                Thread.Sleep(5);
+            }),
+        ],
+    });
+    trainer.Fit(new CrashModel(hidden: 32), CrashModel.Loader(rows: 64, batchSize: 8));
+}
+
+// One step, then one checkpoint written after the fit (on this thread), for tracing its system calls.
+static void SaveOnce(string folder)
+{
+    var trainer = new Trainer(new TrainerOptions
+    {
+        DefaultRootDir = folder, Accelerator = "cpu", MaxSteps = 1, EnableProgressBar = false, EnableModelSummary = false,
+        EnableCheckpointing = false, Loggers = [], NumSanityValSteps = 0,
+    });
+    trainer.Fit(new CrashModel(hidden: 8), CrashModel.Loader(rows: 8, batchSize: 8));
+    trainer.SaveCheckpoint(Path.Combine(folder, "model.ckpt"));
+}
+
+/// <summary>An MLP with dropout (so resuming must restore the random generator) trained with Adam on fixed random rows.</summary>
+sealed class CrashModel : LightningModule<IList<Tensor>>
+{
+    private readonly TorchSharp.Modules.Sequential net;
+
+    private readonly Tensor table;
+
+    /// <summary>
+    /// <paramref name="tableBytes"/> adds a constant buffer: it costs no compute but makes every checkpoint write take
+    /// long enough for a kill to land in the middle of one.
+    /// </summary>
+    public CrashModel(int hidden, long tableBytes = 0) : base(nameof(CrashModel))
+    {
+        net = nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1));
+        using var generator = new Generator(5);
+        table = rand(tableBytes / sizeof(float), generator: generator);
+        RegisterComponents();
+    }
+
+    public Tensor forward(Tensor x) => net.forward(x);
+
+    public override Tensor? TrainingStep(IList<Tensor> batch, int batchIdx) =>
+        nn.functional.mse_loss(forward(batch[0]), batch[1]);
+
+    public override OptimizerConfiguration ConfigureOptimizers() => TorchSharp.torch.optim.Adam(parameters(), 1e-3);
+
+    public static TorchSharp.Modules.IterableDataLoader Loader(int rows, int batchSize)
+    {
+        using var generator = new Generator(42);
+        var x = randn([rows, 16], generator: generator);
+        var y = randn([rows, 1], generator: generator);
+        return TorchSharp.torch.utils.data.DataLoader(TorchSharp.torch.utils.data.TensorDataset(x, y), batchSize, new Lightning.Data.EpochShuffler(rows, seed: 3));
+    }
+
+    /// <summary>Every weight's exact bits, so two runs compare bit for bit.</summary>
+    public static string WeightsText(nn.Module module) => string.Join("\n", module.state_dict().Select(p =>
+        $"{p.Key} {Convert.ToHexString(p.Value.contiguous().bytes)}"));
 }
 
 sealed class CountingDataModule(IReadOnlyList<Tensor> batches) : LightningDataModule<Tensor>

@@ -150,6 +150,27 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
     }
 
     [Fact]
+    public void ExitedRank_IsNamedByTheSurvivor_WhichExitsNonZeroWithinTheTimeoutPlus10Seconds()
+    {
+        // Rank 1 returns from its process at step 3 (exit code 0, no error of its own); rank 0 waits in the next
+        // gradient Allreduce. The worker's DistributedTimeout is 5 s.
+        using var folder = new TempDirectory();
+        using var mpiexec = Mpiexec.Start("exit", folder.Path);
+        var pidFile = folder.Combine("rank1.pid");
+        var started = Stopwatch.StartNew();
+        while (!File.Exists(pidFile) && !mpiexec.Process.HasExited && started.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
+        Assert.True(File.Exists(pidFile), $"rank 1 never started training:\n{mpiexec.Output()}");
+        var rank1Started = Stopwatch.StartNew();
+
+        Assert.True(mpiexec.Process.WaitForExit(TimeSpan.FromSeconds(5 + 10)), $"rank 0 did not stop within 15 s of rank 1 leaving:\n{mpiexec.Output()}");
+        var output = mpiexec.Output();
+        Console.WriteLine($"rank 0 stopped {rank1Started.Elapsed.TotalSeconds:0.0} s after rank 1 started training (it leaves at step 3)");
+        Assert.NotEqual(0, mpiexec.Process.ExitCode);
+        Assert.Contains("DDP AllReduce did not complete within 00:00:05", output);
+        Assert.Contains("on rank 0: rank 1 did not arrive", output);
+    }
+
+    [Fact]
     public void HungRank_MakesTheOthersFailOnTheCollectiveTimeout()
     {
         using var folder = new TempDirectory();
@@ -293,50 +314,9 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         public void Dispose() => _folder.Dispose();
     }
 
-    /// <summary>mpiexec -n 2 on the worker, output captured; disposing kills what is left.</summary>
-    private sealed class Mpiexec : IDisposable
+    /// <summary>mpiexec -n 2 on the worker.</summary>
+    private static class Mpiexec
     {
-        private readonly System.Text.StringBuilder _output = new();
-
-        private Mpiexec(Process process) => Process = process;
-
-        public Process Process { get; }
-
-        public static Mpiexec Start(string scenario, string folder)
-        {
-            // The worker is built next to this project (see the ProjectReference): .../Lightning.Core.DdpWorker/bin/<config>/<tfm>/.
-            var worker = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory.Replace("Lightning.Core.Tests", "Lightning.Core.DdpWorker"), "Lightning.Core.DdpWorker.dll"));
-            if (!File.Exists(worker)) throw new FileNotFoundException($"The DDP worker was not built: {worker}");
-            var start = new ProcessStartInfo("mpiexec") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var argument in new[] { "-n", "2", "dotnet", worker, scenario, folder }) start.ArgumentList.Add(argument);
-            Process process;
-            try
-            {
-                process = Process.Start(start)!;
-            }
-            catch (System.ComponentModel.Win32Exception e)
-            {
-                throw new InvalidOperationException("The DDP tests need mpiexec: install MPICH (apt-get install -y mpich).", e);
-            }
-            var run = new Mpiexec(process);
-            process.OutputDataReceived += (_, e) => { lock (run._output) run._output.AppendLine(e.Data); };
-            process.ErrorDataReceived += (_, e) => { lock (run._output) run._output.AppendLine(e.Data); };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            return run;
-        }
-
-        public string Output()
-        {
-            // Only the overload without a timeout waits for the redirected output's last lines to be read.
-            if (Process.WaitForExit(TimeSpan.FromSeconds(5))) Process.WaitForExit();
-            lock (_output) return _output.ToString();
-        }
-
-        public void Dispose()
-        {
-            if (!Process.HasExited) Process.Kill(entireProcessTree: true);
-            Process.Dispose();
-        }
+        public static WorkerProcess Start(string scenario, string folder) => WorkerProcess.Start(scenario, folder, ranks: 2);
     }
 }
