@@ -75,11 +75,9 @@ foreach (var (name, metrics, time, cpu) in results)
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"{name,-28} {metrics.MicroAccuracy,9:0.0000} {metrics.MacroAccuracy,11:0.0000} {time.TotalSeconds,8:0.0} s {cpu.TotalSeconds,8:0.0} s"));
 
-// Written beside and renamed, so an interrupted save never leaves a truncated model.zip for a server to load.
+// Written beside, flushed and renamed, so an interrupted save never leaves a truncated model.zip for a server to load.
 var path = Path.GetFullPath("model.zip");
-var temporary = path + $".{Guid.NewGuid():N}.tmp";
-mlContext.Model.Save(lightningModel!, train.Schema, temporary);
-File.Move(temporary, path, overwrite: true);
+mlContext.Model.SaveDurably(lightningModel!, train.Schema, path);
 (lightningModel as IDisposable)?.Dispose();
 logs.Delete(recursive: true);
 Console.WriteLine($"saved {path}");

@@ -134,7 +134,9 @@ public sealed class LightningTrainerTests : IDisposable
         var data = _ml.Data.LoadFromEnumerable(rows);
         using var model = pipeline.Fit(data);
         var path = _root.Combine("served.zip");
-        _ml.Model.Save(model, data.Schema, path);
+        File.WriteAllText(path, "an older model that the save replaces");
+        _ml.Model.SaveDurably(model, data.Schema, path);
+        Assert.Equal(new[] { path }, Directory.GetFiles(_root.Path, "*served.zip*", SearchOption.AllDirectories));
         var loaded = _ml.Model.Load(path, out _);
         try
         {

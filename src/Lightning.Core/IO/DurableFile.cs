@@ -53,13 +53,6 @@ internal static class DurableFile
         FlushFolder(directory);
     }
 
-    /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>, durably.</summary>
-    public static void Write(string path, ReadOnlySpan<byte> bytes)
-    {
-        var copy = bytes.ToArray();
-        Write(path, stream => stream.Write(copy));
-    }
-
     /// <summary>
     /// Moves a complete temporary file that the caller wrote (and closed) over <paramref name="path"/>, flushing both to
     /// disk first; for writers that need the temporary file's name themselves.
