@@ -16,7 +16,7 @@ internal sealed class LoadedModel : ModelGeneration
     private readonly RunOptions _runOptions = new();
     private readonly string[] _outputNames;
 
-    private LoadedModel(string name, InferenceSession session, string provider, long generation)
+    private LoadedModel(string name, InferenceSession session, string provider, long generation, bool? dynamicBatching)
     {
         Name = name;
         _session = session;
@@ -25,8 +25,29 @@ internal sealed class LoadedModel : ModelGeneration
         Inputs = [.. session.InputMetadata.Select(p => Spec(name, "input", p.Key, p.Value))];
         Outputs = [.. session.OutputMetadata.Select(p => Spec(name, "output", p.Key, p.Value))];
         _outputNames = [.. Outputs.Select(o => o.Name)];
-        // Requests merge along dim 0 only when every input and output has a free (symbolic) dim 0.
-        Batchable = Inputs.Concat(Outputs).All(s => s.Shape.Length > 0 && s.Shape[0] < 0);
+        Batchable = dynamicBatching ?? SharesBatchDimension(session);
+        if (dynamicBatching == true && Inputs.Concat(Outputs).FirstOrDefault(s => s.Shape.Length == 0 || s.Shape[0] >= 0) is { } fixedDim)
+            throw new NotSupportedException(
+                $"Model '{name}' has {nameof(OnnxModelOptions.DynamicBatching)} = true, but '{fixedDim.Name}' has shape {TensorTypes.Format(fixedDim.Shape)}; " +
+                "merging requests needs a variable dim 0 on every input and output.");
+    }
+
+    /// <summary>
+    /// True when every input and output has a symbolic dim 0 and all of them carry the same non-empty name: by ONNX's
+    /// rule a shared dim_param is one size across the graph, which says the rows are independent. A dim 0 that is merely
+    /// free (unnamed, or named differently per tensor) may be a sequence or anything else, so those models are not merged.
+    /// </summary>
+    private static bool SharesBatchDimension(InferenceSession session)
+    {
+        string? batch = null;
+        foreach (var meta in session.InputMetadata.Values.Concat(session.OutputMetadata.Values))
+        {
+            if (meta.Dimensions.Length == 0 || meta.Dimensions[0] >= 0) return false;
+            var name = meta.SymbolicDimensions.Length > 0 ? meta.SymbolicDimensions[0] : "";
+            if (string.IsNullOrEmpty(name) || (batch is not null && batch != name)) return false;
+            batch = name;
+        }
+        return batch is not null;
     }
 
     public string Name { get; }
@@ -80,7 +101,7 @@ internal sealed class LoadedModel : ModelGeneration
         }
         try
         {
-            return new LoadedModel(name, session, provider, generation);
+            return new LoadedModel(name, session, provider, generation, options.DynamicBatching);
         }
         catch
         {

@@ -20,6 +20,14 @@ public sealed class OnnxModelOptions
     /// </summary>
     public long MaxQueueDelayMicroseconds { get; set; }
 
+    /// <summary>
+    /// Whether requests are merged along dim 0 (default null: only when every input and output has a symbolic dim 0
+    /// with one shared name, such as the <c>batch</c> of Lightning's exporter, since ONNX says one name is one size and
+    /// so the rows are independent). True merges whenever dim 0 of every input and output is variable (the model's
+    /// rows must then be independent; it fails the load otherwise); false never merges.
+    /// </summary>
+    public bool? DynamicBatching { get; set; }
+
     /// <summary>The most requests waiting for a run (default 1024; at least 1); a request beyond it is rejected with 503.</summary>
     public int MaxQueueSize { get; set; } = 1024;
 

@@ -15,6 +15,7 @@ internal sealed class OnnxModelRegistry : IDisposable
     {
         Options = options.Value;
         Metrics = metrics;
+        ParseSlots = new SemaphoreSlim(Options.MaxConcurrentParsing, Options.MaxConcurrentParsing);
         var logger = loggerFactory.CreateLogger("Lightning.Serving.OnnxInference");
         foreach (var name in Options.ModelNames.Distinct(StringComparer.Ordinal))
             _models[name] = new ServedModel(name, modelOptions.Get(name), metrics, logger);
@@ -23,6 +24,9 @@ internal sealed class OnnxModelRegistry : IDisposable
     public OnnxInferenceOptions Options { get; }
 
     public InferenceMetrics Metrics { get; }
+
+    /// <summary>Requests reading or parsing their body now; see <see cref="OnnxInferenceOptions.MaxConcurrentParsing"/>.</summary>
+    public SemaphoreSlim ParseSlots { get; }
 
     public IReadOnlyCollection<string> Names => _models.Keys;
 
@@ -54,5 +58,6 @@ internal sealed class OnnxModelRegistry : IDisposable
     public void Dispose()
     {
         foreach (var model in _models.Values) model.Dispose();
+        ParseSlots.Dispose();
     }
 }

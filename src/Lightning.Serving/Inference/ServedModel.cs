@@ -30,6 +30,10 @@ internal sealed class ServedModel : IDisposable
     /// <summary>Completed when the last arriving request is in; the batcher waits on it besides the queue and the deadline.</summary>
     private TaskCompletionSource? _arrivalsDone;
     private volatile bool _stopping;
+    /// <summary>False from a fault of the batch loop until it has restarted: the model cannot serve queued requests meanwhile.</summary>
+    private volatile bool _loopHealthy = true;
+    /// <summary>The batch being formed or run, so that a fault of the loop fails exactly these requests.</summary>
+    private readonly List<Pending> _batch = [];
 
     public ServedModel(string name, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
     {
@@ -48,6 +52,12 @@ internal sealed class ServedModel : IDisposable
 
     public string Name { get; }
 
+    /// <summary>The version the v2 routes serve this model as: "1" for a model added by path.</summary>
+    public string Version { get; } = "1";
+
+    /// <summary>True for a route without a version (null) or with this model's version.</summary>
+    public bool HasVersion(string? version) => version is null || version == Version;
+
     public OnnxModelOptions Options { get; }
 
     /// <summary>The generation serving now; null before the start.</summary>
@@ -56,7 +66,20 @@ internal sealed class ServedModel : IDisposable
     /// <summary>ONNX Runtime runs so far (fewer than requests when the batcher merges them).</summary>
     public long RunCount => Interlocked.Read(ref _runs);
 
-    public bool IsReady => Current is not null && !_stopping;
+    public bool IsReady => Current is not null && !_stopping && _loopHealthy;
+
+    /// <summary>Faults of the batch loop so far; each failed its batch and restarted the loop.</summary>
+    public int LoopFaults => Volatile.Read(ref _loopFaults);
+
+    private int _loopFaults;
+
+    /// <summary>Test hook: runs in the batch loop after a batch is formed, before it runs; an exception from it is a loop fault.</summary>
+    internal Action<int>? BatchFormed { get; set; }
+
+    /// <summary>Test hook: requests dropped from the queue because their caller went away or their timeout expired.</summary>
+    internal long Dropped => Interlocked.Read(ref _dropped);
+
+    private long _dropped;
 
     /// <summary>Requests waiting in the queue.</summary>
     internal int QueueLength => _queue.Reader.Count;
@@ -117,7 +140,7 @@ internal sealed class ServedModel : IDisposable
         var first = _file.Model!;
         _generations.Replace(first);
         _logger.LogInformation("Model '{Model}' loaded from '{Path}' on {Provider}.", Name, path, first.ExecutionProvider);
-        _loop = Task.Run(RunLoopAsync);
+        _loop = Task.Run(SuperviseLoopAsync);
         _reloadRegistration = ChangeToken.OnChange(() => _file.ReloadToken!, SwapInReloaded);
         if (Options.WatchForChanges) _file.Watch();
     }
@@ -133,15 +156,21 @@ internal sealed class ServedModel : IDisposable
     }
 
     /// <summary>Validates a request against the current model and queues it for the batcher.</summary>
+    /// <param name="inputs">The request's inputs.</param>
+    /// <param name="outputs">The requested outputs; null for all.</param>
+    /// <param name="cancellationToken">The caller going away (or its timeout): a request still queued then is dropped, never run.</param>
     /// <exception cref="InferenceRequestException">The request does not fit the model.</exception>
-    /// <exception cref="InferenceUnavailableException">The queue is full or the model is stopping.</exception>
-    public Task<InferenceTensor[]> InferAsync(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs)
+    /// <exception cref="InferenceUnavailableException">The queue is full, the model is stopping or its batch loop is restarting.</exception>
+    public Task<InferenceTensor[]> InferAsync(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs,
+        CancellationToken cancellationToken = default)
     {
         var model = Current ?? throw new InferenceUnavailableException($"model '{Name}' is not loaded yet.");
         if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
+        if (!_loopHealthy) throw new InferenceUnavailableException($"model '{Name}' is restarting its batch loop after a fault; retry shortly.");
+        cancellationToken.ThrowIfCancellationRequested();
         var (ordered, rows, key) = model.Validate(inputs, outputs, Options.MaxBatchSize);
         if (TryRunInline(model, ordered, rows, outputs, out var inline)) return inline;
-        var pending = new Pending(inputs, outputs) { Model = model, Ordered = ordered, Rows = rows, Key = key };
+        var pending = new Pending(inputs, outputs, cancellationToken) { Model = model, Ordered = ordered, Rows = rows, Key = key };
         if (!_queue.Writer.TryWrite(pending))
         {
             if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
@@ -149,30 +178,88 @@ internal sealed class ServedModel : IDisposable
                 $"model '{Name}' exceeds maximum queue size: {Options.MaxQueueSize} requests are already waiting; retry later.");
         }
         _metrics.QueueDepth.WithLabels(Name).Inc();
+        // The caller's task ends at once when it goes away; the batcher drops the request when it reaches it.
+        if (cancellationToken.CanBeCanceled)
+            pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Completion.TrySetCanceled(), pending);
         return pending.Completion.Task;
+    }
+
+    /// <summary>
+    /// Runs the batch loop until the queue completes. A fault (a bug, an out-of-memory while merging, a hook) fails the
+    /// requests of the batch in hand with 503, marks the model not ready, and restarts the loop after a short pause, so
+    /// one bad batch can never leave the model queuing requests that nobody runs.
+    /// </summary>
+    private async Task SuperviseLoopAsync()
+    {
+        while (true)
+        {
+            try
+            {
+                await RunLoopAsync().ConfigureAwait(false);
+                return;
+            }
+            catch (Exception ex)
+            {
+                _loopHealthy = false;
+                Interlocked.Increment(ref _loopFaults);
+                _logger.LogError(ex, "Model '{Model}': the batch loop failed ({Message}); failing its {Count} requests and restarting it.",
+                    Name, ex.Message, _batch.Count);
+                foreach (var pending in _batch) Fail(pending, new InferenceUnavailableException(
+                    $"model '{Name}' failed while batching this request ({ex.GetType().Name}); the batcher restarted, retry the request."));
+                _batch.Clear();
+                Volatile.Write(ref _forming, 0);
+                if (_stopping) return;
+                await Task.Delay(50).ConfigureAwait(false);
+                _loopHealthy = true;
+            }
+        }
+    }
+
+    private static void Fail(Pending pending, Exception error)
+    {
+        pending.Registration.Dispose();
+        pending.Completion.TrySetException(error);
+    }
+
+    /// <summary>Takes the next queued request that is still wanted; one whose caller went away or timed out is dropped unrun.</summary>
+    private bool TryTake(ChannelReader<Pending> reader, out Pending pending)
+    {
+        while (reader.TryRead(out pending!))
+        {
+            _metrics.QueueDepth.WithLabels(Name).Dec();
+            if (!pending.Cancellation.IsCancellationRequested) return true;
+            Interlocked.Increment(ref _dropped);
+            pending.Completion.TrySetCanceled(pending.Cancellation);
+        }
+        return false;
     }
 
     private async Task RunLoopAsync()
     {
         var reader = _queue.Reader;
-        var batch = new List<Pending>();
+        var batch = _batch;
         long delayTicks = Options.MaxQueueDelayMicroseconds * Stopwatch.Frequency / 1_000_000;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             if (RunGate is { } gate) await gate.ConfigureAwait(false);
-            if (!reader.TryRead(out var first)) continue;
-            _metrics.QueueDepth.WithLabels(Name).Dec();
+            batch.Clear();
+            if (!TryTake(reader, out var first)) continue;
+            // From here a fault of the loop fails this request too.
+            batch.Add(first);
             if (_generations.Acquire() is not { } model)
             {
-                first.Completion.TrySetException(new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+                Fail(first, new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+                batch.Clear();
                 continue;
             }
             lock (_runLock) _runners++;
             try
             {
-                batch.Clear();
-                if (!Revalidate(first, model)) continue;
-                batch.Add(first);
+                if (!Revalidate(first, model))
+                {
+                    batch.Clear();
+                    continue;
+                }
                 Volatile.Write(ref _forming, 1);
                 long rows = first.Rows;
                 long deadline = Stopwatch.GetTimestamp() + delayTicks;
@@ -180,6 +267,11 @@ internal sealed class ServedModel : IDisposable
                 {
                     if (reader.TryPeek(out var next))
                     {
+                        if (next.Cancellation.IsCancellationRequested)
+                        {
+                            TryTake(reader, out _);
+                            continue;
+                        }
                         if (!Revalidate(next, model))
                         {
                             reader.TryRead(out _);
@@ -206,7 +298,9 @@ internal sealed class ServedModel : IDisposable
                     var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
                     if (woke == timeout || (woke == more && !more.Result)) break;
                 }
+                BatchFormed?.Invoke(batch.Count);
                 Execute(model, batch);
+                batch.Clear();
             }
             finally
             {
@@ -248,7 +342,7 @@ internal sealed class ServedModel : IDisposable
         }
         catch (Exception ex)
         {
-            result = Task.FromException<InferenceTensor[]>(new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex));
+            result = Task.FromException<InferenceTensor[]>(RunFailure(ex));
         }
         finally
         {
@@ -268,7 +362,7 @@ internal sealed class ServedModel : IDisposable
         }
         catch (InferenceRequestException ex)
         {
-            pending.Completion.TrySetException(ex);
+            Fail(pending, ex);
             return false;
         }
     }
@@ -303,6 +397,7 @@ internal sealed class ServedModel : IDisposable
         {
             var mine = outputs.Select(o => TensorTypes.SliceRows(o, start, pending.Rows)).ToArray();
             start += pending.Rows;
+            pending.Registration.Dispose();
             pending.Completion.TrySetResult(Select(mine, pending.Outputs));
         }
     }
@@ -311,14 +406,31 @@ internal sealed class ServedModel : IDisposable
     {
         try
         {
+            // Dropped while the batch formed: its caller is gone, so the run would be wasted.
+            if (pending.Cancellation.IsCancellationRequested)
+            {
+                Interlocked.Increment(ref _dropped);
+                pending.Completion.TrySetCanceled(pending.Cancellation);
+                return;
+            }
             var outputs = Count(model, pending.Rows, () => model.Run(pending.Ordered));
+            pending.Registration.Dispose();
             pending.Completion.TrySetResult(Select(outputs, pending.Outputs));
         }
         catch (Exception ex)
         {
-            pending.Completion.TrySetException(new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex));
+            Fail(pending, RunFailure(ex));
         }
     }
+
+    /// <summary>
+    /// What a failed run answers: ONNX Runtime's InvalidArgument is about the request's values (an index out of range
+    /// for a Gather, say), so it is the client's 400; anything else is the server's.
+    /// </summary>
+    private Exception RunFailure(Exception ex) =>
+        ex is Microsoft.ML.OnnxRuntime.OnnxRuntimeException && ex.Message.Contains("[ErrorCode:InvalidArgument]", StringComparison.Ordinal)
+            ? new InferenceRequestException($"model '{Name}' cannot run the request's data: {ex.Message}")
+            : new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex);
 
     private InferenceTensor[] Count(LoadedModel model, long rows, Func<InferenceTensor[]> run)
     {
@@ -344,7 +456,7 @@ internal sealed class ServedModel : IDisposable
         catch (OperationCanceledException)
         {
             while (_queue.Reader.TryRead(out var left))
-                left.Completion.TrySetException(new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+                Fail(left, new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
         }
     }
 
@@ -358,8 +470,10 @@ internal sealed class ServedModel : IDisposable
         _generations.Close();
     }
 
-    private sealed class Pending(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs)
+    private sealed class Pending(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs, CancellationToken cancellation)
     {
+        public CancellationToken Cancellation { get; } = cancellation;
+        public CancellationTokenRegistration Registration { get; set; }
         public IReadOnlyList<InferenceTensor> Inputs { get; } = inputs;
         public IReadOnlyList<string>? Outputs { get; } = outputs;
         public required LoadedModel Model { get; set; }
