@@ -44,6 +44,12 @@ public static class InferenceEndpoints
         group.MapGet("/models/{name}/versions/{version}/ready", ModelReady);
         group.MapPost("/models/{name}/infer", (string name, HttpContext context, OnnxModelRegistry registry) => InferAsync(name, null, context, registry));
         group.MapPost("/models/{name}/versions/{version}/infer", InferAsync);
+        if (options.RepositoryPath is not null)
+        {
+            group.MapPost("/repository/index", RepositoryIndex);
+            group.MapPost("/repository/models/{name}/load", RepositoryLoadAsync);
+            group.MapPost("/repository/models/{name}/unload", RepositoryUnloadAsync);
+        }
         if (options.MetricsPath is { } metricsPath)
             endpoints.MapGet(metricsPath, MetricsAsync);
         return group;
@@ -58,9 +64,35 @@ public static class InferenceEndpoints
     /// <summary>The protocol extensions this server implements, as <c>GET /v2</c> lists them.</summary>
     internal static readonly string[] Extensions = ["binary_tensor_data", "parameters"];
 
-    internal static JsonHttpResult<ServerMetadata> ServerMetadata() =>
+    internal static JsonHttpResult<ServerMetadata> ServerMetadata(OnnxModelRegistry registry) =>
         TypedResults.Json(new ServerMetadata("lightning-serving",
-            typeof(InferenceEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0.0.0", Extensions), InferenceJson.SerializerOptions);
+            typeof(InferenceEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0.0.0", ExtensionsOf(registry)), InferenceJson.SerializerOptions);
+
+    /// <summary>The extensions of this server: the repository's only when one is configured.</summary>
+    internal static string[] ExtensionsOf(OnnxModelRegistry registry) =>
+        registry.Repository is null ? Extensions : [.. Extensions, "model_repository"];
+
+    internal static JsonHttpResult<IReadOnlyList<RepositoryIndexEntry>> RepositoryIndex(OnnxModelRegistry registry) =>
+        TypedResults.Json(registry.Repository!.Index(), InferenceJson.SerializerOptions);
+
+    internal static async Task<JsonHttpResult<object>> RepositoryLoadAsync(string name, OnnxModelRegistry registry) =>
+        await RepositoryChangeAsync(() => registry.Repository!.LoadAsync(name)).ConfigureAwait(false);
+
+    internal static async Task<JsonHttpResult<object>> RepositoryUnloadAsync(string name, OnnxModelRegistry registry) =>
+        await RepositoryChangeAsync(() => registry.Repository!.UnloadAsync(name)).ConfigureAwait(false);
+
+    private static async Task<JsonHttpResult<object>> RepositoryChangeAsync(Func<Task> change)
+    {
+        try
+        {
+            await change().ConfigureAwait(false);
+            return TypedResults.Json<object>(new Dictionary<string, object>(), InferenceJson.SerializerOptions);
+        }
+        catch (RepositoryException ex)
+        {
+            return TypedResults.Json<object>(new InferenceError(ex.Message), InferenceJson.SerializerOptions, statusCode: ex.Status);
+        }
+    }
 
     internal static JsonHttpResult<ServerHealth> Live(OnnxModelRegistry registry) =>
         TypedResults.Json(new ServerHealth(registry.IsLive, null), InferenceJson.SerializerOptions);
@@ -75,8 +107,7 @@ public static class InferenceEndpoints
 
     internal static Results<JsonHttpResult<ModelMetadata>, JsonHttpResult<InferenceError>> Metadata(string name, string? version, OnnxModelRegistry registry)
     {
-        if (!registry.TryGet(name, out var model)) return NotFound(name, registry);
-        if (!model.HasVersion(version)) return VersionNotFound(model, version!);
+        if (!registry.TryFind(name, version, out var model, out var missing)) return Error(StatusCodes.Status404NotFound, missing);
         if (model.Current is not { } loaded)
             return Error(StatusCodes.Status400BadRequest, $"model '{name}' is not loaded yet.");
         var parameters = new Dictionary<string, object>
@@ -89,7 +120,7 @@ public static class InferenceEndpoints
             ["max_queue_size"] = model.Options.MaxQueueSize,
             ["generation"] = loaded.Generation,
         };
-        return TypedResults.Json(new ModelMetadata(name, [model.Version], "onnx_onnxv1",
+        return TypedResults.Json(new ModelMetadata(name, [.. registry.Versions(name).Select(v => v.Version)], "onnx_onnxv1",
             [.. loaded.Inputs.Select(s => new TensorMetadata(s.Name, s.Datatype, s.Shape))],
             [.. loaded.Outputs.Select(s => new TensorMetadata(s.Name, s.Datatype, s.Shape))],
             parameters), InferenceJson.SerializerOptions);
@@ -97,8 +128,7 @@ public static class InferenceEndpoints
 
     internal static Results<JsonHttpResult<ModelReadiness>, JsonHttpResult<InferenceError>> ModelReady(string name, string? version, OnnxModelRegistry registry)
     {
-        if (!registry.TryGet(name, out var model)) return NotFound(name, registry);
-        if (!model.HasVersion(version)) return VersionNotFound(model, version!);
+        if (!registry.TryFind(name, version, out var model, out var missing)) return Error(StatusCodes.Status404NotFound, missing);
         bool ready = model.IsReady && !registry.IsStopping;
         return TypedResults.Json(new ModelReadiness(name, ready), InferenceJson.SerializerOptions,
             statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
@@ -113,15 +143,10 @@ public static class InferenceEndpoints
         int status = StatusCodes.Status500InternalServerError;
         try
         {
-            if (!registry.TryGet(name, out var model))
+            if (!registry.TryFind(name, version, out var model, out var missing))
             {
                 status = StatusCodes.Status404NotFound;
-                return NotFound(name, registry);
-            }
-            if (!model.HasVersion(version))
-            {
-                status = StatusCodes.Status404NotFound;
-                return VersionNotFound(model, version!);
+                return Error(status, missing);
             }
             label = model.Name;
             if (registry.IsStopping)
@@ -304,14 +329,6 @@ public static class InferenceEndpoints
         }
         return complete ? (buffer, length) : (null, 0);
     }
-
-    private static JsonHttpResult<InferenceError> VersionNotFound(ServedModel model, string version) =>
-        Error(StatusCodes.Status404NotFound,
-            $"model '{model.Name}' has no version '{version}'; its versions are ['{model.Version}'].");
-
-    private static JsonHttpResult<InferenceError> NotFound(string name, OnnxModelRegistry registry) =>
-        Error(StatusCodes.Status404NotFound,
-            $"model '{name}' is not found; the served models are [{string.Join(", ", registry.Names.Select(n => $"'{n}'"))}].");
 
     private static JsonHttpResult<InferenceError> Unavailable(HttpContext context, OnnxModelRegistry registry, string message)
     {

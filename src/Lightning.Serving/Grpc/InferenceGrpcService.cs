@@ -28,7 +28,7 @@ internal sealed class InferenceGrpcService(OnnxModelRegistry registry) : GRPCInf
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
     {
         var response = new ServerMetadataResponse { Name = "lightning-serving", Version = typeof(InferenceGrpcService).Assembly.GetName().Version?.ToString(3) ?? "0.0.0" };
-        response.Extensions.AddRange(InferenceEndpoints.Extensions);
+        response.Extensions.AddRange(InferenceEndpoints.ExtensionsOf(registry));
         return Task.FromResult(response);
     }
 
@@ -37,7 +37,7 @@ internal sealed class InferenceGrpcService(OnnxModelRegistry registry) : GRPCInf
         var model = Find(request.Name, request.Version);
         var loaded = model.Current ?? throw new RpcException(new Status(StatusCode.Unavailable, $"model '{model.Name}' is not loaded yet."));
         var response = new ModelMetadataResponse { Name = model.Name, Platform = "onnx_onnxv1" };
-        response.Versions.Add(model.Version);
+        response.Versions.AddRange(registry.Versions(model.Name).Select(v => v.Version));
         foreach (var spec in loaded.Inputs) response.Inputs.Add(Metadata(spec));
         foreach (var spec in loaded.Outputs) response.Outputs.Add(Metadata(spec));
         return Task.FromResult(response);
@@ -104,12 +104,9 @@ internal sealed class InferenceGrpcService(OnnxModelRegistry registry) : GRPCInf
 
     private ServedModel Find(string name, string version)
     {
-        if (!registry.TryGet(name, out var model))
-            throw new RpcException(new Status(StatusCode.NotFound,
-                $"model '{name}' is not found; the served models are [{string.Join(", ", registry.Names.Select(n => $"'{n}'"))}]."));
-        // An empty version is proto3's "not given": the server chooses.
-        if (!model.HasVersion(version.Length == 0 ? null : version))
-            throw new RpcException(new Status(StatusCode.NotFound, $"model '{model.Name}' has no version '{version}'; its versions are ['{model.Version}']."));
+        // An empty version is proto3's "not given": the latest serves.
+        if (!registry.TryFind(name, version, out var model, out var missing))
+            throw new RpcException(new Status(StatusCode.NotFound, missing));
         return model;
     }
 

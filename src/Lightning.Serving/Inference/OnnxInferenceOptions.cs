@@ -24,6 +24,12 @@ public sealed class OnnxInferenceOptions
     /// <summary>The Prometheus registry the inference metrics go to; null (default) gives each host its own registry.</summary>
     public CollectorRegistry? MetricsRegistry { get; set; }
 
+    /// <summary>The model repository folder set by <see cref="OnnxInferenceBuilder.AddModelRepository"/>; null for none.</summary>
+    internal string? RepositoryPath { get; set; }
+
+    /// <summary>Whether the repository's models load when the host starts (true) or only through the load route.</summary>
+    internal bool RepositoryLoadAllOnStart { get; set; } = true;
+
     /// <summary>The model names added through <see cref="OnnxInferenceBuilder.AddModel"/>, in order.</summary>
     internal List<string> ModelNames { get; } = [];
 }

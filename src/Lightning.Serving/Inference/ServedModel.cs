@@ -35,9 +35,10 @@ internal sealed class ServedModel : IDisposable
     /// <summary>The batch being formed or run, so that a fault of the loop fails exactly these requests.</summary>
     private readonly List<Pending> _batch = [];
 
-    public ServedModel(string name, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
+    public ServedModel(string name, string version, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
     {
         Name = name;
+        Version = version;
         Options = options;
         _metrics = metrics;
         _logger = logger;
@@ -52,11 +53,8 @@ internal sealed class ServedModel : IDisposable
 
     public string Name { get; }
 
-    /// <summary>The version the v2 routes serve this model as: "1" for a model added by path.</summary>
-    public string Version { get; } = "1";
-
-    /// <summary>True for a route without a version (null) or with this model's version.</summary>
-    public bool HasVersion(string? version) => version is null || version == Version;
+    /// <summary>The version the v2 routes serve this model as: "1" for a model added by path, the folder name in a repository.</summary>
+    public string Version { get; }
 
     public OnnxModelOptions Options { get; }
 
