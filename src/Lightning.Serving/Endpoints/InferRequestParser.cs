@@ -46,6 +46,8 @@ internal static class InferRequestParser
             List<InferenceTensor>? inputs = null;
             List<RequestedOutput>? outputs = null;
             int binaryOffset = 0;
+            // Where the reader's span starts in the body: the flat-number scan below restarts the reader past what it read.
+            int readerBase = 0;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 if (reader.ValueTextEquals("inputs"u8))
@@ -54,7 +56,7 @@ internal static class InferRequestParser
                     inputs = [];
                     while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
                     {
-                        if (ReadInput(ref reader, body.Length, binary, ref binaryOffset) is not { } input) return null;
+                        if (ReadInput(ref reader, body, ref readerBase, binary, ref binaryOffset) is not { } input) return null;
                         inputs.Add(input);
                     }
                     if (inputs.Count == 0) return null;
@@ -172,8 +174,9 @@ internal static class InferRequestParser
         return name is null ? null : new RequestedOutput(name, binaryData);
     }
 
-    private static InferenceTensor? ReadInput(ref Utf8JsonReader reader, int bodyLength, ReadOnlySpan<byte> binary, ref int binaryOffset)
+    private static InferenceTensor? ReadInput(ref Utf8JsonReader reader, ReadOnlySpan<byte> body, ref int readerBase, ReadOnlySpan<byte> binary, ref int binaryOffset)
     {
+        int bodyLength = body.Length;
         if (reader.TokenType != JsonTokenType.StartObject) return null;
         string? name = null, datatype = null;
         var type = TensorElementType.Float;
@@ -210,7 +213,7 @@ internal static class InferRequestParser
                 var expected = TensorTypes.ElementCount(shape, bodyLength);
                 if (expected < 0) return null;
                 data = TensorTypes.Allocate(type, expected);
-                if (ReadData(ref reader, type, data) != expected) return null;
+                if (ReadData(ref reader, type, data, body, ref readerBase) != expected) return null;
             }
             else if (reader.ValueTextEquals("parameters"u8))
             {
@@ -261,12 +264,26 @@ internal static class InferRequestParser
         reader.Read() && reader.TokenType == JsonTokenType.String && reader.GetString() is { Length: > 0 } text ? text : null;
 
     /// <summary>Reads flat or nested data into <paramref name="data"/>; returns the element count, or -1 when an element does not fit.</summary>
-    private static long ReadData(ref Utf8JsonReader reader, TensorElementType type, Array data)
+    private static long ReadData(ref Utf8JsonReader reader, TensorElementType type, Array data, ReadOnlySpan<byte> body, ref int readerBase)
     {
         if (reader.TokenType != JsonTokenType.StartArray)
             return data.Length > 0 && TrySet(ref reader, type, data, 0) ? 1 : -1;
         int depth = reader.CurrentDepth;
         int count = 0;
+        // A flat array of short decimals is scanned straight from the bytes, and the reader restarts at its ']' from its
+        // saved state; anything else (nesting, long numbers, a grammar error) leaves the reader where it was, to go on below.
+        if (type == TensorElementType.Float)
+        {
+            int position = readerBase + (int)reader.BytesConsumed;
+            if (FlatNumberScanner.TryScan(body, ref position, (float[])data, out int scanned))
+            {
+                var state = reader.CurrentState;
+                reader = new Utf8JsonReader(body[position..], isFinalBlock: true, state);
+                readerBase = position;
+                reader.Read();
+                return scanned;
+            }
+        }
         // Flat FP32 is nearly every request: read it without the per-element type dispatch. A nested array goes on below.
         if (type == TensorElementType.Float)
         {

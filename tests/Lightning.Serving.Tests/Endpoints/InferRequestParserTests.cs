@@ -30,6 +30,38 @@ public sealed class InferRequestParserTests
         }
     }
 
+    [Theory]
+    [InlineData("[ 1 , -2.5e1,0.125 ,\n3E-2\t]", 4)]
+    [InlineData("[0.84147096,-0.7568025,1e38,-0]", 4)]
+    [InlineData("[1.00000000000000000000001,2]", 2)]
+    [InlineData("[]", 0)]
+    public void Parse_FlatNumberArrays_ScannedAsTheDocumentParserReadsThem(string data, int count)
+    {
+        var body = Encoding.UTF8.GetBytes($$"""{"inputs":[{"name":"x","shape":[{{count}}],"datatype":"FP32","data":{{data}}}],"id":"after"}""");
+
+        var fast = InferRequestParser.TryParseFast(body);
+
+        Assert.NotNull(fast);
+        Assert.Equal("after", fast.Id);
+        AssertSame(InferRequestParser.ParseDocument(body), fast);
+    }
+
+    [Theory]
+    [InlineData("[01,2]")]
+    [InlineData("[1,2,]")]
+    [InlineData("[1.,2]")]
+    [InlineData("[1,-]")]
+    [InlineData("[1e,2]")]
+    [InlineData("[1,2")]
+    [InlineData("[1 2]")]
+    public void Parse_FlatArraysThatAreNotJson_RejectedLikeTheDocumentParser(string data)
+    {
+        var body = Encoding.UTF8.GetBytes($$"""{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":{{data}}}]}""");
+
+        Assert.Null(InferRequestParser.TryParseFast(body));
+        Assert.Throws<InferenceRequestException>(() => InferRequestParser.Parse(body));
+    }
+
     [Fact]
     public void Parse_DataBeforeShape_ReadByTheDocumentParser()
     {
