@@ -15,6 +15,7 @@ internal sealed class LoadedModel : ModelGeneration
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
     private readonly string[] _outputNames;
+    private readonly string[] _inputNames;
 
     private LoadedModel(string name, InferenceSession session, string provider, long generation, bool? dynamicBatching)
     {
@@ -25,6 +26,7 @@ internal sealed class LoadedModel : ModelGeneration
         Inputs = [.. session.InputMetadata.Select(p => Spec(name, "input", p.Key, p.Value))];
         Outputs = [.. session.OutputMetadata.Select(p => Spec(name, "output", p.Key, p.Value))];
         _outputNames = [.. Outputs.Select(o => o.Name)];
+        _inputNames = [.. Inputs.Select(i => i.Name)];
         Batchable = dynamicBatching ?? SharesBatchDimension(session);
         if (dynamicBatching == true && Inputs.Concat(Outputs).FirstOrDefault(s => s.Shape.Length == 0 || s.Shape[0] >= 0) is { } fixedDim)
             throw new NotSupportedException(
@@ -204,7 +206,7 @@ internal sealed class LoadedModel : ModelGeneration
         try
         {
             foreach (var input in ordered) values.Add(TensorTypes.ToOrtValue(input));
-            using var results = _session.Run(_runOptions, [.. Inputs.Select(s => s.Name)], values, _outputNames);
+            using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
             var outputs = new InferenceTensor[_outputNames.Length];
             int i = 0;
             foreach (var value in results)
