@@ -68,6 +68,12 @@ internal sealed partial class ModelRepository : IDisposable
             var served = _registry.Versions(name);
             string? failure;
             lock (_failures) _failures.TryGetValue(name, out failure);
+            if (_registry.Options.ModelNames.Contains(name, StringComparer.Ordinal))
+            {
+                foreach (var version in VersionFolders(name))
+                    entries.Add(new RepositoryIndexEntry(name, version.ToString(System.Globalization.CultureInfo.InvariantCulture), "UNAVAILABLE", TakenName(name)));
+                continue;
+            }
             HashSet<long>? selected = null;
             try
             {
@@ -187,10 +193,18 @@ internal sealed partial class ModelRepository : IDisposable
     {
         var names = ModelNames();
         foreach (var folder in names)
-            if (string.Equals(folder, name, StringComparison.Ordinal)) return folder;
+        {
+            if (!string.Equals(folder, name, StringComparison.Ordinal)) continue;
+            // A model added by path keeps its name: a repository folder of the same name would replace it unseen.
+            if (_registry.Options.ModelNames.Contains(folder, StringComparer.Ordinal)) throw new RepositoryException(400, TakenName(folder));
+            return folder;
+        }
         throw new RepositoryException(404,
             $"model '{name}' is not in the model repository; its models are [{string.Join(", ", names.Select(n => $"'{n}'"))}].");
     }
+
+    private static string TakenName(string name) =>
+        $"model '{name}' is added by path (AddModel), so the repository folder '{name}' is not served; rename one of them.";
 
     /// <summary>The numeric version folders of a model that hold a model file, ascending.</summary>
     private IReadOnlyList<long> VersionFolders(string folder) =>

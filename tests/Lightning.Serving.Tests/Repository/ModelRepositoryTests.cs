@@ -184,4 +184,21 @@ public sealed class ModelRepositoryTests : IDisposable
         Assert.Equal(2, model.Current!.Generation);
         OnnxTestModels.AssertClose(OnnxTestModels.Reference(replacement, Sample, [1, 4]), Output(body));
     }
+
+    [Fact]
+    public async Task Load_FolderNamedLikeAModelAddedByPath_Returns400AndThatModelKeepsServing()
+    {
+        var root = Repository();
+        var byPath = OnnxTestModels.Linear(_dir.Combine("by-path.onnx"), seed: 5);
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", byPath, o => o.WatchForChanges = false).AddModelRepository(root));
+
+        var (load, loadBody) = await server.PostAsync("/v2/repository/models/linear/load", "");
+        var (_, index) = await server.PostAsync("/v2/repository/index", "");
+        var (_, inferBody) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Sample, 1));
+
+        Assert.Equal(HttpStatusCode.BadRequest, load.StatusCode);
+        Assert.Contains("model 'linear' is added by path (AddModel)", loadBody!["error"]!.GetValue<string>());
+        Assert.All(index!.AsArray().Where(e => e!["name"]!.GetValue<string>() == "linear"), e => Assert.Equal("UNAVAILABLE", e!["state"]!.GetValue<string>()));
+        OnnxTestModels.AssertClose(OnnxTestModels.Reference(byPath, Sample, [1, 4]), Output(inferBody));
+    }
 }
