@@ -34,6 +34,7 @@ public sealed class InferRequestParserTests
     [InlineData("[ 1 , -2.5e1,0.125 ,\n3E-2\t]", 4)]
     [InlineData("[0.84147096,-0.7568025,1e38,-0]", 4)]
     [InlineData("[1.00000000000000000000001,2]", 2)]
+    [InlineData("[0.1234567890123456789012,1e-30,3.4028235E+38,123456789012345678901234,-7.0E+0,2e0001]", 6)]
     [InlineData("[]", 0)]
     public void Parse_FlatNumberArrays_ScannedAsTheDocumentParserReadsThem(string data, int count)
     {
