@@ -19,6 +19,15 @@ internal sealed class InferResult(string modelName, string? modelVersion, string
     {
     }
 
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_json;
+
+    /// <summary>A buffer grown past 1 MiB by one large answer is dropped, so no thread keeps that much for good.</summary>
+    private static void ReleaseLargeBuffer(ArrayBufferWriter<byte> json)
+    {
+        if (json.Capacity > 1 << 20) t_json = null;
+    }
+
     private bool IsBinary => binary is not null && Array.IndexOf(binary, true) >= 0;
 
     public int? StatusCode => StatusCodes.Status200OK;
@@ -30,24 +39,27 @@ internal sealed class InferResult(string modelName, string? modelVersion, string
         var response = httpContext.Response;
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = ContentType;
+        // The JSON goes to this thread's buffer first, so the answer carries a Content-Length: a chunked answer ends with
+        // a separate terminating chunk, which the client waits for. The buffer is copied into the pipe before any await.
+        var json = t_json ??= new ArrayBufferWriter<byte>(4096);
+        json.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(json, InferenceJson.WriterOptions))
+            InferResponseWriter.Write(writer, modelName, modelVersion, id, outputs, IsBinary ? binary : null);
         if (!IsBinary)
         {
-            // The writer fills the pipe's own buffers; disposing it commits them, and the flush sends them.
-            using (var writer = new Utf8JsonWriter(response.BodyWriter, InferenceJson.WriterOptions))
-                InferResponseWriter.Write(writer, modelName, modelVersion, id, outputs, null);
+            response.ContentLength = json.WrittenCount;
+            response.BodyWriter.Write(json.WrittenSpan);
+            ReleaseLargeBuffer(json);
             await response.BodyWriter.FlushAsync(httpContext.RequestAborted).ConfigureAwait(false);
             return;
         }
-        // The header's length goes before the body, so the JSON is written to a buffer first.
-        var json = new ArrayBufferWriter<byte>(1024);
-        using (var writer = new Utf8JsonWriter(json, InferenceJson.WriterOptions))
-            InferResponseWriter.Write(writer, modelName, modelVersion, id, outputs, binary);
         response.Headers[HeaderLengthName] = json.WrittenCount.ToString(System.Globalization.CultureInfo.InvariantCulture);
         long total = json.WrittenCount;
         for (int o = 0; o < outputs.Count; o++)
             if (binary![o]) total += BinaryTensorData.Length(outputs[o]);
         response.ContentLength = total;
         response.BodyWriter.Write(json.WrittenSpan);
+        ReleaseLargeBuffer(json);
         for (int o = 0; o < outputs.Count; o++)
         {
             if (!binary![o]) continue;
