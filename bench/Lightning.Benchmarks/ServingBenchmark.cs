@@ -113,6 +113,10 @@ internal static class ServingBenchmark
             };
             var results = new Dictionary<(string Name, int Concurrency), List<Stats>>();
             var batches = new List<double>();
+            // Round 0 warms every scenario up (the tiered JIT reaches its final code only after some calls and a pause) and is not counted.
+            foreach (var (_, run) in scenarios)
+                foreach (var c in Concurrency) run(c);
+            Thread.Sleep(500);
             for (int round = 1; round <= Rounds; round++)
             {
                 var order = round % 2 == 1 ? scenarios : [.. scenarios.Reverse()];
