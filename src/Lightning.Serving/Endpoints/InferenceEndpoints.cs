@@ -186,7 +186,8 @@ public static class InferenceEndpoints
                             ArrayPool<byte>.Shared.Return(body);
                         }
                         var token = aborted;
-                        if (request.Parameters.TimeoutMicroseconds is { } micros)
+                        // 0 is no timeout, as Triton's.
+                        if (request.Parameters.TimeoutMicroseconds is { } micros and > 0)
                         {
                             timeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
                             timeout.CancelAfter(TimeSpan.FromMicroseconds(Math.Min(micros, (long)int.MaxValue * 1000)));
@@ -199,17 +200,7 @@ public static class InferenceEndpoints
                 {
                     registry.ParseSlots.Release();
                 }
-                InferenceTensor[] outputs;
-                try
-                {
-                    outputs = await run.ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (timeout is { IsCancellationRequested: true } && !aborted.IsCancellationRequested)
-                {
-                    status = StatusCodes.Status503ServiceUnavailable;
-                    return Unavailable(context, registry,
-                        $"request timeout expired: the request for model '{name}' waited longer than its \"timeout\" parameter ({request.Parameters.TimeoutMicroseconds} µs) and was dropped unrun.");
-                }
+                var outputs = await run.ConfigureAwait(false);
                 status = StatusCodes.Status200OK;
                 return new InferResult(name, model.Version, request.Id, outputs, BinaryFlags(request, outputs));
             }
@@ -227,6 +218,13 @@ public static class InferenceEndpoints
             {
                 status = StatusCodes.Status500InternalServerError;
                 return Error(status, ex.Message);
+            }
+            catch (OperationCanceledException) when (timeout is { IsCancellationRequested: true } && !context.RequestAborted.IsCancellationRequested)
+            {
+                // Expired before it was queued (a timeout of 0) or while it waited: dropped unrun, as Triton's queue policy REJECT.
+                status = StatusCodes.Status503ServiceUnavailable;
+                return Unavailable(context, registry,
+                    $"request timeout expired: the request for model '{name}' waited longer than its \"timeout\" parameter and was dropped unrun.");
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {

@@ -58,9 +58,13 @@ internal sealed class InferenceGrpcService(OnnxModelRegistry registry) : GRPCInf
             {
                 if (t.ParameterChoiceCase != InferParameter.ParameterChoiceOneofCase.Int64Param || t.Int64Param < 0)
                     throw new InferenceRequestException($"parameter \"timeout\" = {t} is not allowed; it is a non-negative int64_param of microseconds.");
-                timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
-                timeout.CancelAfter(TimeSpan.FromMicroseconds(Math.Min(t.Int64Param, (long)int.MaxValue * 1000)));
-                token = timeout.Token;
+                // 0 is no timeout, as Triton's.
+                if (t.Int64Param > 0)
+                {
+                    timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
+                    timeout.CancelAfter(TimeSpan.FromMicroseconds(Math.Min(t.Int64Param, (long)int.MaxValue * 1000)));
+                    token = timeout.Token;
+                }
             }
             InferenceTensor[] outputs;
             try

@@ -34,6 +34,8 @@ internal sealed class ServedModel : IDisposable
     private volatile bool _loopHealthy = true;
     /// <summary>The batch being formed or run, so that a fault of the loop fails exactly these requests.</summary>
     private readonly List<Pending> _batch = [];
+    /// <summary>Fires when the model stops: a loop pausing before its restart ends instead.</summary>
+    private readonly CancellationTokenSource _stop = new();
 
     public ServedModel(string name, string version, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
     {
@@ -70,6 +72,9 @@ internal sealed class ServedModel : IDisposable
     public int LoopFaults => Volatile.Read(ref _loopFaults);
 
     private int _loopFaults;
+
+    /// <summary>How long a faulted batch loop pauses (not ready, answering 503) before it restarts; a test hook lengthens it.</summary>
+    internal TimeSpan RestartDelay { get; set; } = TimeSpan.FromMilliseconds(50);
 
     /// <summary>Test hook: runs in the batch loop after a batch is formed, before it runs; an exception from it is a loop fault.</summary>
     internal Action<int>? BatchFormed { get; set; }
@@ -207,7 +212,14 @@ internal sealed class ServedModel : IDisposable
                 _batch.Clear();
                 Volatile.Write(ref _forming, 0);
                 if (_stopping) return;
-                await Task.Delay(50).ConfigureAwait(false);
+                try
+                {
+                    await Task.Delay(RestartDelay, _stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
                 _loopHealthy = true;
             }
         }
@@ -447,15 +459,18 @@ internal sealed class ServedModel : IDisposable
         _stopping = true;
         _file?.Dispose();
         _queue.Writer.TryComplete();
+        _stop.Cancel();
         try
         {
             await _loop.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
-            while (_queue.Reader.TryRead(out var left))
-                Fail(left, new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+            // The drain ran out of time; what is still queued is failed below.
         }
+        // Left when the drain timed out, or when the loop was pausing after a fault as the model stopped.
+        while (_queue.Reader.TryRead(out var left))
+            Fail(left, new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
     }
 
     public void Dispose()
@@ -464,6 +479,7 @@ internal sealed class ServedModel : IDisposable
         _file?.Dispose();
         _reloadRegistration?.Dispose();
         _queue.Writer.TryComplete();
+        _stop.Cancel();
         // A run still in progress keeps its generation until it is over.
         _generations.Close();
     }

@@ -95,7 +95,7 @@ public sealed class ServingFuzzTests(ITestOutputHelper output) : IAsyncLifetime
     [
         "{", "}", "[", "]", ",", ":", "\"", "null", "true", "false", "-1", "0", "1e400", "-0", "1.7976931348623157e309", "18446744073709551616",
         "\"\\ud800\"", "\"\\udc00x\"", "\"FP16\"", "\"BF16\"", "\"BYTES\"", "\"BOOL\"", "\"UINT64\"", "\"shape\"", "\"data\"", "\"inputs\"",
-        "[4000000000,4000000000]", "[1,99999999]", "{\"binary_data_size\":8}", "{\"timeout\":-1}", "\"parameters\"", "[[[[[[[[[[1]]]]]]]]]]",
+        "[4000000000,4000000000]", "[1,99999999]", "{\"binary_data_size\":8}", "{\"timeout\":-1}", "{\"timeout\":0}", "{\"timeout\":1}", "\"parameters\"", "[[[[[[[[[[1]]]]]]]]]]",
     ];
 
     [Fact]

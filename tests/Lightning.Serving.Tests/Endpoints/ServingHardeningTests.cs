@@ -130,28 +130,27 @@ public sealed class ServingHardeningTests : IDisposable
         var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
         var model = server.Model("linear");
+        // A long pause before the restart, so the test sees the model while it cannot serve.
+        model.RestartDelay = TimeSpan.FromSeconds(30);
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
         model.BatchFormed = _ => throw new InvalidOperationException("injected batch fault");
         var queued = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1));
         await WaitUntil(() => model.QueueLength == 1, "the request to queue");
         model.RunGate = null;
-        // Keep faulting: each restart meets the hook again, so the model stays not ready until it is removed.
         gate.SetResult();
-        await WaitUntil(() => model.LoopFaults >= 1, "the first fault");
-        var sawNotReady = false;
-        for (int i = 0; i < 100 && !sawNotReady; i++)
-        {
-            var (ready, readyBody) = await server.GetAsync("/v2/models/linear/ready");
-            sawNotReady = ready.StatusCode == HttpStatusCode.BadRequest && !readyBody!["ready"]!.GetValue<bool>();
-            var (infer, _) = sawNotReady ? await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1)) : default;
-            if (sawNotReady) Assert.Equal(HttpStatusCode.ServiceUnavailable, infer.StatusCode);
-        }
-        model.BatchFormed = null;
+        await WaitUntil(() => model.LoopFaults >= 1, "the fault");
 
-        Assert.True(sawNotReady, "readiness never turned false while the loop restarted");
+        var (ready, readyBody) = await server.GetAsync("/v2/models/linear/ready");
+        var (serverReady, _) = await server.GetAsync("/v2/health/ready");
+        var (infer, inferBody) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1));
+
+        Assert.Equal(HttpStatusCode.BadRequest, ready.StatusCode);
+        Assert.False(readyBody!["ready"]!.GetValue<bool>());
+        Assert.Equal(HttpStatusCode.BadRequest, serverReady.StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, infer.StatusCode);
+        Assert.Contains("restarting its batch loop", inferBody!["error"]!.GetValue<string>());
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await queued).Response.StatusCode);
-        await WaitUntil(() => model.IsReady, "the loop to restart");
     }
 
     [Fact]
@@ -196,6 +195,27 @@ public sealed class ServingHardeningTests : IDisposable
         Assert.Contains("request timeout expired", json!["error"]!.GetValue<string>());
         await WaitUntil(() => model.Dropped == 1, "the expired request to be dropped");
         Assert.Equal(0, model.RunCount);
+    }
+
+    [Fact]
+    public async Task Infer_TimeoutParameterZeroOrTiny_ZeroIsNoTimeoutAndATinyOneIsNeverA500()
+    {
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
+        var model = server.Model("linear");
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        // Queued behind the gate, so only the timeout can end it: 0 waits for the run, 1 µs expires before it.
+        var none = server.PostAsync("/v2/models/linear/infer",
+            """{"parameters":{"timeout":0},"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}""");
+        var (tiny, tinyBody) = await server.PostAsync("/v2/models/linear/infer",
+            """{"parameters":{"timeout":1},"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}""");
+        model.RunGate = null;
+        gate.SetResult();
+
+        Assert.Equal(HttpStatusCode.OK, (await none).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, tiny.StatusCode);
+        Assert.Contains("request timeout expired", tinyBody!["error"]!.GetValue<string>());
     }
 
     [Fact]
