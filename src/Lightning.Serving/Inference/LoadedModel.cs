@@ -125,7 +125,10 @@ internal sealed class LoadedModel : ModelGeneration
         if (!TensorTypes.IsSupported(meta.ElementDataType))
             throw new NotSupportedException(
                 $"Model '{model}': {kind} '{name}' has element type {TensorTypes.ToV2(meta.ElementDataType)}; the supported datatypes are [{string.Join(", ", TensorTypes.SupportedDatatypes)}].");
-        return new TensorSpec(name, meta.ElementDataType, [.. meta.Dimensions.Select(d => (long)d)]);
+        var names = new string[meta.Dimensions.Length];
+        for (int d = 0; d < names.Length; d++)
+            names[d] = meta.Dimensions[d] < 0 && d < meta.SymbolicDimensions.Length ? meta.SymbolicDimensions[d] ?? "" : "";
+        return new TensorSpec(name, meta.ElementDataType, [.. meta.Dimensions.Select(d => (long)d)], names);
     }
 
     /// <summary>
@@ -151,6 +154,9 @@ internal sealed class LoadedModel : ModelGeneration
                 $"but missing required input(s) [{string.Join(", ", missing)}]. Please provide all required input(s).");
 
         var ordered = new InferenceTensor[Inputs.Count];
+        // ONNX: one dim_param name is one size across the graph, so inputs that disagree cannot run (ONNX Runtime
+        // would fail inside a kernel); said here, naming both inputs.
+        Dictionary<string, (long Size, string Input, int Dim)>? named = null;
         long rows = 1;
         string? rowsFrom = null;
         var key = new System.Text.StringBuilder();
@@ -167,6 +173,17 @@ internal sealed class LoadedModel : ModelGeneration
             if (!fits)
                 throw new InferenceRequestException(
                     $"input '{spec.Name}' of model '{Name}' expects shape {TensorTypes.Format(spec.Shape)} (-1 = any size), but the request has shape {TensorTypes.Format(input.Shape)}.");
+            for (int d = 0; d < spec.DimNames.Length; d++)
+            {
+                if (spec.DimNames[d].Length == 0) continue;
+                named ??= new Dictionary<string, (long, string, int)>(StringComparer.Ordinal);
+                if (!named.TryGetValue(spec.DimNames[d], out var first))
+                    named[spec.DimNames[d]] = (input.Shape[d], spec.Name, d);
+                else if (first.Size != input.Shape[d])
+                    throw new InferenceRequestException(
+                        $"input '{spec.Name}' of model '{Name}' has dim {d} ('{spec.DimNames[d]}') = {input.Shape[d]}, but input '{first.Input}' has dim {first.Dim} " +
+                        $"('{spec.DimNames[d]}') = {first.Size}; the model names both dims alike, so they must be equal.");
+            }
             if (Batchable)
             {
                 var n = input.Shape[0];

@@ -275,6 +275,23 @@ public sealed class ServingHardeningTests : IDisposable
     }
 
     [Fact]
+    public async Task Infer_InputsWhoseRowsDoNotBroadcast_Returns400NotA500()
+    {
+        var path = OnnxGraphs.Sum(_dir.Combine("sum.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("sum", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.DynamicBatching = false;
+        }));
+
+        var (response, json) = await server.PostAsync("/v2/models/sum/infer",
+            """{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]},{"name":"y","shape":[3,2],"datatype":"FP32","data":[1,2,3,4,5,6]}]}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("input 'y' of model 'sum' has dim 0 ('batch') = 3, but input 'x' has dim 0 ('batch') = 2", json!["error"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task Infer_EmbeddingIndexOutOfRange_Returns400FromOnnxRuntimesInvalidArgument()
     {
         var path = OnnxTestModels.Embedding(_dir.Combine("embedding.onnx"));

@@ -34,6 +34,10 @@ internal static class OnnxGraphs
         Write(path, Graph([Value("x", "FP32", "batch", 2)], [Value("y", "FP32", "batch", 2), Value("z", "FP32", "batch", 2)],
             Node("Identity", ["x"], ["y"]), Node("Neg", ["x"], ["z"])));
 
+    /// <summary><c>z = Add(x, y)</c>, FP32 <c>[batch, 2]</c> each: ONNX Runtime refuses rows that do not broadcast.</summary>
+    public static string Sum(string path) =>
+        Write(path, Graph([Value("x", "FP32", "batch", 2), Value("y", "FP32", "batch", 2)], [Value("z", "FP32", "batch", 2)], Node("Add", ["x", "y"], ["z"])));
+
     /// <summary>
     /// <c>y = CumSum(x, axis 0)</c>, FP32 <c>[n, 2]</c> → <c>[m, 2]</c>: dim 0 is variable on both sides but under different names,
     /// and the rows are not independent, so merging two requests would change both answers.
