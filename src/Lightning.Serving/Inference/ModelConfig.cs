@@ -4,14 +4,14 @@ namespace Lightning.Serving;
 
 /// <summary>
 /// A repository model's <c>config.json</c>, Triton's settings by Triton's names: <c>max_batch_size</c>,
-/// <c>max_queue_delay_microseconds</c>, <c>max_queue_size</c>, <c>dynamic_batching</c> (true/false; absent: by the
+/// <c>max_queue_delay_microseconds</c>, <c>max_queue_size</c>, <c>max_concurrent_runs</c>, <c>dynamic_batching</c> (true/false; absent: by the
 /// model's dim names), <c>execution_provider</c> ("cpu" or "cuda"), <c>intra_op_num_threads</c>, <c>watch_for_changes</c>
 /// and <c>version_policy</c> (<c>{"latest": {"num_versions": n}}</c>, <c>{"all": {}}</c> or <c>{"specific": {"versions": [..]}}</c>).
 /// </summary>
 internal sealed record ModelConfig(OnnxModelOptions Options, VersionPolicy Policy)
 {
     private static readonly string[] Keys =
-        ["max_batch_size", "max_queue_delay_microseconds", "max_queue_size", "dynamic_batching", "execution_provider", "intra_op_num_threads", "watch_for_changes", "version_policy"];
+        ["max_batch_size", "max_queue_delay_microseconds", "max_queue_size", "max_concurrent_runs", "dynamic_batching", "execution_provider", "intra_op_num_threads", "watch_for_changes", "version_policy"];
 
     public static ModelConfig Default => new(new OnnxModelOptions(), VersionPolicy.Latest(1));
 
@@ -22,6 +22,7 @@ internal sealed record ModelConfig(OnnxModelOptions Options, VersionPolicy Polic
         MaxBatchSize = Options.MaxBatchSize,
         MaxQueueDelayMicroseconds = Options.MaxQueueDelayMicroseconds,
         MaxQueueSize = Options.MaxQueueSize,
+        MaxConcurrentRuns = Options.MaxConcurrentRuns,
         DynamicBatching = Options.DynamicBatching,
         ExecutionProvider = Options.ExecutionProvider,
         IntraOpNumThreads = Options.IntraOpNumThreads,
@@ -43,6 +44,7 @@ internal sealed record ModelConfig(OnnxModelOptions Options, VersionPolicy Polic
                 case "max_batch_size": options.MaxBatchSize = Int(p); break;
                 case "max_queue_delay_microseconds": options.MaxQueueDelayMicroseconds = Long(p); break;
                 case "max_queue_size": options.MaxQueueSize = Int(p); break;
+                case "max_concurrent_runs": options.MaxConcurrentRuns = Int(p); break;
                 case "intra_op_num_threads": options.IntraOpNumThreads = Int(p); break;
                 case "dynamic_batching": options.DynamicBatching = Bool(p); break;
                 case "watch_for_changes": options.WatchForChanges = Bool(p); break;
@@ -61,6 +63,7 @@ internal sealed record ModelConfig(OnnxModelOptions Options, VersionPolicy Polic
             MaxBatchSize = options.MaxBatchSize,
             MaxQueueDelayMicroseconds = options.MaxQueueDelayMicroseconds,
             MaxQueueSize = options.MaxQueueSize,
+            MaxConcurrentRuns = options.MaxConcurrentRuns,
             IntraOpNumThreads = options.IntraOpNumThreads,
             ExecutionProvider = options.ExecutionProvider,
         });

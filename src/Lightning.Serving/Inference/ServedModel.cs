@@ -76,6 +76,14 @@ internal sealed class ServedModel : IDisposable
     /// <summary>How long a faulted batch loop pauses (not ready, answering 503) before it restarts; a test hook lengthens it.</summary>
     internal TimeSpan RestartDelay { get; set; } = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>Requests that went through the queue (the others ran at once on their caller's thread).</summary>
+    internal long Queued => Interlocked.Read(ref _queued);
+
+    private long _queued;
+
+    /// <summary>Test hook: runs on the caller's thread as a request starts an inline run.</summary>
+    internal Action? InlineRunStarting { get; set; }
+
     /// <summary>Test hook: runs in the batch loop after a batch is formed, before it runs; an exception from it is a loop fault.</summary>
     internal Action<int>? BatchFormed { get; set; }
 
@@ -181,6 +189,7 @@ internal sealed class ServedModel : IDisposable
                 $"model '{Name}' exceeds maximum queue size: {Options.MaxQueueSize} requests are already waiting; retry later.");
         }
         _metrics.QueueDepth.WithLabels(Name).Inc();
+        Interlocked.Increment(ref _queued);
         // The caller's task ends at once when it goes away; the batcher drops the request when it reaches it.
         if (cancellationToken.CanBeCanceled)
             pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Completion.TrySetCanceled(), pending);
@@ -338,7 +347,7 @@ internal sealed class ServedModel : IDisposable
         bool idle;
         lock (_runLock)
         {
-            idle = _runners == 0 && RunGate is null && _queue.Reader.Count == 0 && ReferenceEquals(model, Current);
+            idle = _runners < Options.MaxConcurrentRuns && RunGate is null && _queue.Reader.Count == 0 && ReferenceEquals(model, Current);
             if (idle) _runners++;
         }
         if (!idle)
@@ -348,6 +357,7 @@ internal sealed class ServedModel : IDisposable
         }
         try
         {
+            InlineRunStarting?.Invoke();
             result = Task.FromResult(Select(Count(model, rows, () => model.Run(ordered)), outputs));
         }
         catch (Exception ex)

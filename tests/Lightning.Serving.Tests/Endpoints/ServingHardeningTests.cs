@@ -218,6 +218,38 @@ public sealed class ServingHardeningTests : IDisposable
         Assert.Contains("request timeout expired", tinyBody!["error"]!.GetValue<string>());
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(2, 0)]
+    public async Task MaxConcurrentRuns_SecondRequestWhileOneRuns_RunsAtOnceOnlyWhenAllowed(int maxConcurrentRuns, int expectedQueued)
+    {
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.MaxConcurrentRuns = maxConcurrentRuns;
+        }));
+        var model = server.Model("linear");
+        var running = new TaskCompletionSource();
+        var release = new TaskCompletionSource();
+        model.InlineRunStarting = () =>
+        {
+            model.InlineRunStarting = null;
+            running.SetResult();
+            release.Task.Wait(TimeSpan.FromSeconds(10));
+        };
+        var first = Task.Run(() => server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1)));
+        await running.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Answered while the first run still holds its thread: at once (inline) or through the batcher.
+        var (second, _) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([5, 6, 7, 8], 1)).WaitAsync(TimeSpan.FromSeconds(10));
+        release.SetResult();
+
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await first).Response.StatusCode);
+        Assert.Equal(expectedQueued, model.Queued);
+    }
+
     [Fact]
     public async Task DynamicBatching_DimZeroNamedDifferently_RequestsAreNotMerged()
     {
