@@ -140,6 +140,7 @@ public static class InferenceEndpoints
         var started = Stopwatch.GetTimestamp();
         var metrics = registry.Metrics;
         var label = UnknownModelLabel;
+        ServedModel? served = null;
         int status = StatusCodes.Status500InternalServerError;
         try
         {
@@ -149,6 +150,7 @@ public static class InferenceEndpoints
                 return Error(status, missing);
             }
             label = model.Name;
+            served = model;
             if (registry.IsStopping)
             {
                 status = StatusCodes.Status503ServiceUnavailable;
@@ -239,9 +241,13 @@ public static class InferenceEndpoints
         }
         finally
         {
-            metrics.Requests.WithLabels(label, status.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
-            if (label != UnknownModelLabel)
-                metrics.Latency.WithLabels(label).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            if (served is null)
+                metrics.Requests.WithLabels(label, status.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
+            else
+            {
+                served.Requests(status).Inc();
+                served.Latency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            }
         }
     }
 

@@ -16,6 +16,8 @@ internal sealed class LoadedModel : ModelGeneration
     private readonly RunOptions _runOptions = new();
     private readonly string[] _outputNames;
     private readonly string[] _inputNames;
+    /// <summary>Named symbolic dims over all inputs: with one or none, no two can disagree.</summary>
+    private readonly int _namedDims;
 
     private LoadedModel(string name, InferenceSession session, string provider, long generation, bool? dynamicBatching)
     {
@@ -27,6 +29,7 @@ internal sealed class LoadedModel : ModelGeneration
         Outputs = [.. session.OutputMetadata.Select(p => Spec(name, "output", p.Key, p.Value))];
         _outputNames = [.. Outputs.Select(o => o.Name)];
         _inputNames = [.. Inputs.Select(i => i.Name)];
+        _namedDims = Inputs.Sum(i => i.DimNames.Count(n => n.Length > 0));
         Batchable = dynamicBatching ?? SharesBatchDimension(session);
         if (dynamicBatching == true && Inputs.Concat(Outputs).FirstOrDefault(s => s.Shape.Length == 0 || s.Shape[0] >= 0) is { } fixedDim)
             throw new NotSupportedException(
@@ -138,16 +141,19 @@ internal sealed class LoadedModel : ModelGeneration
     /// <exception cref="InferenceRequestException">The message names the input, the expected and the received shape/type.</exception>
     public (InferenceTensor[] Ordered, long Rows, string Key) Validate(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs, int maxBatchSize)
     {
-        var byName = new Dictionary<string, InferenceTensor>(StringComparer.Ordinal);
-        foreach (var input in inputs)
+        // The usual request names the inputs in graph order: then no lookup is needed (and no name can repeat).
+        bool inOrder = inputs.Count == Inputs.Count;
+        for (int i = 0; inOrder && i < inputs.Count; i++) inOrder = inputs[i].Name == Inputs[i].Name;
+        var byName = inOrder ? null : new Dictionary<string, InferenceTensor>(StringComparer.Ordinal);
+        foreach (var input in inOrder ? [] : inputs)
         {
-            if (!byName.TryAdd(input.Name, input))
+            if (!byName!.TryAdd(input.Name, input))
                 throw new InferenceRequestException($"input '{input.Name}' appears more than once in the request for model '{Name}'.");
             if (Inputs.All(s => s.Name != input.Name))
                 throw new InferenceRequestException(
                     $"unexpected input '{input.Name}' for model '{Name}'; its inputs are [{string.Join(", ", Inputs.Select(s => $"'{s.Name}'"))}].");
         }
-        var missing = Inputs.Where(s => !byName.ContainsKey(s.Name)).Select(s => $"'{s.Name}'").ToList();
+        List<string> missing = inOrder ? [] : [.. Inputs.Where(s => !byName!.ContainsKey(s.Name)).Select(s => $"'{s.Name}'")];
         if (missing.Count > 0)
             throw new InferenceRequestException(
                 $"expected {Inputs.Count} inputs but got {inputs.Count} inputs for model '{Name}'. Got input(s) [{string.Join(", ", inputs.Select(i => $"'{i.Name}'"))}], " +
@@ -159,11 +165,11 @@ internal sealed class LoadedModel : ModelGeneration
         Dictionary<string, (long Size, string Input, int Dim)>? named = null;
         long rows = 1;
         string? rowsFrom = null;
-        var key = new System.Text.StringBuilder();
+        var key = Batchable ? new System.Text.StringBuilder() : null;
         for (int i = 0; i < Inputs.Count; i++)
         {
             var spec = Inputs[i];
-            var input = byName[spec.Name];
+            var input = inOrder ? inputs[i] : byName![spec.Name];
             if (input.ElementType != spec.ElementType)
                 throw new InferenceRequestException(
                     $"input '{spec.Name}' of model '{Name}' expects datatype {spec.Datatype}, but the request has {input.Datatype}.");
@@ -173,7 +179,7 @@ internal sealed class LoadedModel : ModelGeneration
             if (!fits)
                 throw new InferenceRequestException(
                     $"input '{spec.Name}' of model '{Name}' expects shape {TensorTypes.Format(spec.Shape)} (-1 = any size), but the request has shape {TensorTypes.Format(input.Shape)}.");
-            for (int d = 0; d < spec.DimNames.Length; d++)
+            for (int d = 0; _namedDims > 1 && d < spec.DimNames.Length; d++)
             {
                 if (spec.DimNames[d].Length == 0) continue;
                 named ??= new Dictionary<string, (long, string, int)>(StringComparer.Ordinal);
@@ -197,7 +203,8 @@ internal sealed class LoadedModel : ModelGeneration
                         $"input '{spec.Name}' of model '{Name}' has batch size {n}, but input '{rowsFrom}' has {rows}; every input needs the same dim 0.");
                 rows = n;
                 rowsFrom = spec.Name;
-                key.Append(TensorTypes.Format(input.Shape.Skip(1))).Append(';');
+                for (int d = 1; d < input.Shape.Length; d++) key!.Append(input.Shape[d]).Append(',');
+                key!.Append(';');
             }
             ordered[i] = input;
         }
@@ -213,7 +220,7 @@ internal sealed class LoadedModel : ModelGeneration
                         $"unexpected output '{output}' for model '{Name}'; its outputs are [{string.Join(", ", Outputs.Select(s => $"'{s.Name}'"))}].");
             }
         }
-        return (ordered, rows, key.ToString());
+        return (ordered, rows, key?.ToString() ?? "");
     }
 
     /// <summary>Runs the session on inputs in graph order and returns every output in graph order.</summary>

@@ -36,6 +36,10 @@ internal sealed class ServedModel : IDisposable
     private readonly List<Pending> _batch = [];
     /// <summary>Fires when the model stops: a loop pausing before its restart ends instead.</summary>
     private readonly CancellationTokenSource _stop = new();
+    private readonly Prometheus.Gauge.Child _queueDepth;
+    private readonly Prometheus.Counter.Child _runsCounter;
+    private readonly Prometheus.Histogram.Child _batchSize;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, Prometheus.Counter.Child> _requestsByStatus = new();
 
     public ServedModel(string name, string version, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
     {
@@ -50,10 +54,22 @@ internal sealed class ServedModel : IDisposable
             SingleReader = true,
         });
         // The series exists from the start, at 0, even while requests run inline and never queue.
-        _metrics.QueueDepth.WithLabels(name).Set(0);
+        // The labelled series are looked up once: each lookup allocates, and they are touched on every request.
+        _queueDepth = _metrics.QueueDepth.WithLabels(name);
+        _runsCounter = _metrics.Runs.WithLabels(name);
+        _batchSize = _metrics.BatchSize.WithLabels(name);
+        Latency = _metrics.Latency.WithLabels(name);
+        _queueDepth.Set(0);
     }
 
     public string Name { get; }
+
+    /// <summary>This model's series of the request latency histogram.</summary>
+    public Prometheus.Histogram.Child Latency { get; }
+
+    /// <summary>This model's series of the request counter for one HTTP status.</summary>
+    public Prometheus.Counter.Child Requests(int status) =>
+        _requestsByStatus.GetOrAdd(status, (code, m) => m._metrics.Requests.WithLabels(m.Name, code.ToString(System.Globalization.CultureInfo.InvariantCulture)), this);
 
     /// <summary>The version the v2 routes serve this model as: "1" for a model added by path, the folder name in a repository.</summary>
     public string Version { get; }
@@ -188,7 +204,7 @@ internal sealed class ServedModel : IDisposable
             throw new InferenceUnavailableException(
                 $"model '{Name}' exceeds maximum queue size: {Options.MaxQueueSize} requests are already waiting; retry later.");
         }
-        _metrics.QueueDepth.WithLabels(Name).Inc();
+        _queueDepth.Inc();
         Interlocked.Increment(ref _queued);
         // The caller's task ends at once when it goes away; the batcher drops the request when it reaches it.
         if (cancellationToken.CanBeCanceled)
@@ -245,7 +261,7 @@ internal sealed class ServedModel : IDisposable
     {
         while (reader.TryRead(out pending!))
         {
-            _metrics.QueueDepth.WithLabels(Name).Dec();
+            _queueDepth.Dec();
             if (!pending.Cancellation.IsCancellationRequested) return true;
             Interlocked.Increment(ref _dropped);
             pending.Completion.TrySetCanceled(pending.Cancellation);
@@ -294,12 +310,12 @@ internal sealed class ServedModel : IDisposable
                         if (!Revalidate(next, model))
                         {
                             reader.TryRead(out _);
-                            _metrics.QueueDepth.WithLabels(Name).Dec();
+                            _queueDepth.Dec();
                             continue;
                         }
                         if (next.Key != first.Key || rows + next.Rows > Options.MaxBatchSize) break;
                         reader.TryRead(out _);
-                        _metrics.QueueDepth.WithLabels(Name).Dec();
+                        _queueDepth.Dec();
                         batch.Add(next);
                         Volatile.Write(ref _forming, batch.Count);
                         rows += next.Rows;
@@ -455,8 +471,8 @@ internal sealed class ServedModel : IDisposable
     private InferenceTensor[] Count(LoadedModel model, long rows, Func<InferenceTensor[]> run)
     {
         Interlocked.Increment(ref _runs);
-        _metrics.Runs.WithLabels(Name).Inc();
-        _metrics.BatchSize.WithLabels(Name).Observe(model.Batchable ? rows : 1);
+        _runsCounter.Inc();
+        _batchSize.Observe(model.Batchable ? rows : 1);
         return run();
     }
 
