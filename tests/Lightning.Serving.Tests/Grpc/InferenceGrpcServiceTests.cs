@@ -180,4 +180,30 @@ public sealed class InferenceGrpcServiceTests : IAsyncLifetime
         Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
         Assert.Contains("expects shape [-1, 4]", error.Status.Detail);
     }
+
+    [Fact]
+    public async Task ModelInfer_TimeoutExpiresWhileQueued_IsUnavailableAndDroppedUnrun()
+    {
+        var model = _app.Services.GetRequiredService<OnnxModelRegistry>().TryGet("linear", out var m) ? m : throw new InvalidOperationException();
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        long runsBefore = model.RunCount;
+        var request = new ModelInferRequest { ModelName = "linear" };
+        request.Parameters["timeout"] = new InferParameter { Int64Param = 50_000 };
+        var input = new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32", Contents = new InferTensorContents() };
+        input.Shape.AddRange([1, 4]);
+        input.Contents.Fp32Contents.AddRange([1, 2, 3, 4]);
+        request.Inputs.Add(input);
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => _client.ModelInferAsync(request).ResponseAsync);
+        model.RunGate = null;
+        gate.SetResult();
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+        Assert.Contains("request timeout expired", error.Status.Detail);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (model.Dropped < 1 && DateTime.UtcNow < deadline) await Task.Delay(10);
+        Assert.Equal(1, model.Dropped);
+        Assert.Equal(runsBefore, model.RunCount);
+    }
 }
