@@ -4,7 +4,12 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Lightning.Onnx;
+using Google.Protobuf;
+using Grpc.Net.Client;
 using Lightning.Serving;
+using Lightning.Serving.OpenInference;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -18,17 +23,19 @@ using static TorchSharp.torch;
 namespace Lightning.Benchmarks;
 
 /// <summary>
-/// Requests/s and latency on 127.0.0.1 for the same ONNX model served three ways: (a) MapPredict with the
-/// PredictionEnginePool (ML.NET's OnnxTransformer), (b) Open Inference Protocol v2 with dynamic batching, (c) ONNX
-/// Runtime called in-process, and (d) the bare HTTP round trip with the same body, the floor under (a) and (b).
-/// Bounded request counts; one table from one run. The load generator shares the machine's cores with the server.
+/// Requests/s and latency on 127.0.0.1 for the same ONNX model served four ways: (a) MapPredict with the
+/// PredictionEnginePool (ML.NET's OnnxTransformer), (b) Open Inference Protocol v2 over REST with dynamic batching,
+/// (e) the same v2 model and batcher over gRPC with raw contents, (c) ONNX Runtime called in-process, and (d) the bare
+/// HTTP round trip with the same body, the floor under (a) and (b). Bounded request counts, five alternating rounds,
+/// medians; the load generator shares the machine's cores with the server.
 /// </summary>
 internal static class ServingBenchmark
 {
     public const string Name = "serving";
 
     private const int Features = 784;
-    private static readonly int[] Concurrency = [1, 8, 32];
+    // Two levels, five rounds: the summary line needs c=1 and c=32, and the whole run stays a few minutes on 2 cores.
+    private static readonly int[] Concurrency = [1, 32];
 
     public sealed class Input
     {
@@ -62,60 +69,107 @@ internal static class ServingBenchmark
                 $"document parser {ParseMicroseconds(() => InferRequestParser.ParseDocument(v2Body)):0.0} µs");
             Console.WriteLine($"load average before: {LoadAverage()}");
 
-            var rows = new List<(string Name, int Concurrency, Stats Stats)>();
-            var batches = new List<string>();
-            foreach (var c in Concurrency) rows.Add(("(c) in-process ORT", c, InProcess(onnx, sample, c)));
-            using (var predict = Host(app => app.MapPredict<Input, Output>("/predict"),
-                       services => services.AddPredictionEnginePool<Input, Output>().FromFile(zip, watchForChanges: false)))
-            {
-                foreach (var c in Concurrency) rows.Add(("(a) MapPredict + pool", c, Load(predict.Url + "/predict", predictBody, c)));
-            }
-            // The same ONNX Runtime settings as (c): one intra-op thread.
-            using (var v2 = Host(app => app.MapOpenInference(), services => services.AddOnnxInference().AddModel("mlp", onnx, o =>
-                   {
-                       o.MaxBatchSize = 32;
-                       o.MaxQueueDelayMicroseconds = 200;
-                       o.IntraOpNumThreads = 1;
-                       o.WatchForChanges = false;
-                   })))
-            {
-                v2.Services.GetRequiredService<OnnxModelRegistry>().TryGet("mlp", out var model);
-                foreach (var c in Concurrency)
+            // Every server runs for the whole benchmark; each round measures every scenario, in the opposite order to the
+            // round before, so neither side of a ratio always runs first (warm caches, leftover garbage, other work on the cores).
+            using var predict = Host(app => app.MapPredict<Input, Output>("/predict"),
+                services => services.AddPredictionEnginePool<Input, Output>().FromFile(zip, watchForChanges: false));
+            // The same ONNX Runtime settings as (c): one intra-op thread. REST and gRPC serve the same model and batcher.
+            using var v2 = Host(app =>
                 {
-                    long runsBefore = model.RunCount;
-                    var stats = Load(v2.Url + "/v2/models/mlp/infer", v2Body, c);
-                    rows.Add(("(b) v2 infer, dynamic batching", c, stats));
-                    batches.Add(string.Create(CultureInfo.InvariantCulture, $"c={c}: {(double)stats.Requests / (model.RunCount - runsBefore):0.0}"));
-                }
-            }
+                    app.MapOpenInference();
+                    app.MapOpenInferenceGrpc();
+                }, services => services.AddOnnxInference().AddModel("mlp", onnx, o =>
+                {
+                    o.MaxBatchSize = 32;
+                    o.MaxQueueDelayMicroseconds = 200;
+                    o.IntraOpNumThreads = 1;
+                    o.WatchForChanges = false;
+                }), grpc: true);
             // The floor under any HTTP endpoint here: Kestrel and HttpClient moving the same body, with no JSON and no model.
-            using (var echo = Host(app => app.MapPost("/empty", async (HttpContext context) =>
-                   {
-                       await context.Request.Body.CopyToAsync(Stream.Null);
-                       return Results.Ok();
-                   }), _ => { }))
+            using var echo = Host(app => app.MapPost("/empty", async (HttpContext context) =>
             {
-                foreach (var c in Concurrency) rows.Add(("(d) HTTP only, same body", c, Load(echo.Url + "/empty", v2Body, c)));
+                await context.Request.Body.CopyToAsync(Stream.Null);
+                return Results.Ok();
+            }), _ => { });
+            v2.Services.GetRequiredService<OnnxModelRegistry>().TryGet("mlp", out var model);
+            using var channel = GrpcChannel.ForAddress(v2.GrpcUrl!, new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, UseProxy = false },
+            });
+            var grpcClient = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+            var grpcRequest = new ModelInferRequest { ModelName = "mlp" };
+            var grpcInput = new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32" };
+            grpcInput.Shape.AddRange([1, Features]);
+            grpcRequest.Inputs.Add(grpcInput);
+            grpcRequest.RawInputContents.Add(ByteString.CopyFrom(MemoryMarshal.AsBytes(sample.AsSpan())));
+
+            var scenarios = new (string Name, Func<int, Stats> Run)[]
+            {
+                ("(c) in-process ORT", c => InProcess(onnx, sample, c)),
+                ("(a) MapPredict + pool", c => Load(predict.Url + "/predict", predictBody, c)),
+                ("(b) v2 REST, dynamic batching", c => Load(v2.Url + "/v2/models/mlp/infer", v2Body, c)),
+                ("(e) v2 gRPC, raw contents", c => Measure(async () => await grpcClient.ModelInferAsync(grpcRequest), c)),
+                ("(d) HTTP only, same body", c => Load(echo.Url + "/empty", v2Body, c)),
+            };
+            var results = new Dictionary<(string Name, int Concurrency), List<Stats>>();
+            var batches = new List<double>();
+            // Round 0 warms every scenario up (the tiered JIT reaches its final code only after some calls and a pause) and is not counted.
+            foreach (var (_, run) in scenarios)
+                foreach (var c in Concurrency) run(c);
+            Thread.Sleep(500);
+            for (int round = 1; round <= Rounds; round++)
+            {
+                var order = round % 2 == 1 ? scenarios : [.. scenarios.Reverse()];
+                foreach (var (name, run) in order)
+                {
+                    foreach (var c in Concurrency)
+                    {
+                        long runsBefore = model.RunCount;
+                        var stats = run(c);
+                        if (name.StartsWith("(b)", StringComparison.Ordinal) && c == 32) batches.Add((double)stats.Requests / (model.RunCount - runsBefore));
+                        (results.TryGetValue((name, c), out var list) ? list : results[(name, c)] = []).Add(stats);
+                    }
+                }
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"round {round}/{Rounds}: {Summary(results, round - 1)}"));
             }
             Console.WriteLine($"load average after:  {LoadAverage()}");
 
             Console.WriteLine(parseLine);
-            Console.WriteLine($"(b) requests per ONNX Runtime run: {string.Join(", ", batches)}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"(b) requests per ONNX Runtime run at c=32, per round: {string.Join(", ", batches.Select(b => b.ToString("0.0", CultureInfo.InvariantCulture)))}"));
             Console.WriteLine("cpu µs/req: this process's CPU time (server and load generator) per request; less sensitive to other work on the machine than wall time.");
+            Console.WriteLine($"medians over {Rounds} rounds:");
             Console.WriteLine($"{"scenario",-32} {"conc",4} {"req/s",10} {"p50 µs",10} {"p99 µs",10} {"cpu µs/req",11}");
-            foreach (var (name, c, stats) in rows.OrderBy(r => r.Name).ThenBy(r => r.Concurrency))
+            foreach (var ((name, c), list) in results.OrderBy(r => r.Key.Name).ThenBy(r => r.Key.Concurrency))
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{name,-32} {c,4} {stats.Rps,10:0} {stats.P50,10:0} {stats.P99,10:0} {stats.CpuMicroseconds,11:0}"));
-            Stats Row(string prefix, int c) => rows.First(r => r.Name.StartsWith(prefix, StringComparison.Ordinal) && r.Concurrency == c).Stats;
+                    $"{name,-32} {c,4} {Median(list.Select(s => s.Rps)),10:0} {Median(list.Select(s => s.P50)),10:0} {Median(list.Select(s => s.P99)),10:0} {Median(list.Select(s => s.CpuMicroseconds)),11:0}"));
+            var x = Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(b)", 1, r).P50 - Cell(results, "(d)", 1, r).P50));
+            var y = Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(b)", 32, r).Rps / Cell(results, "(a)", 32, r).Rps));
+            var z = Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(e)", 32, r).Rps / Cell(results, "(b)", 32, r).Rps));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"serving: v2/MapPredict req/s at concurrency 32 = {Row("(b)", 32).Rps / Row("(a)", 32).Rps:0.00} (goal >= 2); " +
-                $"HTTP+JSON p50 overhead at concurrency 1 = {Row("(b)", 1).P50 - Row("(c)", 1).P50:0} µs (goal <= 100), " +
-                $"of which the bare HTTP round trip (d) - (c) = {Row("(d)", 1).P50 - Row("(c)", 1).P50:0} µs"));
+                $"serving: v2 c=1 p50 over bare HTTP = {x:0} µs; v2/MapPredict req/s c=32 = {y:0.00}; grpc/rest req/s c=32 = {z:0.00}"));
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    private const int Rounds = 5;
+
+    private static Stats Cell(Dictionary<(string Name, int Concurrency), List<Stats>> results, string prefix, int c, int round) =>
+        results.First(r => r.Key.Name.StartsWith(prefix, StringComparison.Ordinal) && r.Key.Concurrency == c).Value[round];
+
+    /// <summary>One round's three figures, so a drifting machine shows in the log.</summary>
+    private static string Summary(Dictionary<(string Name, int Concurrency), List<Stats>> results, int round) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"v2 c=1 p50 over bare HTTP {Cell(results, "(b)", 1, round).P50 - Cell(results, "(d)", 1, round).P50:0} µs, " +
+            $"v2/MapPredict c=32 {Cell(results, "(b)", 32, round).Rps / Cell(results, "(a)", 32, round).Rps:0.00}, " +
+            $"grpc/rest c=32 {Cell(results, "(e)", 32, round).Rps / Cell(results, "(b)", 32, round).Rps:0.00}");
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     private static void SaveMlNetModel(string onnx, string zip)
@@ -210,22 +264,29 @@ internal static class ServingBenchmark
         return new Stats(latencies.Length / seconds, latencies[latencies.Length / 2], latencies[(int)(latencies.Length * 0.99)], cpu, warmUp + latencies.Length);
     }
 
-    private sealed class Server(WebApplication app, string url) : IDisposable
+    private sealed class Server(WebApplication app, string url, string? grpcUrl) : IDisposable
     {
         public string Url { get; } = url;
+        public string? GrpcUrl { get; } = grpcUrl;
         public IServiceProvider Services => app.Services;
         public void Dispose() => app.StopAsync().GetAwaiter().GetResult();
     }
 
-    private static Server Host(Action<WebApplication> map, Action<IServiceCollection> services)
+    private static Server Host(Action<WebApplication> map, Action<IServiceCollection> services, bool grpc = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        // HTTP/1.1 for the REST routes, and with grpc a second port of plain-text HTTP/2 (h2c) for gRPC.
+        builder.WebHost.UseKestrel(k =>
+        {
+            k.Listen(System.Net.IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http1);
+            if (grpc) k.Listen(System.Net.IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2);
+        });
         services(builder.Services);
         var app = builder.Build();
         map(app);
         app.StartAsync().GetAwaiter().GetResult();
-        return new Server(app, app.Urls.First());
+        var urls = app.Urls.ToList();
+        return new Server(app, urls[0], grpc ? urls[1] : null);
     }
 }

@@ -1,10 +1,13 @@
 // Serves two models on one ASP.NET app:
 //   POST /predict                      the pipeline sample's model.zip (ML.NET) through PredictionEnginePool + MapPredict
-//   POST /v2/models/encoder/infer      the quickstart's encoder.onnx through the Open Inference Protocol (v2)
+//   POST /v2/models/encoder/infer      the quickstart's encoder.onnx through the Open Inference Protocol (v2), REST on
+//                                      http://127.0.0.1:5000 and gRPC (inference.GRPCInferenceService) on http://127.0.0.1:5001
+//   /v2/repository/...                 with --Models:Repository=<folder>, a Triton-style model repository beside it
 // Run from the repository root after making the two files:
 //   dotnet run --project samples/FashionMnistPipeline    (writes model.zip)
 //   dotnet run --project samples/QuickStart              (writes encoder.onnx)
-//   dotnet run --project samples/ServingApi -- --urls http://127.0.0.1:5000
+//   dotnet run --project samples/ServingApi
+// The ports are in appsettings.json ("Kestrel:Endpoints"): gRPC without TLS needs an HTTP/2-only endpoint.
 using Lightning.Serving;
 using System.Text.Json.Serialization;
 using Microsoft.ML.Data;
@@ -18,11 +21,14 @@ if (fashionModel is null || encoderModel is null) return 1;
 
 // watchForChanges: rerunning the pipeline sample swaps in the new model.zip without dropping requests.
 builder.Services.AddPredictionEnginePool<FashionInput, FashionPrediction>().FromFile(fashionModel, watchForChanges: true);
-builder.Services.AddOnnxInference().AddModel("encoder", encoderModel, o => builder.Configuration.GetSection("Models:EncoderOptions").Bind(o));
+var inference = builder.Services.AddOnnxInference().AddModel("encoder", encoderModel, o => builder.Configuration.GetSection("Models:EncoderOptions").Bind(o));
+// models/<name>/<version>/model.onnx (+ optional models/<name>/config.json); README, "Model repository".
+if (builder.Configuration["Models:Repository"] is { Length: > 0 } repository) inference.AddModelRepository(Path.GetFullPath(repository));
 
 var app = builder.Build();
 app.MapPredict<FashionInput, FashionPrediction>("/predict");
 app.MapOpenInference();
+app.MapOpenInferenceGrpc();
 app.Run();
 return 0;
 

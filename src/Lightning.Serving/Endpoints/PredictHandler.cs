@@ -90,7 +90,9 @@ internal sealed class PredictHandler<TData, TPrediction>(string modelName, JsonS
 
     private static async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken cancellationToken)
     {
-        var buffer = new MemoryStream(request.ContentLength is long n and > 0 and < int.MaxValue ? (int)n : 256);
+        // A declared length sizes the first buffer only up to a small chunk: the client may declare far more than it
+        // sends (or than the server allows), and the stream grows as the bytes actually arrive.
+        var buffer = new MemoryStream(request.ContentLength is long n and > 0 ? (int)Math.Min(n, 16 * 1024) : 256);
         await request.Body.CopyToAsync(buffer, cancellationToken);
         return buffer.ToArray();
     }

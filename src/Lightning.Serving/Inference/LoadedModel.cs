@@ -15,8 +15,11 @@ internal sealed class LoadedModel : ModelGeneration
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
     private readonly string[] _outputNames;
+    private readonly string[] _inputNames;
+    /// <summary>Named symbolic dims over all inputs: with one or none, no two can disagree.</summary>
+    private readonly int _namedDims;
 
-    private LoadedModel(string name, InferenceSession session, string provider, long generation)
+    private LoadedModel(string name, InferenceSession session, string provider, long generation, bool? dynamicBatching)
     {
         Name = name;
         _session = session;
@@ -25,8 +28,31 @@ internal sealed class LoadedModel : ModelGeneration
         Inputs = [.. session.InputMetadata.Select(p => Spec(name, "input", p.Key, p.Value))];
         Outputs = [.. session.OutputMetadata.Select(p => Spec(name, "output", p.Key, p.Value))];
         _outputNames = [.. Outputs.Select(o => o.Name)];
-        // Requests merge along dim 0 only when every input and output has a free (symbolic) dim 0.
-        Batchable = Inputs.Concat(Outputs).All(s => s.Shape.Length > 0 && s.Shape[0] < 0);
+        _inputNames = [.. Inputs.Select(i => i.Name)];
+        _namedDims = Inputs.Sum(i => i.DimNames.Count(n => n.Length > 0));
+        Batchable = dynamicBatching ?? SharesBatchDimension(session);
+        if (dynamicBatching == true && Inputs.Concat(Outputs).FirstOrDefault(s => s.Shape.Length == 0 || s.Shape[0] >= 0) is { } fixedDim)
+            throw new NotSupportedException(
+                $"Model '{name}' has {nameof(OnnxModelOptions.DynamicBatching)} = true, but '{fixedDim.Name}' has shape {TensorTypes.Format(fixedDim.Shape)}; " +
+                "merging requests needs a variable dim 0 on every input and output.");
+    }
+
+    /// <summary>
+    /// True when every input and output has a symbolic dim 0 and all of them carry the same non-empty name: by ONNX's
+    /// rule a shared dim_param is one size across the graph, which says the rows are independent. A dim 0 that is merely
+    /// free (unnamed, or named differently per tensor) may be a sequence or anything else, so those models are not merged.
+    /// </summary>
+    private static bool SharesBatchDimension(InferenceSession session)
+    {
+        string? batch = null;
+        foreach (var meta in session.InputMetadata.Values.Concat(session.OutputMetadata.Values))
+        {
+            if (meta.Dimensions.Length == 0 || meta.Dimensions[0] >= 0) return false;
+            var name = meta.SymbolicDimensions.Length > 0 ? meta.SymbolicDimensions[0] : "";
+            if (string.IsNullOrEmpty(name) || (batch is not null && batch != name)) return false;
+            batch = name;
+        }
+        return batch is not null;
     }
 
     public string Name { get; }
@@ -80,7 +106,7 @@ internal sealed class LoadedModel : ModelGeneration
         }
         try
         {
-            return new LoadedModel(name, session, provider, generation);
+            return new LoadedModel(name, session, provider, generation, options.DynamicBatching);
         }
         catch
         {
@@ -102,7 +128,10 @@ internal sealed class LoadedModel : ModelGeneration
         if (!TensorTypes.IsSupported(meta.ElementDataType))
             throw new NotSupportedException(
                 $"Model '{model}': {kind} '{name}' has element type {TensorTypes.ToV2(meta.ElementDataType)}; the supported datatypes are [{string.Join(", ", TensorTypes.SupportedDatatypes)}].");
-        return new TensorSpec(name, meta.ElementDataType, [.. meta.Dimensions.Select(d => (long)d)]);
+        var names = new string[meta.Dimensions.Length];
+        for (int d = 0; d < names.Length; d++)
+            names[d] = meta.Dimensions[d] < 0 && d < meta.SymbolicDimensions.Length ? meta.SymbolicDimensions[d] ?? "" : "";
+        return new TensorSpec(name, meta.ElementDataType, [.. meta.Dimensions.Select(d => (long)d)], names);
     }
 
     /// <summary>
@@ -112,29 +141,35 @@ internal sealed class LoadedModel : ModelGeneration
     /// <exception cref="InferenceRequestException">The message names the input, the expected and the received shape/type.</exception>
     public (InferenceTensor[] Ordered, long Rows, string Key) Validate(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs, int maxBatchSize)
     {
-        var byName = new Dictionary<string, InferenceTensor>(StringComparer.Ordinal);
-        foreach (var input in inputs)
+        // The usual request names the inputs in graph order: then no lookup is needed (and no name can repeat).
+        bool inOrder = inputs.Count == Inputs.Count;
+        for (int i = 0; inOrder && i < inputs.Count; i++) inOrder = inputs[i].Name == Inputs[i].Name;
+        var byName = inOrder ? null : new Dictionary<string, InferenceTensor>(StringComparer.Ordinal);
+        foreach (var input in inOrder ? [] : inputs)
         {
-            if (!byName.TryAdd(input.Name, input))
+            if (!byName!.TryAdd(input.Name, input))
                 throw new InferenceRequestException($"input '{input.Name}' appears more than once in the request for model '{Name}'.");
             if (Inputs.All(s => s.Name != input.Name))
                 throw new InferenceRequestException(
                     $"unexpected input '{input.Name}' for model '{Name}'; its inputs are [{string.Join(", ", Inputs.Select(s => $"'{s.Name}'"))}].");
         }
-        var missing = Inputs.Where(s => !byName.ContainsKey(s.Name)).Select(s => $"'{s.Name}'").ToList();
+        List<string> missing = inOrder ? [] : [.. Inputs.Where(s => !byName!.ContainsKey(s.Name)).Select(s => $"'{s.Name}'")];
         if (missing.Count > 0)
             throw new InferenceRequestException(
                 $"expected {Inputs.Count} inputs but got {inputs.Count} inputs for model '{Name}'. Got input(s) [{string.Join(", ", inputs.Select(i => $"'{i.Name}'"))}], " +
                 $"but missing required input(s) [{string.Join(", ", missing)}]. Please provide all required input(s).");
 
         var ordered = new InferenceTensor[Inputs.Count];
+        // ONNX: one dim_param name is one size across the graph, so inputs that disagree cannot run (ONNX Runtime
+        // would fail inside a kernel); said here, naming both inputs.
+        Dictionary<string, (long Size, string Input, int Dim)>? named = null;
         long rows = 1;
         string? rowsFrom = null;
-        var key = new System.Text.StringBuilder();
+        var key = Batchable ? new System.Text.StringBuilder() : null;
         for (int i = 0; i < Inputs.Count; i++)
         {
             var spec = Inputs[i];
-            var input = byName[spec.Name];
+            var input = inOrder ? inputs[i] : byName![spec.Name];
             if (input.ElementType != spec.ElementType)
                 throw new InferenceRequestException(
                     $"input '{spec.Name}' of model '{Name}' expects datatype {spec.Datatype}, but the request has {input.Datatype}.");
@@ -144,6 +179,17 @@ internal sealed class LoadedModel : ModelGeneration
             if (!fits)
                 throw new InferenceRequestException(
                     $"input '{spec.Name}' of model '{Name}' expects shape {TensorTypes.Format(spec.Shape)} (-1 = any size), but the request has shape {TensorTypes.Format(input.Shape)}.");
+            for (int d = 0; _namedDims > 1 && d < spec.DimNames.Length; d++)
+            {
+                if (spec.DimNames[d].Length == 0) continue;
+                named ??= new Dictionary<string, (long, string, int)>(StringComparer.Ordinal);
+                if (!named.TryGetValue(spec.DimNames[d], out var first))
+                    named[spec.DimNames[d]] = (input.Shape[d], spec.Name, d);
+                else if (first.Size != input.Shape[d])
+                    throw new InferenceRequestException(
+                        $"input '{spec.Name}' of model '{Name}' has dim {d} ('{spec.DimNames[d]}') = {input.Shape[d]}, but input '{first.Input}' has dim {first.Dim} " +
+                        $"('{spec.DimNames[d]}') = {first.Size}; the model names both dims alike, so they must be equal.");
+            }
             if (Batchable)
             {
                 var n = input.Shape[0];
@@ -157,7 +203,8 @@ internal sealed class LoadedModel : ModelGeneration
                         $"input '{spec.Name}' of model '{Name}' has batch size {n}, but input '{rowsFrom}' has {rows}; every input needs the same dim 0.");
                 rows = n;
                 rowsFrom = spec.Name;
-                key.Append(TensorTypes.Format(input.Shape.Skip(1))).Append(';');
+                for (int d = 1; d < input.Shape.Length; d++) key!.Append(input.Shape[d]).Append(',');
+                key!.Append(';');
             }
             ordered[i] = input;
         }
@@ -173,7 +220,7 @@ internal sealed class LoadedModel : ModelGeneration
                         $"unexpected output '{output}' for model '{Name}'; its outputs are [{string.Join(", ", Outputs.Select(s => $"'{s.Name}'"))}].");
             }
         }
-        return (ordered, rows, key.ToString());
+        return (ordered, rows, key?.ToString() ?? "");
     }
 
     /// <summary>Runs the session on inputs in graph order and returns every output in graph order.</summary>
@@ -183,7 +230,7 @@ internal sealed class LoadedModel : ModelGeneration
         try
         {
             foreach (var input in ordered) values.Add(TensorTypes.ToOrtValue(input));
-            using var results = _session.Run(_runOptions, [.. Inputs.Select(s => s.Name)], values, _outputNames);
+            using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
             var outputs = new InferenceTensor[_outputNames.Length];
             int i = 0;
             foreach (var value in results)

@@ -9,6 +9,8 @@ internal sealed class OnnxInferenceOptionsValidator : IValidateOptions<OnnxInfer
         var failures = new List<string>();
         if (options.MaxRequestBodySize < 1)
             failures.Add($"{nameof(OnnxInferenceOptions.MaxRequestBodySize)} = {options.MaxRequestBodySize} is not allowed; it must be at least 1 byte.");
+        if (options.MaxConcurrentParsing < 1)
+            failures.Add($"{nameof(OnnxInferenceOptions.MaxConcurrentParsing)} = {options.MaxConcurrentParsing} is not allowed; it must be at least 1.");
         if (options.RetryAfterSeconds < 1)
             failures.Add($"{nameof(OnnxInferenceOptions.RetryAfterSeconds)} = {options.RetryAfterSeconds} is not allowed; it must be at least 1.");
         if (options.MetricsPath is { } path && !path.StartsWith('/'))

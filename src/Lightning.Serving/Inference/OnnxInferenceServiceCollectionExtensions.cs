@@ -28,6 +28,10 @@ public static class OnnxInferenceServiceCollectionExtensions
         services.TryAddSingleton<InferenceMetrics>();
         services.TryAddSingleton<OnnxModelRegistry>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, OnnxModelRegistryHostedService>());
+        // The gRPC service (MapOpenInferenceGrpc) takes messages up to the REST body limit.
+        services.AddGrpc();
+        services.AddOptions<Grpc.AspNetCore.Server.GrpcServiceOptions>().Configure<IOptions<OnnxInferenceOptions>>((grpc, inference) =>
+            grpc.MaxReceiveMessageSize = (int)Math.Min(inference.Value.MaxRequestBodySize, int.MaxValue));
         return new OnnxInferenceBuilder(services);
     }
 }

@@ -20,6 +20,22 @@ public sealed class OnnxModelOptions
     /// </summary>
     public long MaxQueueDelayMicroseconds { get; set; }
 
+    /// <summary>
+    /// Whether requests are merged along dim 0 (default null: only when every input and output has a symbolic dim 0
+    /// with one shared name, such as the <c>batch</c> of Lightning's exporter, since ONNX says one name is one size and
+    /// so the rows are independent). True merges whenever dim 0 of every input and output is variable (the model's
+    /// rows must then be independent; it fails the load otherwise); false never merges.
+    /// </summary>
+    public bool? DynamicBatching { get; set; }
+
+    /// <summary>
+    /// The most ONNX Runtime runs of this model at once (default 1; 1 to 1,024), as Triton's instance count: a request
+    /// that finds fewer runs in progress and nothing queued runs at once on its own thread; the others queue for the
+    /// batcher, which runs one batch at a time. More than 1 lets small models use several cores without the queue's
+    /// thread hops; ONNX Runtime allows concurrent runs of one session.
+    /// </summary>
+    public int MaxConcurrentRuns { get; set; } = 1;
+
     /// <summary>The most requests waiting for a run (default 1024; at least 1); a request beyond it is rejected with 503.</summary>
     public int MaxQueueSize { get; set; } = 1024;
 

@@ -14,6 +14,8 @@ internal sealed class OnnxModelOptionsValidator : IValidateOptions<OnnxModelOpti
             failures.Add($"{model}: {nameof(OnnxModelOptions.MaxBatchSize)} = {options.MaxBatchSize} is not allowed; it must be at least 1.");
         if (options.MaxQueueDelayMicroseconds is < 0 or > 10_000_000)
             failures.Add($"{model}: {nameof(OnnxModelOptions.MaxQueueDelayMicroseconds)} = {options.MaxQueueDelayMicroseconds} is not allowed; it must be 0 to 10,000,000.");
+        if (options.MaxConcurrentRuns is < 1 or > 1024)
+            failures.Add($"{model}: {nameof(OnnxModelOptions.MaxConcurrentRuns)} = {options.MaxConcurrentRuns} is not allowed; it must be 1 to 1,024.");
         if (options.MaxQueueSize < 1)
             failures.Add($"{model}: {nameof(OnnxModelOptions.MaxQueueSize)} = {options.MaxQueueSize} is not allowed; it must be at least 1.");
         if (options.CudaDeviceId < 0)

@@ -30,10 +30,21 @@ internal sealed class ServedModel : IDisposable
     /// <summary>Completed when the last arriving request is in; the batcher waits on it besides the queue and the deadline.</summary>
     private TaskCompletionSource? _arrivalsDone;
     private volatile bool _stopping;
+    /// <summary>False from a fault of the batch loop until it has restarted: the model cannot serve queued requests meanwhile.</summary>
+    private volatile bool _loopHealthy = true;
+    /// <summary>The batch being formed or run, so that a fault of the loop fails exactly these requests.</summary>
+    private readonly List<Pending> _batch = [];
+    /// <summary>Fires when the model stops: a loop pausing before its restart ends instead.</summary>
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Prometheus.Gauge.Child _queueDepth;
+    private readonly Prometheus.Counter.Child _runsCounter;
+    private readonly Prometheus.Histogram.Child _batchSize;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, Prometheus.Counter.Child> _requestsByStatus = new();
 
-    public ServedModel(string name, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
+    public ServedModel(string name, string version, OnnxModelOptions options, InferenceMetrics metrics, ILogger logger)
     {
         Name = name;
+        Version = version;
         Options = options;
         _metrics = metrics;
         _logger = logger;
@@ -43,10 +54,25 @@ internal sealed class ServedModel : IDisposable
             SingleReader = true,
         });
         // The series exists from the start, at 0, even while requests run inline and never queue.
-        _metrics.QueueDepth.WithLabels(name).Set(0);
+        // The labelled series are looked up once: each lookup allocates, and they are touched on every request.
+        _queueDepth = _metrics.QueueDepth.WithLabels(name);
+        _runsCounter = _metrics.Runs.WithLabels(name);
+        _batchSize = _metrics.BatchSize.WithLabels(name);
+        Latency = _metrics.Latency.WithLabels(name);
+        _queueDepth.Set(0);
     }
 
     public string Name { get; }
+
+    /// <summary>This model's series of the request latency histogram.</summary>
+    public Prometheus.Histogram.Child Latency { get; }
+
+    /// <summary>This model's series of the request counter for one HTTP status.</summary>
+    public Prometheus.Counter.Child Requests(int status) =>
+        _requestsByStatus.GetOrAdd(status, (code, m) => m._metrics.Requests.WithLabels(m.Name, code.ToString(System.Globalization.CultureInfo.InvariantCulture)), this);
+
+    /// <summary>The version the v2 routes serve this model as: "1" for a model added by path, the folder name in a repository.</summary>
+    public string Version { get; }
 
     public OnnxModelOptions Options { get; }
 
@@ -56,7 +82,31 @@ internal sealed class ServedModel : IDisposable
     /// <summary>ONNX Runtime runs so far (fewer than requests when the batcher merges them).</summary>
     public long RunCount => Interlocked.Read(ref _runs);
 
-    public bool IsReady => Current is not null && !_stopping;
+    public bool IsReady => Current is not null && !_stopping && _loopHealthy;
+
+    /// <summary>Faults of the batch loop so far; each failed its batch and restarted the loop.</summary>
+    public int LoopFaults => Volatile.Read(ref _loopFaults);
+
+    private int _loopFaults;
+
+    /// <summary>How long a faulted batch loop pauses (not ready, answering 503) before it restarts; a test hook lengthens it.</summary>
+    internal TimeSpan RestartDelay { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Requests that went through the queue (the others ran at once on their caller's thread).</summary>
+    internal long Queued => Interlocked.Read(ref _queued);
+
+    private long _queued;
+
+    /// <summary>Test hook: runs on the caller's thread as a request starts an inline run.</summary>
+    internal Action? InlineRunStarting { get; set; }
+
+    /// <summary>Test hook: runs in the batch loop after a batch is formed, before it runs; an exception from it is a loop fault.</summary>
+    internal Action<int>? BatchFormed { get; set; }
+
+    /// <summary>Test hook: requests dropped from the queue because their caller went away or their timeout expired.</summary>
+    internal long Dropped => Interlocked.Read(ref _dropped);
+
+    private long _dropped;
 
     /// <summary>Requests waiting in the queue.</summary>
     internal int QueueLength => _queue.Reader.Count;
@@ -117,7 +167,7 @@ internal sealed class ServedModel : IDisposable
         var first = _file.Model!;
         _generations.Replace(first);
         _logger.LogInformation("Model '{Model}' loaded from '{Path}' on {Provider}.", Name, path, first.ExecutionProvider);
-        _loop = Task.Run(RunLoopAsync);
+        _loop = Task.Run(SuperviseLoopAsync);
         _reloadRegistration = ChangeToken.OnChange(() => _file.ReloadToken!, SwapInReloaded);
         if (Options.WatchForChanges) _file.Watch();
     }
@@ -133,46 +183,118 @@ internal sealed class ServedModel : IDisposable
     }
 
     /// <summary>Validates a request against the current model and queues it for the batcher.</summary>
+    /// <param name="inputs">The request's inputs.</param>
+    /// <param name="outputs">The requested outputs; null for all.</param>
+    /// <param name="cancellationToken">The caller going away (or its timeout): a request still queued then is dropped, never run.</param>
     /// <exception cref="InferenceRequestException">The request does not fit the model.</exception>
-    /// <exception cref="InferenceUnavailableException">The queue is full or the model is stopping.</exception>
-    public Task<InferenceTensor[]> InferAsync(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs)
+    /// <exception cref="InferenceUnavailableException">The queue is full, the model is stopping or its batch loop is restarting.</exception>
+    public Task<InferenceTensor[]> InferAsync(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs,
+        CancellationToken cancellationToken = default)
     {
         var model = Current ?? throw new InferenceUnavailableException($"model '{Name}' is not loaded yet.");
         if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
+        if (!_loopHealthy) throw new InferenceUnavailableException($"model '{Name}' is restarting its batch loop after a fault; retry shortly.");
+        cancellationToken.ThrowIfCancellationRequested();
         var (ordered, rows, key) = model.Validate(inputs, outputs, Options.MaxBatchSize);
         if (TryRunInline(model, ordered, rows, outputs, out var inline)) return inline;
-        var pending = new Pending(inputs, outputs) { Model = model, Ordered = ordered, Rows = rows, Key = key };
+        var pending = new Pending(inputs, outputs, cancellationToken) { Model = model, Ordered = ordered, Rows = rows, Key = key };
         if (!_queue.Writer.TryWrite(pending))
         {
             if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
             throw new InferenceUnavailableException(
                 $"model '{Name}' exceeds maximum queue size: {Options.MaxQueueSize} requests are already waiting; retry later.");
         }
-        _metrics.QueueDepth.WithLabels(Name).Inc();
+        _queueDepth.Inc();
+        Interlocked.Increment(ref _queued);
+        // The caller's task ends at once when it goes away; the batcher drops the request when it reaches it.
+        if (cancellationToken.CanBeCanceled)
+            pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Completion.TrySetCanceled(), pending);
         return pending.Completion.Task;
+    }
+
+    /// <summary>
+    /// Runs the batch loop until the queue completes. A fault (a bug, an out-of-memory while merging, a hook) fails the
+    /// requests of the batch in hand with 503, marks the model not ready, and restarts the loop after a short pause, so
+    /// one bad batch can never leave the model queuing requests that nobody runs.
+    /// </summary>
+    private async Task SuperviseLoopAsync()
+    {
+        while (true)
+        {
+            try
+            {
+                await RunLoopAsync().ConfigureAwait(false);
+                return;
+            }
+            catch (Exception ex)
+            {
+                _loopHealthy = false;
+                Interlocked.Increment(ref _loopFaults);
+                _logger.LogError(ex, "Model '{Model}': the batch loop failed ({Message}); failing its {Count} requests and restarting it.",
+                    Name, ex.Message, _batch.Count);
+                foreach (var pending in _batch) Fail(pending, new InferenceUnavailableException(
+                    $"model '{Name}' failed while batching this request ({ex.GetType().Name}); the batcher restarted, retry the request."));
+                _batch.Clear();
+                Volatile.Write(ref _forming, 0);
+                if (_stopping) return;
+                try
+                {
+                    await Task.Delay(RestartDelay, _stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                _loopHealthy = true;
+            }
+        }
+    }
+
+    private static void Fail(Pending pending, Exception error)
+    {
+        pending.Registration.Dispose();
+        pending.Completion.TrySetException(error);
+    }
+
+    /// <summary>Takes the next queued request that is still wanted; one whose caller went away or timed out is dropped unrun.</summary>
+    private bool TryTake(ChannelReader<Pending> reader, out Pending pending)
+    {
+        while (reader.TryRead(out pending!))
+        {
+            _queueDepth.Dec();
+            if (!pending.Cancellation.IsCancellationRequested) return true;
+            Interlocked.Increment(ref _dropped);
+            pending.Completion.TrySetCanceled(pending.Cancellation);
+        }
+        return false;
     }
 
     private async Task RunLoopAsync()
     {
         var reader = _queue.Reader;
-        var batch = new List<Pending>();
+        var batch = _batch;
         long delayTicks = Options.MaxQueueDelayMicroseconds * Stopwatch.Frequency / 1_000_000;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             if (RunGate is { } gate) await gate.ConfigureAwait(false);
-            if (!reader.TryRead(out var first)) continue;
-            _metrics.QueueDepth.WithLabels(Name).Dec();
+            batch.Clear();
+            if (!TryTake(reader, out var first)) continue;
+            // From here a fault of the loop fails this request too.
+            batch.Add(first);
             if (_generations.Acquire() is not { } model)
             {
-                first.Completion.TrySetException(new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+                Fail(first, new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+                batch.Clear();
                 continue;
             }
             lock (_runLock) _runners++;
             try
             {
-                batch.Clear();
-                if (!Revalidate(first, model)) continue;
-                batch.Add(first);
+                if (!Revalidate(first, model))
+                {
+                    batch.Clear();
+                    continue;
+                }
                 Volatile.Write(ref _forming, 1);
                 long rows = first.Rows;
                 long deadline = Stopwatch.GetTimestamp() + delayTicks;
@@ -180,15 +302,20 @@ internal sealed class ServedModel : IDisposable
                 {
                     if (reader.TryPeek(out var next))
                     {
+                        if (next.Cancellation.IsCancellationRequested)
+                        {
+                            TryTake(reader, out _);
+                            continue;
+                        }
                         if (!Revalidate(next, model))
                         {
                             reader.TryRead(out _);
-                            _metrics.QueueDepth.WithLabels(Name).Dec();
+                            _queueDepth.Dec();
                             continue;
                         }
                         if (next.Key != first.Key || rows + next.Rows > Options.MaxBatchSize) break;
                         reader.TryRead(out _);
-                        _metrics.QueueDepth.WithLabels(Name).Dec();
+                        _queueDepth.Dec();
                         batch.Add(next);
                         Volatile.Write(ref _forming, batch.Count);
                         rows += next.Rows;
@@ -206,7 +333,9 @@ internal sealed class ServedModel : IDisposable
                     var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
                     if (woke == timeout || (woke == more && !more.Result)) break;
                 }
+                BatchFormed?.Invoke(batch.Count);
                 Execute(model, batch);
+                batch.Clear();
             }
             finally
             {
@@ -234,7 +363,7 @@ internal sealed class ServedModel : IDisposable
         bool idle;
         lock (_runLock)
         {
-            idle = _runners == 0 && RunGate is null && _queue.Reader.Count == 0 && ReferenceEquals(model, Current);
+            idle = _runners < Options.MaxConcurrentRuns && RunGate is null && _queue.Reader.Count == 0 && ReferenceEquals(model, Current);
             if (idle) _runners++;
         }
         if (!idle)
@@ -244,11 +373,12 @@ internal sealed class ServedModel : IDisposable
         }
         try
         {
+            InlineRunStarting?.Invoke();
             result = Task.FromResult(Select(Count(model, rows, () => model.Run(ordered)), outputs));
         }
         catch (Exception ex)
         {
-            result = Task.FromException<InferenceTensor[]>(new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex));
+            result = Task.FromException<InferenceTensor[]>(RunFailure(ex));
         }
         finally
         {
@@ -268,7 +398,7 @@ internal sealed class ServedModel : IDisposable
         }
         catch (InferenceRequestException ex)
         {
-            pending.Completion.TrySetException(ex);
+            Fail(pending, ex);
             return false;
         }
     }
@@ -303,6 +433,7 @@ internal sealed class ServedModel : IDisposable
         {
             var mine = outputs.Select(o => TensorTypes.SliceRows(o, start, pending.Rows)).ToArray();
             start += pending.Rows;
+            pending.Registration.Dispose();
             pending.Completion.TrySetResult(Select(mine, pending.Outputs));
         }
     }
@@ -311,20 +442,37 @@ internal sealed class ServedModel : IDisposable
     {
         try
         {
+            // Dropped while the batch formed: its caller is gone, so the run would be wasted.
+            if (pending.Cancellation.IsCancellationRequested)
+            {
+                Interlocked.Increment(ref _dropped);
+                pending.Completion.TrySetCanceled(pending.Cancellation);
+                return;
+            }
             var outputs = Count(model, pending.Rows, () => model.Run(pending.Ordered));
+            pending.Registration.Dispose();
             pending.Completion.TrySetResult(Select(outputs, pending.Outputs));
         }
         catch (Exception ex)
         {
-            pending.Completion.TrySetException(new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex));
+            Fail(pending, RunFailure(ex));
         }
     }
+
+    /// <summary>
+    /// What a failed run answers: ONNX Runtime's InvalidArgument is about the request's values (an index out of range
+    /// for a Gather, say), so it is the client's 400; anything else is the server's.
+    /// </summary>
+    private Exception RunFailure(Exception ex) =>
+        ex is Microsoft.ML.OnnxRuntime.OnnxRuntimeException && ex.Message.Contains("[ErrorCode:InvalidArgument]", StringComparison.Ordinal)
+            ? new InferenceRequestException($"model '{Name}' cannot run the request's data: {ex.Message}")
+            : new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex);
 
     private InferenceTensor[] Count(LoadedModel model, long rows, Func<InferenceTensor[]> run)
     {
         Interlocked.Increment(ref _runs);
-        _metrics.Runs.WithLabels(Name).Inc();
-        _metrics.BatchSize.WithLabels(Name).Observe(model.Batchable ? rows : 1);
+        _runsCounter.Inc();
+        _batchSize.Observe(model.Batchable ? rows : 1);
         return run();
     }
 
@@ -337,15 +485,18 @@ internal sealed class ServedModel : IDisposable
         _stopping = true;
         _file?.Dispose();
         _queue.Writer.TryComplete();
+        _stop.Cancel();
         try
         {
             await _loop.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
-            while (_queue.Reader.TryRead(out var left))
-                left.Completion.TrySetException(new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+            // The drain ran out of time; what is still queued is failed below.
         }
+        // Left when the drain timed out, or when the loop was pausing after a fault as the model stopped.
+        while (_queue.Reader.TryRead(out var left))
+            Fail(left, new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
     }
 
     public void Dispose()
@@ -354,12 +505,15 @@ internal sealed class ServedModel : IDisposable
         _file?.Dispose();
         _reloadRegistration?.Dispose();
         _queue.Writer.TryComplete();
+        _stop.Cancel();
         // A run still in progress keeps its generation until it is over.
         _generations.Close();
     }
 
-    private sealed class Pending(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs)
+    private sealed class Pending(IReadOnlyList<InferenceTensor> inputs, IReadOnlyList<string>? outputs, CancellationToken cancellation)
     {
+        public CancellationToken Cancellation { get; } = cancellation;
+        public CancellationTokenRegistration Registration { get; set; }
         public IReadOnlyList<InferenceTensor> Inputs { get; } = inputs;
         public IReadOnlyList<string>? Outputs { get; } = outputs;
         public required LoadedModel Model { get; set; }

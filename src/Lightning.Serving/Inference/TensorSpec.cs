@@ -2,8 +2,11 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace Lightning.Serving;
 
-/// <summary>A tensor of a graph input or output as the model declares it: name, element type and dims (-1 = symbolic).</summary>
-internal sealed record TensorSpec(string Name, TensorElementType ElementType, long[] Shape)
+/// <summary>
+/// A tensor of a graph input or output as the model declares it: name, element type, dims (-1 = symbolic) and each
+/// symbolic dim's name ("" when unnamed or fixed).
+/// </summary>
+internal sealed record TensorSpec(string Name, TensorElementType ElementType, long[] Shape, string[] DimNames)
 {
     public string Datatype => TensorTypes.ToV2(ElementType);
 }

@@ -25,7 +25,7 @@ internal static class TensorTypes
     };
 
     /// <summary>The datatypes whose JSON data this server reads and writes.</summary>
-    public static readonly string[] SupportedDatatypes = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP32", "FP64"];
+    public static readonly string[] SupportedDatatypes = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64", "BYTES"];
 
     public static bool TryFromV2(string datatype, out TensorElementType type) => FromV2Names.TryGetValue(datatype, out type);
 
@@ -52,7 +52,18 @@ internal static class TensorTypes
     public static bool IsSupported(TensorElementType type) => type is TensorElementType.Bool
         or TensorElementType.UInt8 or TensorElementType.UInt16 or TensorElementType.UInt32 or TensorElementType.UInt64
         or TensorElementType.Int8 or TensorElementType.Int16 or TensorElementType.Int32 or TensorElementType.Int64
-        or TensorElementType.Float or TensorElementType.Double;
+        or TensorElementType.Float or TensorElementType.Double
+        or TensorElementType.Float16 or TensorElementType.BFloat16 or TensorElementType.String;
+
+    /// <summary>Bytes per element in the binary tensor data extension; 0 for BYTES, whose elements carry their own length.</summary>
+    public static int ElementSize(TensorElementType type) => type switch
+    {
+        TensorElementType.Bool or TensorElementType.UInt8 or TensorElementType.Int8 => 1,
+        TensorElementType.UInt16 or TensorElementType.Int16 or TensorElementType.Float16 or TensorElementType.BFloat16 => 2,
+        TensorElementType.UInt32 or TensorElementType.Int32 or TensorElementType.Float => 4,
+        TensorElementType.UInt64 or TensorElementType.Int64 or TensorElementType.Double => 8,
+        _ => 0,
+    };
 
     public static Type ClrType(TensorElementType type) => type switch
     {
@@ -67,6 +78,10 @@ internal static class TensorTypes
         TensorElementType.Int64 => typeof(long),
         TensorElementType.Float => typeof(float),
         TensorElementType.Double => typeof(double),
+        TensorElementType.Float16 => typeof(Float16),
+        TensorElementType.BFloat16 => typeof(BFloat16),
+        // BYTES elements are raw bytes: the protocol's strings need not be UTF-8, and ONNX Runtime keeps them as bytes too.
+        TensorElementType.String => typeof(byte[]),
         _ => throw new NotSupportedException($"Element type {ToV2(type)} is not supported; the supported datatypes are [{string.Join(", ", SupportedDatatypes)}]."),
     };
 
@@ -101,8 +116,34 @@ internal static class TensorTypes
         TensorElementType.UInt16 => OrtValue.CreateTensorValueFromMemory((ushort[])tensor.Data, tensor.Shape),
         TensorElementType.UInt8 => OrtValue.CreateTensorValueFromMemory((byte[])tensor.Data, tensor.Shape),
         TensorElementType.Bool => OrtValue.CreateTensorValueFromMemory((bool[])tensor.Data, tensor.Shape),
+        TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory((Float16[])tensor.Data, tensor.Shape),
+        TensorElementType.BFloat16 => OrtValue.CreateTensorValueFromMemory((BFloat16[])tensor.Data, tensor.Shape),
+        TensorElementType.String => StringTensor(tensor),
         _ => throw new NotSupportedException($"Input '{tensor.Name}' has element type {ToV2(tensor.ElementType)}, which has no ONNX tensor here."),
     };
+
+    private static OrtValue StringTensor(InferenceTensor tensor)
+    {
+        var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, tensor.Shape);
+        try
+        {
+            var elements = (byte[][])tensor.Data;
+            for (int i = 0; i < elements.Length; i++) value.StringTensorSetElementAt(elements[i].AsSpan(), i);
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
+    private static byte[][] StringElements(OrtValue value, long count)
+    {
+        var elements = new byte[count][];
+        for (int i = 0; i < elements.Length; i++) elements[i] = value.GetStringElementAsSpan(i).ToArray();
+        return elements;
+    }
 
     public static InferenceTensor FromOrtValue(string name, OrtValue value)
     {
@@ -121,6 +162,9 @@ internal static class TensorTypes
             TensorElementType.UInt16 => value.GetTensorDataAsSpan<ushort>().ToArray(),
             TensorElementType.UInt8 => value.GetTensorDataAsSpan<byte>().ToArray(),
             TensorElementType.Bool => value.GetTensorDataAsSpan<bool>().ToArray(),
+            TensorElementType.Float16 => value.GetTensorDataAsSpan<Float16>().ToArray(),
+            TensorElementType.BFloat16 => value.GetTensorDataAsSpan<BFloat16>().ToArray(),
+            TensorElementType.String => StringElements(value, info.ElementCount),
             var other => throw new NotSupportedException(
                 $"Output '{name}' has element type {ToV2(other)}; the supported datatypes are [{string.Join(", ", SupportedDatatypes)}]."),
         };

@@ -30,6 +30,39 @@ public sealed class InferRequestParserTests
         }
     }
 
+    [Theory]
+    [InlineData("[ 1 , -2.5e1,0.125 ,\n3E-2\t]", 4)]
+    [InlineData("[0.84147096,-0.7568025,1e38,-0]", 4)]
+    [InlineData("[1.00000000000000000000001,2]", 2)]
+    [InlineData("[0.1234567890123456789012,1e-30,3.4028235E+38,123456789012345678901234,-7.0E+0,2e0001]", 6)]
+    [InlineData("[]", 0)]
+    public void Parse_FlatNumberArrays_ScannedAsTheDocumentParserReadsThem(string data, int count)
+    {
+        var body = Encoding.UTF8.GetBytes($$"""{"inputs":[{"name":"x","shape":[{{count}}],"datatype":"FP32","data":{{data}}}],"id":"after"}""");
+
+        var fast = InferRequestParser.TryParseFast(body);
+
+        Assert.NotNull(fast);
+        Assert.Equal("after", fast.Id);
+        AssertSame(InferRequestParser.ParseDocument(body), fast);
+    }
+
+    [Theory]
+    [InlineData("[01,2]")]
+    [InlineData("[1,2,]")]
+    [InlineData("[1.,2]")]
+    [InlineData("[1,-]")]
+    [InlineData("[1e,2]")]
+    [InlineData("[1,2")]
+    [InlineData("[1 2]")]
+    public void Parse_FlatArraysThatAreNotJson_RejectedLikeTheDocumentParser(string data)
+    {
+        var body = Encoding.UTF8.GetBytes($$"""{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":{{data}}}]}""");
+
+        Assert.Null(InferRequestParser.TryParseFast(body));
+        Assert.Throws<InferenceRequestException>(() => InferRequestParser.Parse(body));
+    }
+
     [Fact]
     public void Parse_DataBeforeShape_ReadByTheDocumentParser()
     {
@@ -82,6 +115,10 @@ public sealed class InferRequestParserTests
         }
     }
 
+    // BYTES elements are byte arrays: compare their contents, not their references.
+    private static IEnumerable<object> Elements(Array data) =>
+        data.Cast<object>().Select(e => e is byte[] bytes ? Convert.ToHexString(bytes) : e);
+
     private static void AssertSame(InferRequest expected, InferRequest actual)
     {
         Assert.Equal(expected.Id, actual.Id);
@@ -92,7 +129,7 @@ public sealed class InferRequestParserTests
             Assert.Equal(expected.Inputs[i].Name, actual.Inputs[i].Name);
             Assert.Equal(expected.Inputs[i].ElementType, actual.Inputs[i].ElementType);
             Assert.Equal(expected.Inputs[i].Shape, actual.Inputs[i].Shape);
-            Assert.Equal(expected.Inputs[i].Data.Cast<object>(), actual.Inputs[i].Data.Cast<object>());
+            Assert.Equal(Elements(expected.Inputs[i].Data), Elements(actual.Inputs[i].Data));
         }
     }
 }
