@@ -149,7 +149,11 @@ static void Endless(string folder, int? hangRank, int? exitRank = null)
             if (trainer.GlobalStep == 1)
                 File.WriteAllText(Path.Combine(folder, $"rank{trainer.GlobalRank}.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
             if (trainer.GlobalRank == hangRank && trainer.GlobalStep == 3) Thread.Sleep(TimeSpan.FromMinutes(10));
-            if (trainer.GlobalRank == exitRank && trainer.GlobalStep == 3) Environment.Exit(0);
+            if (trainer.GlobalRank == exitRank && trainer.GlobalStep == 3)
+            {
+                File.WriteAllText(Path.Combine(folder, $"rank{exitRank}.exit"), DateTime.UtcNow.Ticks.ToString(CultureInfo.InvariantCulture));
+                Environment.Exit(0);
+            }
         })],
     };
     Fit(options, batches);
