@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Lightning.Accelerators;
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
@@ -238,21 +239,17 @@ public sealed class Trainer
         foreach (var logger in Loggers) logger.AfterSaveCheckpoint(path);
     }
 
+    /// <summary>SIGINT or SIGTERM received while this stage runs, if any (the fit loop agrees on it with the other ranks).</summary>
+    internal PosixSignal? ReceivedSignal => _signals?.Received;
+
     /// <summary>
-    /// Called by the loops at each batch boundary: after SIGINT or SIGTERM the stage ends here, through the exception
-    /// funnel. Under several processes the training loop's ranks decide together (they step in lockstep, so none is left
-    /// waiting in a collective for one that stopped); evaluation ranks may see different numbers of batches, so there
-    /// the decision waits for the next training step, or for the end of the stage.
+    /// Called by the evaluation and prediction loops at each batch boundary: after SIGINT or SIGTERM the stage ends here,
+    /// through the exception funnel. Under several processes the ranks may see different numbers of evaluation batches,
+    /// so there the decision waits for the fit loop's next batch boundary, where they agree, or for the end of the stage.
     /// </summary>
-    internal void ThrowIfInterrupted(bool lockstep)
+    internal void ThrowIfInterrupted()
     {
-        var received = _signals?.Received;
-        if (WorldSize > 1)
-        {
-            if (!lockstep || !Strategy.ReduceBooleanDecision(received is not null)) return;
-        }
-        else if (received is null) return;
-        throw new TrainingInterruptedException(received ?? System.Runtime.InteropServices.PosixSignal.SIGTERM);
+        if (WorldSize == 1 && ReceivedSignal is { } signal) throw new TrainingInterruptedException(signal);
     }
 
     /// <summary>Waits until rank 0's checkpoints are on disk and every rank got here, so any rank may read them next.</summary>

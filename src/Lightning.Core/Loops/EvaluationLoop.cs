@@ -19,7 +19,7 @@ internal sealed class EvaluationLoop<TBatch>(Trainer trainer, LightningModule<TB
             {
                 if (limit is { } l && batchIdx >= l) break;
                 RunBatch(batch, batchIdx++);
-                t.ThrowIfInterrupted(lockstep: false);
+                t.ThrowIfInterrupted();
             }
             t.Metrics.PublishEpochValues();
             t.Hooks.Call(hooks.EpochEnd, module);

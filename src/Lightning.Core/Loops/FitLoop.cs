@@ -105,9 +105,22 @@ public sealed class FitLoop
 
     /// <summary>
     /// A stop asked for on any process (early stopping on its own metrics, a timer) stops them all: processes that
-    /// stopped apart would wait on each other's collectives.
+    /// stopped apart would wait on each other's collectives. SIGINT or SIGTERM on any process ends the stage on all of
+    /// them at this same batch boundary; both decisions travel in one reduction.
     /// </summary>
-    private bool StopAgreed() => _trainer.ShouldStop = _trainer.Strategy.ReduceBooleanDecision(_trainer.ShouldStop);
+    private bool StopAgreed()
+    {
+        var t = _trainer;
+        var signal = t.ReceivedSignal;
+        if (t.WorldSize == 1)
+        {
+            if (signal is { } received) throw new TrainingInterruptedException(received);
+            return t.ShouldStop;
+        }
+        var agreed = t.Strategy.Reduce([t.ShouldStop ? 1.0 : 0.0, signal is null ? 0.0 : 1.0], ReduceFx.Max);
+        if (agreed[1] > 0) throw new TrainingInterruptedException(signal ?? System.Runtime.InteropServices.PosixSignal.SIGTERM);
+        return t.ShouldStop = agreed[0] > 0;
+    }
 
     private bool MinimumsReached() =>
         _trainer.CurrentEpoch >= (_trainer.Options.MinEpochs ?? 0) && _trainer.GlobalStep >= (_trainer.Options.MinSteps ?? 0);

@@ -26,7 +26,7 @@ internal sealed class PredictionLoop<TBatch>(Trainer trainer, LightningModule<TB
                 var prediction = t.Hooks.Call(Hooks<TBatch>.PredictStep, module, (input, idx))!;
                 t.Hooks.Call(Hooks<TBatch>.OnPredictBatchEnd, module, (prediction, input, idx));
                 predictions.Add(prediction.MoveToOuterDisposeScope());
-                t.ThrowIfInterrupted(lockstep: false);
+                t.ThrowIfInterrupted();
             }
             t.Hooks.Call(Hooks.OnPredictEpochEnd, module, predictions);
             t.Hooks.Call(Hooks.OnPredictEnd, module);

@@ -65,7 +65,6 @@ internal sealed class TrainingEpochLoop<TBatch> : ITrainingEpochLoop
                 if (!RunBatch(batches.Current, batchIdx, isLast)) break;
                 batchIdx++;
                 if (ValidationDueInEpoch(batchIdx, isLast)) RunValidation();
-                t.ThrowIfInterrupted(lockstep: true);
                 if (_fit.StopRequested() || (t.MaxSteps != -1 && t.GlobalStep >= t.MaxSteps)) break;
             }
         }
