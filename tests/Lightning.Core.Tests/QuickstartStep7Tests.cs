@@ -12,18 +12,41 @@ namespace Lightning.Core.Tests;
 /// </summary>
 public class QuickstartStep7Tests
 {
-    [Fact]
-    public void FourGpus_WithoutThem_FailNamingWhatIsAvailable()
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    public void FourGpus_WithoutThem_FailNamingWhatIsAvailable(int cudaDevices)
     {
-        // trainer = L.Trainer(devices=4, accelerator="gpu")
-        var error = Record.Exception(() => new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu" }));
-        var cudaDevices = cuda.is_available() ? cuda.device_count() : 0;
-        if (cudaDevices == 0)
-            Assert.Contains("no CUDA device is available (CUDA devices: 0; available: cpu)", Assert.IsType<InvalidOperationException>(error).Message);
-        else if (cudaDevices < 4)
-            Assert.Contains($"asks for CUDA devices that do not exist; available: {cudaDevices}", Assert.IsType<InvalidOperationException>(error).Message);
-        else
-            Assert.Contains("data parallel runs on CPU replicas only", Assert.IsType<ArgumentException>(error).Message);
+        // trainer = L.Trainer(devices=4, accelerator="gpu"), on machines with fewer GPUs (the count is injected);
+        // with four, "auto" runs "ddp" with one process per GPU: DdpTests.FourGpus_AutoRunsDdp_OneRankPerGpu.
+        Accelerators.Accelerator.CudaDeviceCountOverride.Value = cudaDevices;
+        try
+        {
+            var error = Record.Exception(() => new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu" }));
+            if (cudaDevices == 0)
+                Assert.Contains("no CUDA device is available (CUDA devices: 0; available: cpu)", Assert.IsType<InvalidOperationException>(error).Message);
+            else
+                Assert.Contains($"asks for CUDA devices that do not exist; available: {cudaDevices}", Assert.IsType<InvalidOperationException>(error).Message);
+        }
+        finally
+        {
+            Accelerators.Accelerator.CudaDeviceCountOverride.Value = null;
+        }
+    }
+
+    [Fact]
+    public void DataParallelOnSeveralGpus_PointsToDdp()
+    {
+        Accelerators.Accelerator.CudaDeviceCountOverride.Value = 4;
+        try
+        {
+            var error = Assert.Throws<ArgumentException>(() => new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu", Strategy = "dp" }));
+            Assert.Contains("Strategy = \"dp\" with Devices = 4 asks for 4 CUDA devices; data parallel runs on CPU replicas only. Use Strategy = \"ddp\"", error.Message);
+        }
+        finally
+        {
+            Accelerators.Accelerator.CudaDeviceCountOverride.Value = null;
+        }
     }
 
     [Fact]

@@ -16,7 +16,8 @@ switch (scenario)
     case "resumable": Resumable(folder); break;
     case "signal": UntilSignal(folder); break;
     case "save": SaveOnce(folder); break;
-    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save");
+    case "gpus": FourGpus(folder); break;
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save, gpus");
 }
 
 static TrainerOptions Quiet(string root) => new()
@@ -219,6 +220,18 @@ static void SaveOnce(string folder)
     });
     trainer.Fit(new CrashModel(hidden: 8), CrashModel.Loader(rows: 8, batchSize: 8));
     trainer.SaveCheckpoint(Path.Combine(folder, "model.ckpt"));
+}
+
+// Trainer(devices=4, accelerator="gpu") on a machine said to have four GPUs: started without mpiexec, the trainer
+// relaunches this program under "mpiexec -n 4"; each rank writes which strategy and device it got. Nothing is placed
+// on a device, so no GPU is needed.
+static void FourGpus(string folder)
+{
+    Lightning.Accelerators.Accelerator.CudaDeviceCountOverride.Value = 4;
+    var trainer = new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu", EnableProgressBar = false, Loggers = [] });
+    var strategy = trainer.Strategy;
+    Write(folder, "gpus", trainer.GlobalRank, string.Join(" ", strategy.Accelerator.Name, strategy.GetType().Name,
+        strategy.WorldSize, strategy.GlobalRank, strategy.LocalRank, strategy.RootDevice.ToString()));
 }
 
 /// <summary>An MLP with dropout (so resuming must restore the random generator) trained with Adam on fixed random rows.</summary>

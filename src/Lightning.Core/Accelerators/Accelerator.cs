@@ -31,7 +31,7 @@ public abstract class Accelerator
     {
         if (!Names.Contains(name))
             throw new ArgumentOutOfRangeException("Accelerator", name, $"Accelerator = \"{name}\" is not allowed: use one of {string.Join(", ", Names.Select(a => $"\"{a}\""))}.");
-        var cudaDevices = cuda.is_available() ? cuda.device_count() : 0;
+        var cudaDevices = CudaDeviceCount();
         return name switch
         {
             "cuda" or "gpu" => cudaDevices > 0 ? new CudaAccelerator(cudaDevices) : throw new InvalidOperationException(
@@ -41,6 +41,15 @@ public abstract class Accelerator
             _ => new CpuAccelerator(),
         };
     }
+
+    /// <summary>
+    /// Replaces the CUDA device count libtorch reports, for this flow of execution only, so that device selection for
+    /// several GPUs (which strategy, which device each rank drives) is tested on machines without them; selecting
+    /// places nothing on a device.
+    /// </summary>
+    internal static readonly AsyncLocal<int?> CudaDeviceCountOverride = new();
+
+    private static int CudaDeviceCount() => CudaDeviceCountOverride.Value ?? (cuda.is_available() ? cuda.device_count() : 0);
 
     /// <summary>Indices that <paramref name="devices"/> names, checked to be distinct and not negative.</summary>
     private protected static int[] Indices(Devices devices, int all, int auto)

@@ -14,7 +14,7 @@ internal static class AcceleratorConnector
     {
         var chosen = Accelerator.FromName(accelerator);
         var ids = chosen.ParseDevices(devices);
-        var connected = strategy.Create(ids.Count, distributedTimeout);
+        var connected = strategy.Create(ids.Count, chosen.DeviceType, distributedTimeout);
         connected.Connect(chosen, ids.Select(chosen.GetDevice).ToList(), devices, numNodes, precision.Create(chosen.DeviceType, warn));
         return connected;
     }

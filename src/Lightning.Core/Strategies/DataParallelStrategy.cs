@@ -21,7 +21,8 @@ public sealed class DataParallelStrategy : Strategy
         // need a copy of the module per device, which TorchSharp cannot make of an arbitrary module.
         if (Accelerator.DeviceType != DeviceType.CPU && Replicas > 1)
             throw new ArgumentException(
-                $"Devices = {RequestedDevices} asks for {Replicas} CUDA devices; data parallel runs on CPU replicas only for now. Use one CUDA device.", "Devices");
+                $"Strategy = \"dp\" with Devices = {RequestedDevices} asks for {Replicas} CUDA devices; data parallel runs on CPU replicas only. " +
+                "Use Strategy = \"ddp\" (or \"auto\", which picks it) for one process per GPU, or one CUDA device.", "Devices");
     }
 
     /// <inheritdoc />

@@ -1,3 +1,5 @@
+using TorchSharp;
+
 namespace Lightning.Strategies;
 
 /// <summary>
@@ -18,8 +20,8 @@ public readonly record struct StrategyChoice
     public Strategy? Strategy { get; }
 
     /// <summary>
-    /// "auto" (data parallel when several devices are asked for, else one device), "single_device", "dp" (one
-    /// process, each batch split across replicas) or "ddp" (one process per device on MPI).
+    /// "auto" ("ddp" for several GPUs, data parallel for several CPU devices, else one device), "single_device", "dp"
+    /// (one process, each batch split across replicas) or "ddp" (one process per device on MPI).
     /// </summary>
     public static implicit operator StrategyChoice(string name) =>
         new(name ?? throw new ArgumentNullException("Strategy", "Strategy = null is not allowed: use a name (\"auto\", \"single_device\", \"dp\", \"ddp\") or a Strategy instance."), null);
@@ -41,13 +43,18 @@ public readonly record struct StrategyChoice
             throw new ArgumentOutOfRangeException("Strategy", Name, $"Strategy = \"{Name}\" is not allowed: use one of {string.Join(", ", s_names.Select(s => $"\"{s}\""))}, or a Strategy instance.");
     }
 
-    /// <summary>The strategy for a run on <paramref name="deviceCount"/> devices: the given one, or a fresh built-in one (the name was validated with the options).</summary>
-    internal Strategy Create(int deviceCount, TimeSpan distributedTimeout) =>
+    /// <summary>
+    /// The strategy for a run on <paramref name="deviceCount"/> devices of <paramref name="deviceType"/>: the given one,
+    /// or a fresh built-in one (the name was validated with the options). "auto" picks as Lightning does: one process per
+    /// device ("ddp") for several GPUs; for several CPU devices, replicas in this process ("dp").
+    /// </summary>
+    internal Strategy Create(int deviceCount, DeviceType deviceType, TimeSpan distributedTimeout) =>
         Strategy ?? (Name ?? "auto") switch
         {
             "single_device" => new SingleDeviceStrategy(),
             "dp" => new DataParallelStrategy(),
             "ddp" => new DdpStrategy(distributedTimeout),
+            _ when deviceCount > 1 && deviceType == DeviceType.CUDA => new DdpStrategy(distributedTimeout),
             _ => deviceCount > 1 ? new DataParallelStrategy() : new SingleDeviceStrategy(),
         };
 }

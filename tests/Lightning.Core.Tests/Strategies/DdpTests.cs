@@ -150,6 +150,19 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
     }
 
     [Fact]
+    public void FourGpus_AutoRunsDdp_OneRankPerGpu()
+    {
+        // Trainer(devices=4, accelerator="gpu") with four CUDA devices injected: started as one process, it relaunches
+        // itself under mpiexec -n 4 and rank r drives cuda:r.
+        using var folder = new TempDirectory();
+        using var worker = WorkerProcess.Start("gpus", folder.Path);
+        Assert.True(worker.Process.WaitForExit(TimeSpan.FromMinutes(2)), "the four ranks did not finish within 2 minutes");
+        Assert.True(worker.Process.ExitCode == 0, $"exit code {worker.Process.ExitCode}:\n{worker.Output()}");
+        for (int rank = 0; rank < 4; rank++)
+            Assert.Equal($"cuda DdpStrategy 4 {rank} {rank} cuda:{rank}", File.ReadAllText(folder.Combine($"gpus.rank{rank}.txt")));
+    }
+
+    [Fact]
     public void ExitedRank_IsNamedByTheSurvivor_WhichExitsNonZeroWithinTheTimeoutPlus10Seconds()
     {
         // Rank 1 returns from its process at step 3 (exit code 0, no error of its own); rank 0 waits in the next
