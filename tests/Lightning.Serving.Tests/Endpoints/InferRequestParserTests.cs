@@ -77,6 +77,21 @@ public sealed class InferRequestParserTests
         AssertSame(InferRequestParser.ParseDocument(last), InferRequestParser.TryParseFast(last)!);
     }
 
+    [Fact]
+    public void Parse_SpareBufferOfThisThread_ReusedAndEveryElementOverwritten()
+    {
+        var spare = new[] { float.NaN, float.NaN, float.NaN };
+        SpareFloats.Give(spare);
+        var body = Encoding.UTF8.GetBytes("""{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[[1.5,-2,3e-1]]}]}""");
+
+        var parsed = InferRequestParser.Parse(body);
+
+        Assert.Same(spare, parsed.Inputs[0].Data);
+        Assert.Equal([1.5f, -2f, 0.3f], spare);
+        // Taken: the next request on this thread gets a fresh array.
+        Assert.NotSame(spare, InferRequestParser.Parse(body).Inputs[0].Data);
+    }
+
     [Theory]
     [InlineData("[1.2345678:,2]")]
     [InlineData("[12345678/9,2]")]
