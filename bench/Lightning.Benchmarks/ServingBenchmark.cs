@@ -49,6 +49,7 @@ internal static class ServingBenchmark
 
     public static void Run(string[] args)
     {
+        var total = Stopwatch.StartNew();
         var folder = Directory.CreateTempSubdirectory("lightning-serving-bench").FullName;
         try
         {
@@ -68,6 +69,9 @@ internal static class ServingBenchmark
                 $"v2 body ({v2Body.Length} bytes) parse, one thread: one-pass reader {ParseMicroseconds(() => InferRequestParser.Parse(v2Body)):0.0} µs, " +
                 $"document parser {ParseMicroseconds(() => InferRequestParser.ParseDocument(v2Body)):0.0} µs");
             Console.WriteLine($"load average before: {LoadAverage()}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"requests per cell: {string.Join(", ", Concurrency.Select(c => $"c={c} {c * PerWorker(c)}"))} timed, after {WarmUpCalls} untimed warm-up calls; " +
+                $"{Rounds} measured rounds after one warm-up round, sides alternating"));
 
             // Every server runs for the whole benchmark; each round measures every scenario, in the opposite order to the
             // round before, so neither side of a ratio always runs first (warm caches, leftover garbage, other work on the cores).
@@ -132,7 +136,7 @@ internal static class ServingBenchmark
                 }
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"round {round}/{Rounds}: {Summary(results, round - 1)}"));
             }
-            Console.WriteLine($"load average after:  {LoadAverage()}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"load average after:  {LoadAverage()}; the run took {total.Elapsed.TotalSeconds:0} s"));
 
             Console.WriteLine(parseLine);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"(b) requests per ONNX Runtime run at c=32, per round: {string.Join(", ", batches.Select(b => b.ToString("0.0", CultureInfo.InvariantCulture)))}"));
@@ -237,12 +241,24 @@ internal static class ServingBenchmark
     private static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] + $" on {Environment.ProcessorCount} cores" : "n/a";
 
+    /// <summary>Calls per worker in one measured cell: about <see cref="CellRequests"/> per cell at every concurrency.</summary>
+    private static int PerWorker(int concurrency) => Math.Max(100, CellRequests / concurrency);
+
+    /// <summary>
+    /// Timed requests per cell. A cell of ~1,200 requests left the c=1 p50 difference between two cells (a few tens of
+    /// µs) at the mercy of one burst of other work; 15,000 keeps the whole run under two minutes on 2 cores (6,000 took 43 s).
+    /// </summary>
+    private const int CellRequests = 15000;
+
+    /// <summary>Untimed calls before each cell, one at a time, so connections are open and the path is hot.</summary>
+    private const int WarmUpCalls = 200;
+
     /// <summary>Warm-up, then <c>concurrency</c> workers × a bounded number of calls.</summary>
     private static Stats Measure(Func<Task> call, int concurrency)
     {
-        const int warmUp = 50;
+        const int warmUp = WarmUpCalls;
         for (int i = 0; i < warmUp; i++) call().GetAwaiter().GetResult();
-        var perWorker = Math.Max(40, 1200 / concurrency);
+        var perWorker = PerWorker(concurrency);
         var latencies = new double[concurrency * perWorker];
         using var process = Process.GetCurrentProcess();
         var cpuBefore = process.TotalProcessorTime;

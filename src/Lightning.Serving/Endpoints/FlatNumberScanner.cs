@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace Lightning.Serving;
 
 /// <summary>
@@ -65,14 +67,16 @@ internal static class FlatNumberScanner
         }
         else if (IsDigit(body[i]))
         {
-            for (; i < body.Length && IsDigit(body[i]); i++, digits++) mantissa = mantissa * 10 + (uint)(body[i] - '0');
+            ReadDigits(body, ref i, ref mantissa, ref digits);
         }
         else return false;
         if (i < body.Length && body[i] == (byte)'.')
         {
             i++;
             if (i >= body.Length || !IsDigit(body[i])) return false;
-            for (; i < body.Length && IsDigit(body[i]); i++, digits++, scale--) mantissa = mantissa * 10 + (uint)(body[i] - '0');
+            int before = digits;
+            ReadDigits(body, ref i, ref mantissa, ref digits);
+            scale -= digits - before;
         }
         int exponent = 0;
         bool exponentTooLarge = false;
@@ -100,6 +104,40 @@ internal static class FlatNumberScanner
         }
         var number = body[start..i];
         return System.Buffers.Text.Utf8Parser.TryParse(number, out value, out int consumed) && consumed == number.Length;
+    }
+
+    /// <summary>
+    /// Appends the run of digits at <paramref name="i"/> to <paramref name="mantissa"/> (wrapping past 19 digits, which
+    /// <paramref name="digits"/> then tells), eight and then four at a time where the bytes allow (SWAR, as fast_float's
+    /// parse_eight_digits_unrolled), one at a time for the rest: the serial multiply-add per digit was most of a scan.
+    /// </summary>
+    private static void ReadDigits(ReadOnlySpan<byte> body, ref int i, ref ulong mantissa, ref int digits)
+    {
+        while (i + 8 <= body.Length)
+        {
+            ulong eight = BinaryPrimitives.ReadUInt64LittleEndian(body.Slice(i, 8));
+            if ((((eight + 0x4646464646464646UL) | (eight - 0x3030303030303030UL)) & 0x8080808080808080UL) != 0) break;
+            eight -= 0x3030303030303030UL;
+            eight = eight * 10 + (eight >> 8);
+            eight = (((eight & 0x000000FF000000FFUL) * (100 + (1000000UL << 32))) + (((eight >> 16) & 0x000000FF000000FFUL) * (1 + (10000UL << 32)))) >> 32;
+            mantissa = mantissa * 100_000_000 + (uint)eight;
+            digits += 8;
+            i += 8;
+        }
+        if (i + 4 <= body.Length)
+        {
+            uint four = BinaryPrimitives.ReadUInt32LittleEndian(body.Slice(i, 4));
+            if ((((four + 0x46464646u) | (four - 0x30303030u)) & 0x80808080u) == 0)
+            {
+                four -= 0x30303030u;
+                four = four * 10 + (four >> 8);
+                four = ((four & 0x00FF00FFu) * (1 + (100u << 16))) >> 16;
+                mantissa = mantissa * 10_000 + four;
+                digits += 4;
+                i += 4;
+            }
+        }
+        for (; i < body.Length && IsDigit(body[i]); i++, digits++) mantissa = mantissa * 10 + (uint)(body[i] - '0');
     }
 
     private static int SkipWhitespace(ReadOnlySpan<byte> body, int i)

@@ -212,7 +212,8 @@ internal static class InferRequestParser
                 // Each element takes at least one byte of the body, so a larger shape cannot match; never allocate for it.
                 var expected = TensorTypes.ElementCount(shape, bodyLength);
                 if (expected < 0) return null;
-                data = TensorTypes.Allocate(type, expected);
+                // FP32 parses into this thread's spare buffer (handed back after an inline run), every element overwritten.
+                data = type == TensorElementType.Float ? SpareFloats.Take(expected) : TensorTypes.Allocate(type, expected);
                 if (ReadData(ref reader, type, data, body, ref readerBase) != expected) return null;
             }
             else if (reader.ValueTextEquals("parameters"u8))

@@ -196,6 +196,10 @@ public static class InferenceEndpoints
                             token = timeout.Token;
                         }
                         run = model.InferAsync(request.Inputs, request.OutputNames, token);
+                        // Ran inline (or its batch is over): nothing reads the input data any more, so the FP32 buffer is reused.
+                        if (run.IsCompletedSuccessfully)
+                            foreach (var input in request.Inputs)
+                                if (input.Data is float[] floats) SpareFloats.Give(floats);
                     }
                 }
                 finally

@@ -18,6 +18,12 @@ internal sealed class LoadedModel : ModelGeneration
     private readonly string[] _inputNames;
     /// <summary>Named symbolic dims over all inputs: with one or none, no two can disagree.</summary>
     private readonly int _namedDims;
+    /// <summary>
+    /// Per output, its dims after dim 0 when ONNX Runtime can write it straight into an array sized here: the model
+    /// shares one named batch dim over all inputs and outputs (so an output has as many rows as the inputs) and the
+    /// output's other dims are fixed numbers, of a type other than STRING. Null when any output is not so.
+    /// </summary>
+    private readonly long[][]? _presizedOutputs;
 
     private LoadedModel(string name, InferenceSession session, string provider, long generation, bool? dynamicBatching)
     {
@@ -30,7 +36,10 @@ internal sealed class LoadedModel : ModelGeneration
         _outputNames = [.. Outputs.Select(o => o.Name)];
         _inputNames = [.. Inputs.Select(i => i.Name)];
         _namedDims = Inputs.Sum(i => i.DimNames.Count(n => n.Length > 0));
-        Batchable = dynamicBatching ?? SharesBatchDimension(session);
+        bool sharesBatch = SharesBatchDimension(session);
+        Batchable = dynamicBatching ?? sharesBatch;
+        if (sharesBatch && Outputs.All(o => o.ElementType != Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.String && o.Shape.Skip(1).All(d => d >= 0)))
+            _presizedOutputs = [.. Outputs.Select(o => o.Shape[1..])];
         if (dynamicBatching == true && Inputs.Concat(Outputs).FirstOrDefault(s => s.Shape.Length == 0 || s.Shape[0] >= 0) is { } fixedDim)
             throw new NotSupportedException(
                 $"Model '{name}' has {nameof(OnnxModelOptions.DynamicBatching)} = true, but '{fixedDim.Name}' has shape {TensorTypes.Format(fixedDim.Shape)}; " +
@@ -226,6 +235,7 @@ internal sealed class LoadedModel : ModelGeneration
     /// <summary>Runs the session on inputs in graph order and returns every output in graph order.</summary>
     public InferenceTensor[] Run(IReadOnlyList<InferenceTensor> ordered)
     {
+        if (_presizedOutputs is { } tails && ordered.Count > 0 && ordered[0].Shape is [> 0, ..]) return RunPresized(ordered, tails);
         var values = new List<OrtValue>(ordered.Count);
         try
         {
@@ -243,6 +253,39 @@ internal sealed class LoadedModel : ModelGeneration
         finally
         {
             foreach (var value in values) value.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Runs with the outputs allocated here as managed arrays that ONNX Runtime writes into: no native output buffer,
+    /// no per-output type and shape queries, and no copy out (about 1 µs of a 11 µs run of the benchmark's MLP).
+    /// </summary>
+    private InferenceTensor[] RunPresized(IReadOnlyList<InferenceTensor> ordered, long[][] tails)
+    {
+        long rows = ordered[0].Shape[0];
+        var outputs = new InferenceTensor[tails.Length];
+        var values = new OrtValue[ordered.Count + tails.Length];
+        int made = 0;
+        try
+        {
+            for (int i = 0; i < ordered.Count; i++, made++) values[i] = TensorTypes.ToOrtValue(ordered[i]);
+            for (int o = 0; o < tails.Length; o++, made++)
+            {
+                var shape = new long[tails[o].Length + 1];
+                shape[0] = rows;
+                long count = rows;
+                for (int d = 0; d < tails[o].Length; d++) count *= shape[d + 1] = tails[o][d];
+                var spec = Outputs[o];
+                outputs[o] = new InferenceTensor(spec.Name, spec.ElementType, shape, TensorTypes.Allocate(spec.ElementType, count));
+                values[ordered.Count + o] = TensorTypes.ToOrtValue(outputs[o]);
+            }
+            _session.Run(_runOptions, _inputNames, new ArraySegment<OrtValue>(values, 0, ordered.Count), _outputNames,
+                new ArraySegment<OrtValue>(values, ordered.Count, tails.Length));
+            return outputs;
+        }
+        finally
+        {
+            for (int i = 0; i < made; i++) values[i].Dispose();
         }
     }
 

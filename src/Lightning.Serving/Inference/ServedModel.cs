@@ -17,10 +17,18 @@ internal sealed class ServedModel : IDisposable
     private readonly Channel<Pending> _queue;
     private readonly InferenceMetrics _metrics;
     private readonly ILogger _logger;
-    private readonly object _runLock = new();
     private readonly GenerationSlot<LoadedModel> _generations = new();
-    /// <summary>Runs in progress (the batcher's and inline ones); a request runs inline only while there is none.</summary>
+    /// <summary>
+    /// Runs in progress (the batcher's and inline ones); a request runs inline only while there are fewer than
+    /// <see cref="OnnxModelOptions.MaxConcurrentRuns"/>. Claimed with a compare-and-swap, not a lock: a lock here was the
+    /// one point every request of the model went through, and on a loaded machine its holder could be descheduled.
+    /// </summary>
     private int _runners;
+    /// <summary>
+    /// Requests in the queue or being written to it: counted up before the write and down after each read, so it is
+    /// never below the queue's length. Read by the inline check instead of the channel's count, which takes its lock.
+    /// </summary>
+    private int _waiting;
     private Task _loop = Task.CompletedTask;
     private ModelFileWatcher<LoadedModel>? _file;
     private IDisposable? _reloadRegistration;
@@ -198,8 +206,10 @@ internal sealed class ServedModel : IDisposable
         var (ordered, rows, key) = model.Validate(inputs, outputs, Options.MaxBatchSize);
         if (TryRunInline(model, ordered, rows, outputs, out var inline)) return inline;
         var pending = new Pending(inputs, outputs, cancellationToken) { Model = model, Ordered = ordered, Rows = rows, Key = key };
+        Interlocked.Increment(ref _waiting);
         if (!_queue.Writer.TryWrite(pending))
         {
+            Interlocked.Decrement(ref _waiting);
             if (_stopping) throw new InferenceUnavailableException($"model '{Name}' is shutting down and takes no new requests.");
             throw new InferenceUnavailableException(
                 $"model '{Name}' exceeds maximum queue size: {Options.MaxQueueSize} requests are already waiting; retry later.");
@@ -261,6 +271,7 @@ internal sealed class ServedModel : IDisposable
     {
         while (reader.TryRead(out pending!))
         {
+            Interlocked.Decrement(ref _waiting);
             _queueDepth.Dec();
             if (!pending.Cancellation.IsCancellationRequested) return true;
             Interlocked.Increment(ref _dropped);
@@ -287,7 +298,7 @@ internal sealed class ServedModel : IDisposable
                 batch.Clear();
                 continue;
             }
-            lock (_runLock) _runners++;
+            Interlocked.Increment(ref _runners);
             try
             {
                 if (!Revalidate(first, model))
@@ -310,11 +321,13 @@ internal sealed class ServedModel : IDisposable
                         if (!Revalidate(next, model))
                         {
                             reader.TryRead(out _);
+                            Interlocked.Decrement(ref _waiting);
                             _queueDepth.Dec();
                             continue;
                         }
                         if (next.Key != first.Key || rows + next.Rows > Options.MaxBatchSize) break;
                         reader.TryRead(out _);
+                        Interlocked.Decrement(ref _waiting);
                         _queueDepth.Dec();
                         batch.Add(next);
                         Volatile.Write(ref _forming, batch.Count);
@@ -347,7 +360,7 @@ internal sealed class ServedModel : IDisposable
 
     private void EndRun(LoadedModel model)
     {
-        lock (_runLock) _runners--;
+        Interlocked.Decrement(ref _runners);
         model.Release();
     }
 
@@ -360,11 +373,16 @@ internal sealed class ServedModel : IDisposable
         result = null!;
         // Retired meanwhile: the batcher validates the request again against the generation that replaced it.
         if (!model.TryAcquire()) return false;
-        bool idle;
-        lock (_runLock)
+        bool idle = false;
+        int max = Options.MaxConcurrentRuns;
+        for (int runners = Volatile.Read(ref _runners); runners < max; runners = Volatile.Read(ref _runners))
         {
-            idle = _runners < Options.MaxConcurrentRuns && RunGate is null && _queue.Reader.Count == 0 && ReferenceEquals(model, Current);
-            if (idle) _runners++;
+            if (RunGate is not null || Volatile.Read(ref _waiting) != 0 || !ReferenceEquals(model, Current)) break;
+            if (Interlocked.CompareExchange(ref _runners, runners + 1, runners) == runners)
+            {
+                idle = true;
+                break;
+            }
         }
         if (!idle)
         {
@@ -496,7 +514,10 @@ internal sealed class ServedModel : IDisposable
         }
         // Left when the drain timed out, or when the loop was pausing after a fault as the model stopped.
         while (_queue.Reader.TryRead(out var left))
+        {
+            Interlocked.Decrement(ref _waiting);
             Fail(left, new InferenceUnavailableException($"model '{Name}' shut down before the request ran."));
+        }
     }
 
     public void Dispose()

@@ -47,7 +47,55 @@ public sealed class InferRequestParserTests
         AssertSame(InferRequestParser.ParseDocument(body), fast);
     }
 
+    [Fact]
+    public void Parse_DecimalsOfEveryDigitCount_ScannedBitForBitAsTheDocumentParserReadsThem()
+    {
+        // The scanner takes digits eight and four at a time: every run length from 1 to 24 digits, on both sides of the
+        // point, ending at every offset (and at the array's end), must read as the general parser reads it.
+        var random = new Random(19);
+        var numbers = new List<string>();
+        for (int intDigits = 1; intDigits <= 24; intDigits++)
+            for (int fracDigits = 0; fracDigits <= 24; fracDigits++)
+            {
+                var text = new StringBuilder();
+                if (random.Next(2) == 0) text.Append('-');
+                text.Append((char)('1' + random.Next(9)));
+                for (int d = 1; d < intDigits; d++) text.Append((char)('0' + random.Next(10)));
+                if (fracDigits > 0) text.Append('.');
+                for (int d = 0; d < fracDigits; d++) text.Append((char)('0' + random.Next(10)));
+                if (random.Next(4) == 0) text.Append("e-").Append(intDigits + random.Next(20));
+                numbers.Add(text.ToString());
+                numbers.Add("0." + new string('0', fracDigits) + (char)('1' + random.Next(9)));
+            }
+        var body = Encoding.UTF8.GetBytes($$"""{"inputs":[{"name":"x","shape":[{{numbers.Count}}],"datatype":"FP32","data":[{{string.Join(',', numbers)}}]}]}""");
+
+        var fast = InferRequestParser.TryParseFast(body);
+
+        Assert.NotNull(fast);
+        AssertSame(InferRequestParser.ParseDocument(body), fast);
+        var last = Encoding.UTF8.GetBytes($$"""{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[0.12345678]}]}""");
+        AssertSame(InferRequestParser.ParseDocument(last), InferRequestParser.TryParseFast(last)!);
+    }
+
+    [Fact]
+    public void Parse_SpareBufferOfThisThread_ReusedAndEveryElementOverwritten()
+    {
+        var spare = new[] { float.NaN, float.NaN, float.NaN };
+        SpareFloats.Give(spare);
+        var body = Encoding.UTF8.GetBytes("""{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[[1.5,-2,3e-1]]}]}""");
+
+        var parsed = InferRequestParser.Parse(body);
+
+        Assert.Same(spare, parsed.Inputs[0].Data);
+        Assert.Equal([1.5f, -2f, 0.3f], spare);
+        // Taken: the next request on this thread gets a fresh array.
+        Assert.NotSame(spare, InferRequestParser.Parse(body).Inputs[0].Data);
+    }
+
     [Theory]
+    [InlineData("[1.2345678:,2]")]
+    [InlineData("[12345678/9,2]")]
+    [InlineData("[1234:678,2]")]
     [InlineData("[01,2]")]
     [InlineData("[1,2,]")]
     [InlineData("[1.,2]")]
