@@ -17,7 +17,8 @@ switch (scenario)
     case "signal": UntilSignal(folder); break;
     case "save": SaveOnce(folder); break;
     case "gpus": FourGpus(folder); break;
-    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save, gpus");
+    case "nodes": TwoNodes(folder); break;
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save, gpus, nodes");
 }
 
 static TrainerOptions Quiet(string root) => new()
@@ -232,6 +233,16 @@ static void FourGpus(string folder)
     var strategy = trainer.Strategy;
     Write(folder, "gpus", trainer.GlobalRank, string.Join(" ", strategy.Accelerator.Name, strategy.GetType().Name,
         strategy.WorldSize, strategy.GlobalRank, strategy.LocalRank, strategy.RootDevice.ToString()));
+}
+
+// NumNodes = 2 with one device each: started by mpiexec across two hosts (scripts/two-hosts.sh) or on one; each rank
+// writes its weights after 10 steps and the host it ran on.
+static void TwoNodes(string folder)
+{
+    var batches = RandomBatches.Create(20, batchSize: 4, features: 16, seed: 5);
+    var (model, trainer) = Fit(Quiet(folder) with { Devices = 1, NumNodes = 2, MaxEpochs = 1 }, batches);
+    Write(folder, "nodes", trainer.GlobalRank, model.WeightsText());
+    Write(folder, "host", trainer.GlobalRank, System.Net.Dns.GetHostName());
 }
 
 /// <summary>An MLP with dropout (so resuming must restore the random generator) trained with Adam on fixed random rows.</summary>

@@ -162,6 +162,41 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
             Assert.Equal($"cuda DdpStrategy 4 {rank} {rank} cuda:{rank}", File.ReadAllText(folder.Combine($"gpus.rank{rank}.txt")));
     }
 
+    [TwoHostsFact]
+    public void TwoNodes_AcrossTwoHostsOverTcp_ReachTheWeightsOfAOneHostRun()
+    {
+        // NumNodes = 2, Devices = 1: two network namespaces with their own hostnames, joined by a veth pair, the ranks
+        // held to TCP (scripts/two-hosts.sh); then the same scenario under mpiexec -n 2 on this host.
+        using var twoHosts = new TempDirectory();
+        var script = Path.Combine(RepositoryRoot(), "scripts", "two-hosts.sh");
+        var start = new ProcessStartInfo(script) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in new[] { "dotnet", WorkerProcess.DllPath, "nodes", twoHosts.Path }) start.ArgumentList.Add(argument);
+        using (var run = Process.Start(start)!)
+        {
+            var output = run.StandardOutput.ReadToEndAsync();
+            var errors = run.StandardError.ReadToEndAsync();
+            Assert.True(run.WaitForExit(TimeSpan.FromMinutes(3)), "the two-host run did not finish within 3 minutes");
+            run.WaitForExit();
+            Assert.True(run.ExitCode == 0, $"two-hosts.sh failed ({run.ExitCode}):\n{output.Result}\n{errors.Result}");
+        }
+        using var oneHost = new TempDirectory();
+        using (var run = Mpiexec.Start("nodes", oneHost.Path))
+            Assert.True(run.Process.WaitForExit(TimeSpan.FromMinutes(3)) && run.Process.ExitCode == 0, $"the one-host run failed:\n{run.Output()}");
+
+        string Read(TempDirectory folder, string name, int rank) => File.ReadAllText(folder.Combine($"{name}.rank{rank}.txt"));
+        Assert.Equal(("node-lnA", "node-lnB"), (Read(twoHosts, "host", 0), Read(twoHosts, "host", 1)));
+        for (int rank = 0; rank < 2; rank++) Assert.Equal(Read(oneHost, "nodes", rank), Read(twoHosts, "nodes", rank));
+        // DDP keeps the ranks' weights identical.
+        Assert.Equal(Read(twoHosts, "nodes", 0), Read(twoHosts, "nodes", 1));
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
+            if (File.Exists(Path.Combine(folder.FullName, "Lightning.sln"))) return folder.FullName;
+        throw new DirectoryNotFoundException($"No Lightning.sln above {AppContext.BaseDirectory}.");
+    }
+
     [Fact]
     public void ExitedRank_IsNamedByTheSurvivor_WhichExitsNonZeroWithinTheTimeoutPlus10Seconds()
     {
