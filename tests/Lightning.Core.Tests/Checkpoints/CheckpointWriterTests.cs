@@ -39,6 +39,33 @@ public class CheckpointWriterTests
     }
 
     [Fact]
+    public void AFileSavedMoreOftenThanTheDelay_StillReachesDisk_AsDoAFileRotatedLikeTopK()
+    {
+        // last.ckpt saved every 50 ms, and a top-k file deleted and replaced by a new name each time: while the saves go
+        // on, last.ckpt must be written (it keeps its first save's turn), not postponed by each new save.
+        using var root = new TempDirectory();
+        var last = root.Combine("last.ckpt");
+        var writer = new CheckpointWriter();
+        var written = 0;
+        string? previous = null;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int save = 0; Volatile.Read(ref written) == 0 && clock.Elapsed < CheckpointWriter.Delay * 10; save++)
+        {
+            var topK = root.Combine($"step={save}.ckpt");
+            writer.Write(topK, p => File.WriteAllText(p, "top-k"), () => { });
+            if (previous is not null) writer.Delete(previous);
+            previous = topK;
+            writer.Write(last, p => { File.WriteAllText(p, "last"); Interlocked.Increment(ref written); }, () => { });
+            Thread.Sleep(50);
+        }
+        var elapsed = clock.Elapsed;
+        writer.Flush();
+
+        Assert.True(written > 0 && elapsed < CheckpointWriter.Delay * 10,
+            $"last.ckpt was not written during {elapsed.TotalSeconds:0.0} s of saves every 50 ms");
+    }
+
+    [Fact]
     public void Exists_FollowsTheLastQueuedJobOnTheFile()
     {
         using var root = new TempDirectory();
