@@ -126,10 +126,10 @@ public sealed class Fabric
         if (clipVal is { } value)
         {
             if (!(value > 0)) throw new ArgumentOutOfRangeException(nameof(clipVal), value, $"clipVal = {value} is not allowed: it must be greater than 0.");
-            return Strategy.Precision.ClipGradients(optimizer, value, GradientClipAlgorithm.Value);
+            return Strategy.ClipGradients(optimizer, value, GradientClipAlgorithm.Value);
         }
         if (!(maxNorm > 0)) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, $"maxNorm = {maxNorm} is not allowed: it must be greater than 0.");
-        return Strategy.Precision.ClipGradients(optimizer, maxNorm!.Value, GradientClipAlgorithm.Norm);
+        return Strategy.ClipGradients(optimizer, maxNorm!.Value, GradientClipAlgorithm.Norm);
     }
 
     /// <summary>Reduces a tensor across processes ("mean", "sum", "min", "max") into a new tensor; with one process, a copy.</summary>

@@ -187,7 +187,7 @@ public abstract class LightningModule : nn.Module
     public void ClipGradients(optim.Optimizer optimizer, double clipVal, GradientClipAlgorithm algorithm = GradientClipAlgorithm.Norm)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
-        if (Trainer is { } trainer) trainer.Strategy.Precision.ClipGradients(optimizer, clipVal, algorithm);
+        if (Trainer is { } trainer) trainer.Strategy.ClipGradients(optimizer, clipVal, algorithm);
         else PrecisionPlugin.Clip(optimizer, clipVal, algorithm);
     }
 

@@ -21,12 +21,13 @@ public sealed record TrainerOptions
     /// How work is spread over devices: "auto" (data parallel when several devices are asked for), "single_device",
     /// "dp": one process, each batch split across replicas whose training steps run in parallel, one optimizer step; or
     /// "ddp": one process per device on MPI (NumNodes × Devices processes), started by <c>mpiexec -n N</c> or relaunched
-    /// under it by the trainer, each rank on its shard of the data, gradients averaged every optimizer step. A
-    /// <see cref="Strategies.Strategy"/> instance of your own may be given instead.
+    /// under it by the trainer, each rank on its shard of the data, gradients averaged every optimizer step; or
+    /// "ddp_sharded" (aliases "zero_stage_2", "deepspeed_stage_2"): as "ddp", with gradients and optimizer state sharded
+    /// over the ranks (ZeRO stage 2 on MPI). A <see cref="Strategies.Strategy"/> instance of your own may be given instead.
     /// </summary>
     public StrategyChoice Strategy { get; init; } = "auto";
 
-    /// <summary>Machines taking part in "ddp" (default 1); the world size is NumNodes × Devices.</summary>
+    /// <summary>Machines taking part in "ddp" or "ddp_sharded" (default 1); the world size is NumNodes × Devices.</summary>
     public int NumNodes { get; init; } = 1;
 
     /// <summary>With "ddp", give each rank its shard of the training and evaluation loaders (default true), as Lightning's <c>use_distributed_sampler</c>.</summary>
@@ -162,7 +163,7 @@ public sealed record TrainerOptions
         if (NumNodes < 1) Fail(nameof(NumNodes), NumNodes, "it must be 1 or more");
         Strategy.Validate();
         Precision.Validate();
-        if (NumNodes > 1 && !Strategy.SpansNodes) Fail(nameof(NumNodes), NumNodes, $"several nodes need Strategy = \"ddp\" (Strategy is \"{Strategy}\")");
+        if (NumNodes > 1 && !Strategy.SpansNodes) Fail(nameof(NumNodes), NumNodes, $"several nodes need Strategy = \"ddp\" or \"ddp_sharded\" (Strategy is \"{Strategy}\")");
         if (DistributedTimeout <= TimeSpan.Zero) Fail(nameof(DistributedTimeout), DistributedTimeout, "it must be a positive duration");
         if (AccumulateGradBatches < 1) Fail(nameof(AccumulateGradBatches), AccumulateGradBatches, "it must be 1 or more");
         if (GradientClipVal is { } clip && (clip <= 0 || double.IsNaN(clip))) Fail(nameof(GradientClipVal), clip, "it must be greater than 0, or null for no clipping");

@@ -13,12 +13,17 @@ switch (scenario)
     case "kill": Endless(folder, hangRank: null); break;
     case "hang": Endless(folder, hangRank: 1); break;
     case "exit": Endless(folder, hangRank: null, exitRank: 1); break;
+    case "exit-sharded": Endless(folder, hangRank: null, exitRank: 1, strategy: "ddp_sharded"); break;
+    case "sharded": Sharded(folder); break;
+    case "sharded-save": ShardedSave(folder); break;
+    case "sharded-resume": ShardedResume(folder); break;
     case "resumable": Resumable(folder); break;
     case "signal": UntilSignal(folder); break;
     case "save": SaveOnce(folder); break;
     case "gpus": FourGpus(folder); break;
+    case "gpus-zero2": FourGpus(folder, "deepspeed_stage_2", "16"); break;
     case "nodes": TwoNodes(folder); break;
-    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save, gpus, nodes");
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, exit-sharded, gpus-zero2, sharded, sharded-save, sharded-resume, resumable, signal, save, gpus, nodes");
 }
 
 static TrainerOptions Quiet(string root) => new()
@@ -140,12 +145,12 @@ static void FabricCollectives(string folder)
 
 // Trains until killed: each rank writes its process id once training runs; with hangRank, that rank stops answering;
 // with exitRank, that rank ends its process mid-training (exit code 0, as a program that returns early would).
-static void Endless(string folder, int? hangRank, int? exitRank = null)
+static void Endless(string folder, int? hangRank, int? exitRank = null, string strategy = "ddp")
 {
     var batches = RandomBatches.Create(64, batchSize: 4, features: 16, seed: 1);
     var options = Quiet(folder) with
     {
-        MaxEpochs = -1, DistributedTimeout = TimeSpan.FromSeconds(5),
+        Strategy = strategy, MaxEpochs = -1, DistributedTimeout = TimeSpan.FromSeconds(5),
         Callbacks = [new LambdaCallback(onTrainBatchEnd: (trainer, _, _, _, batchIdx) =>
         {
             if (trainer.GlobalStep == 1)
@@ -160,6 +165,75 @@ static void Endless(string folder, int? hangRank, int? exitRank = null)
     };
     Fit(options, batches);
 }
+
+// "ddp" and "ddp_sharded" side by side under mpiexec -n N (any N: Devices "auto" takes it from mpiexec), with Adam over
+// two parameter groups: plain, clipped by norm, with accumulation, with a per-step scheduler, by manual optimization, in
+// bf16-mixed, and with loss scaling that meets an overflow; then with every other elementwise optimizer. Buckets of 100
+// elements make every collective span several buckets and shards that start and end inside parameters.
+static void Sharded(string folder)
+{
+    var batches = RandomBatches.Create(40, batchSize: 4, features: 16, seed: 5);
+    foreach (var name in new[] { "ddp", "ddp_sharded" })
+    {
+        Lightning.Strategies.StrategyChoice Strategy() => name == "ddp" ? "ddp" : Sharding();
+        void Run(string run, Func<TrainerOptions, TrainerOptions> configure, Func<ShardingRegressor> create, Action<Trainer>? after = null)
+        {
+            var trainer = new Trainer(configure(Quiet(folder) with { Strategy = Strategy(), Devices = "auto", MaxSteps = 20 }));
+            manual_seed(11 + trainer.GlobalRank);
+            var model = create();
+            trainer.Fit(model, batches);
+            Write(folder, $"{run}-{name}", trainer.GlobalRank, model.WeightsText());
+            after?.Invoke(trainer);
+        }
+        Run("adam", o => o, () => new ShardingRegressor());
+        Run("clip", o => o with { GradientClipVal = 0.05 }, () => new ShardingRegressor());
+        Run("accumulate", o => o with { AccumulateGradBatches = 2, MaxSteps = 10 }, () => new ShardingRegressor());
+        Run("scheduler", o => o, () => new ShardingRegressor(scheduler: true));
+        Run("manual", o => o, () => new ShardingRegressor(manual: true));
+        Run("bf16", o => o with { Precision = "bf16-mixed" }, () => new ShardingRegressor());
+        // Loss scaling with an infinite gradient on rank 1 at step 3, in the last parameter (the last rank's shard under
+        // "ddp_sharded"): every rank must skip that step and halve the scale.
+        Run("scaled", o => o with { Precision = new Lightning.Precision.MixedPrecision(TorchSharp.DeviceType.CPU, ScalarType.BFloat16, new Lightning.Precision.GradScaler()) },
+            () => new ShardingRegressor(inf: (1, 3)), trainer => Write(folder, $"scale-{name}", trainer.GlobalRank, trainer.Strategy.Precision.SaveState()!.ToJsonString()));
+        foreach (var optimizer in ShardingRegressor.OptimizerNames.Skip(1))
+            Run(optimizer, o => o, () => new ShardingRegressor(optimizer));
+    }
+}
+
+static Lightning.Strategies.DdpShardedStrategy Sharding() => new(TimeSpan.FromSeconds(60)) { ShardBucketElements = 100 };
+
+// Every rank sees all 10 batches (no distributed sampler), so the run does not depend on the world size: one epoch under
+// "ddp_sharded" then a checkpoint, and (for the bit-exact check) two epochs straight.
+static void ShardedSave(string folder)
+{
+    var options = Quiet(folder) with { Strategy = Sharding(), Devices = "auto", UseDistributedSampler = false, MaxEpochs = 1 };
+    var trainer = new Trainer(options);
+    var model = ShardedResumeModel();
+    trainer.Fit(model, ShardedResumeBatches());
+    trainer.SaveCheckpoint(Path.Combine(folder, "half.ckpt"));
+    Write(folder, "half", trainer.GlobalRank, model.WeightsText());
+    var straight = new Trainer(options with { Strategy = Sharding(), MaxEpochs = 2 });
+    var straightModel = ShardedResumeModel();
+    straight.Fit(straightModel, ShardedResumeBatches());
+    Write(folder, "straight", straight.GlobalRank, straightModel.WeightsText());
+}
+
+// The second epoch from half.ckpt, at whatever world size mpiexec gives.
+static void ShardedResume(string folder)
+{
+    var trainer = new Trainer(Quiet(folder) with { Strategy = Sharding(), Devices = "auto", UseDistributedSampler = false, MaxEpochs = 2 });
+    var model = ShardedResumeModel();
+    trainer.Fit(model, ShardedResumeBatches(), ckptPath: Path.Combine(folder, "half.ckpt"));
+    Write(folder, $"resumed-{trainer.WorldSize}", trainer.GlobalRank, model.WeightsText());
+}
+
+static ShardingRegressor ShardedResumeModel()
+{
+    manual_seed(11);
+    return new ShardingRegressor(scheduler: true);
+}
+
+static List<Tensor> ShardedResumeBatches() => RandomBatches.Create(10, batchSize: 8, features: 16, seed: 9).ToList();
 
 // Trains 30 epochs (about 10 s) from the newest checkpoint in <folder>/ckpt (ckptPath "last"), saving every 5 steps, then writes the
 // final weights; the crash tests kill it at random moments and start it again until it finishes.
@@ -226,13 +300,13 @@ static void SaveOnce(string folder)
 // Trainer(devices=4, accelerator="gpu") on a machine said to have four GPUs: started without mpiexec, the trainer
 // relaunches this program under "mpiexec -n 4"; each rank writes which strategy and device it got. Nothing is placed
 // on a device, so no GPU is needed.
-static void FourGpus(string folder)
+static void FourGpus(string folder, string strategyName = "auto", string precision = "32-true")
 {
     Lightning.Accelerators.Accelerator.CudaDeviceCountOverride.Value = 4;
-    var trainer = new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu", EnableProgressBar = false, Loggers = [] });
+    var trainer = new Trainer(new TrainerOptions { Devices = 4, Accelerator = "gpu", Strategy = strategyName, Precision = precision, EnableProgressBar = false, Loggers = [] });
     var strategy = trainer.Strategy;
     Write(folder, "gpus", trainer.GlobalRank, string.Join(" ", strategy.Accelerator.Name, strategy.GetType().Name,
-        strategy.WorldSize, strategy.GlobalRank, strategy.LocalRank, strategy.RootDevice.ToString()));
+        strategy.WorldSize, strategy.GlobalRank, strategy.LocalRank, strategy.RootDevice.ToString(), trainer.Precision));
 }
 
 // NumNodes = 2 with one device each: started by mpiexec across two hosts (scripts/two-hosts.sh) or on one; each rank
@@ -242,6 +316,11 @@ static void TwoNodes(string folder)
     var batches = RandomBatches.Create(20, batchSize: 4, features: 16, seed: 5);
     var (model, trainer) = Fit(Quiet(folder) with { Devices = 1, NumNodes = 2, MaxEpochs = 1 }, batches);
     Write(folder, "nodes", trainer.GlobalRank, model.WeightsText());
+    var sharded = new Trainer(Quiet(folder) with { Strategy = Sharding(), Devices = 1, NumNodes = 2, MaxEpochs = 1 });
+    manual_seed(11);
+    var adam = new ShardingRegressor();
+    sharded.Fit(adam, batches);
+    Write(folder, "nodes-sharded", sharded.GlobalRank, adam.WeightsText());
     Write(folder, "host", trainer.GlobalRank, System.Net.Dns.GetHostName());
 }
 

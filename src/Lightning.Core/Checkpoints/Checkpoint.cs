@@ -92,8 +92,15 @@ public sealed class Checkpoint
     /// <summary>Steps taken by each scheduler (replayed on resume).</summary>
     internal int[] SchedulerSteps { get; set; } = [];
 
+    /// <summary>Optimizers whose state the strategy writes in shards beside the file (see <see cref="OptimizerShards"/>).</summary>
+    internal IReadOnlyList<torch.optim.Optimizer> ShardedOptimizers { get; private set; } = [];
+
+    /// <summary>Where a sharded strategy wrote the optimizer state (folder, world size, files), or null when it is inside the file.</summary>
+    internal JsonObject? OptimizerShards { get; set; }
+
+    /// <summary>Captures the module and, unless <paramref name="weightsOnly"/>, the optimizers; with <paramref name="shardedOptimizers"/> the strategy writes their state in shards and the file holds none.</summary>
     internal static Checkpoint Capture(LightningModule module, IReadOnlyList<torch.optim.Optimizer> optimizers, int epoch,
-        long globalStep, bool weightsOnly)
+        long globalStep, bool weightsOnly, bool shardedOptimizers = false)
     {
         var checkpoint = new Checkpoint
         {
@@ -103,7 +110,8 @@ public sealed class Checkpoint
             ModuleType = module.GetType().FullName ?? module.GetType().Name,
             Hyperparameters = Lightning.Hyperparameters.ToJson(module.Hparams),
         };
-        IReadOnlyList<torch.optim.Optimizer> kept = weightsOnly ? [] : optimizers;
+        IReadOnlyList<torch.optim.Optimizer> kept = weightsOnly || shardedOptimizers ? [] : optimizers;
+        if (shardedOptimizers && !weightsOnly) checkpoint.ShardedOptimizers = optimizers;
         checkpoint._optimizerCount = kept.Count;
         if (StateDictStream.SizeOf(module) > MaxCapturedBytes)
         {
@@ -160,7 +168,7 @@ public sealed class Checkpoint
     /// <summary>Gives a captured checkpoint's buffers back without writing it (ranks other than 0 capture but never write).</summary>
     internal void Release()
     {
-        (_liveModule, _liveOptimizers) = (null, []);
+        (_liveModule, _liveOptimizers, ShardedOptimizers) = (null, [], []);
         _weights = ReadOnlyMemory<byte>.Empty;
         for (int i = 0; i < _optimizerStates.Count; i++) _optimizerStates[i] = ReadOnlyMemory<byte>.Empty;
         RngState = null;
@@ -201,12 +209,15 @@ public sealed class Checkpoint
                 RngState = ReadRngState(archive, metadata, path),
                 SchedulerSteps = metadata["scheduler_steps"]?.Deserialize<int[]>() ?? [],
                 _optimizerCount = (int?)metadata["optimizer_count"] ?? 0,
+                OptimizerShards = metadata["optimizer_shards"]?.AsObject() is { } shards ? (JsonObject)shards.DeepClone() : null,
                 _file = Path.GetFullPath(path),
                 _fileStamp = StampOf(path),
             };
             // Weights and optimizer states stay in the file until they are restored, streamed into the tensors.
             foreach (var name in checkpoint.TensorEntries())
                 if (archive.GetEntry(name) is null) throw Corrupt(path, $"entry '{name}' is missing");
+            if (checkpoint.OptimizerShards is { } manifest && OptimizerShardFiles.Missing(path, manifest) is { } missing)
+                throw Corrupt(path, $"its optimizer shard '{missing}' is missing or incomplete");
             return checkpoint;
         }
         catch (Exception e) when (e is InvalidDataException or JsonException or InvalidOperationException or FormatException
@@ -269,7 +280,8 @@ public sealed class Checkpoint
         json.WritePropertyName("hyper_parameters");
         JsonSerializer.Serialize(json, Hyperparameters);
         json.WriteBoolean("weights_only", WeightsOnly);
-        json.WriteNumber("optimizer_count", _optimizerStates.Count);
+        json.WriteNumber("optimizer_count", _optimizerCount);
+        if (OptimizerShards is not null) WriteNode(json, "optimizer_shards", OptimizerShards);
         json.WritePropertyName("scheduler_steps");
         JsonSerializer.Serialize(json, SchedulerSteps);
         WriteNode(json, "loops", Loops);
@@ -319,6 +331,13 @@ public sealed class Checkpoint
                 throw Corrupt(_file, $"optimizer state {i} ends early", e);
             }
         }
+    }
+
+    /// <summary>Reads the optimizer shards this checkpoint names into <paramref name="optimizers"/>, whatever world size wrote them.</summary>
+    internal void RestoreOptimizerShards(IReadOnlyList<torch.optim.Optimizer> optimizers)
+    {
+        var file = _file ?? throw new InvalidOperationException("Optimizer shards are restored from a checkpoint file; load it with Checkpoint.Load.");
+        OptimizerShardFiles.Restore(file, OptimizerShards!, optimizers);
     }
 
     /// <summary>

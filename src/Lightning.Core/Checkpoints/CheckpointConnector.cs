@@ -11,7 +11,8 @@ internal static class CheckpointConnector
     /// <summary>Captures the checkpoint in memory now; the trainer decides when the file is written.</summary>
     public static Checkpoint Capture(Trainer trainer, LightningModule module, bool weightsOnly)
     {
-        var checkpoint = Checkpoint.Capture(module, trainer.Optimizers, trainer.CurrentEpoch, trainer.GlobalStep, weightsOnly);
+        var checkpoint = Checkpoint.Capture(module, trainer.Optimizers, trainer.CurrentEpoch, trainer.GlobalStep, weightsOnly,
+            shardedOptimizers: trainer.Strategy.ShardsOptimizerState);
         trainer.Hooks.Call(Hooks.OnSaveCheckpointModule, module, checkpoint);
         if (trainer.DataModule is { } datamodule)
             checkpoint.DataModuleHyperparameters = Hyperparameters.ToJson(datamodule.Hparams);
@@ -138,7 +139,8 @@ internal static class CheckpointConnector
         for (int i = 0; i < configs.Count && i < checkpoint.SchedulerSteps.Length; i++)
             for (int s = 0; s < checkpoint.SchedulerSteps[i]; s++) configs[i].Scheduler.step();
         trainer.SchedulerSteps = checkpoint.SchedulerSteps.Length == configs.Count ? checkpoint.SchedulerSteps.ToArray() : new int[configs.Count];
-        checkpoint.RestoreOptimizers(trainer.Optimizers);
+        if (checkpoint.OptimizerShards is not null) checkpoint.RestoreOptimizerShards(trainer.Optimizers);
+        else checkpoint.RestoreOptimizers(trainer.Optimizers);
 
         trainer.GlobalStep = (long)checkpoint.Loops["global_step"]!;
         loop.TotalBatches = (long?)checkpoint.Loops["total_batches"] ?? 0;

@@ -26,6 +26,9 @@ public sealed class GradScaler
         (Scale, _growthFactor, _backoffFactor, _growthInterval) = (initScale, growthFactor, backoffFactor, growthInterval);
     }
 
+    /// <summary>Turns this process's "found inf or NaN" into the decision of all processes (set by a sharded strategy).</summary>
+    internal Func<bool, bool>? AgreeOnOverflow { get; set; }
+
     /// <summary>The current loss scale.</summary>
     public double Scale { get; private set; }
 
@@ -52,6 +55,7 @@ public sealed class GradScaler
                 if (finite && !grad.isfinite().all().item<bool>()) finite = false;
             }
         }
+        if (AgreeOnOverflow is { } agree) finite = !agree(!finite);
         _unscaled[optimizer] = finite;
         _foundInf |= !finite;
     }

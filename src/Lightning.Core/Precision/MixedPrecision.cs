@@ -34,6 +34,11 @@ internal sealed class MixedPrecision(DeviceType device, ScalarType dtype, GradSc
         return stepped ? OptimizerStepOutcome.Stepped : OptimizerStepOutcome.SkippedOnOverflow;
     }
 
+    internal override void AgreeOnOverflow(Func<bool, bool> agree)
+    {
+        if (scaler is not null) scaler.AgreeOnOverflow = agree;
+    }
+
     public override JsonObject? SaveState() => scaler?.SaveState();
 
     public override void LoadState(JsonObject state) => scaler?.LoadState(state);

@@ -97,6 +97,12 @@ public abstract class PrecisionPlugin
         };
     }
 
+    /// <summary>
+    /// Makes loss scaling decide overflow with <paramref name="agree"/> (true on every process when any found inf or
+    /// NaN): a sharded strategy calls it, since each process then unscales only its shard of the gradients.
+    /// </summary>
+    internal virtual void AgreeOnOverflow(Func<bool, bool> agree) { }
+
     /// <summary>The key of this plugin's state in checkpoints (Lightning keeps it under the plugin's class name).</summary>
     public virtual string StateKey => GetType().Name;
 

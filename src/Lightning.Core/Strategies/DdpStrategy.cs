@@ -10,7 +10,7 @@ namespace Lightning.Strategies;
 /// at the start and gradients averaged with one Allreduce per optimizer step over a flattened buffer. With a world of one
 /// process every collective is the identity and MPI is not needed.
 /// </summary>
-public sealed class DdpStrategy : Strategy
+public class DdpStrategy : Strategy
 {
     /// <summary>
     /// Large buffers go out in buckets of this many elements (25 MB of float32, Lightning's <c>bucket_cap_mb</c> default).
@@ -28,6 +28,9 @@ public sealed class DdpStrategy : Strategy
 
     private int _rank, _localRank, _worldSize = 1;
 
+    /// <summary>Modules whose backward pass ran since their gradients were last averaged.</summary>
+    private readonly HashSet<nn.Module> _unreduced = new(ReferenceEqualityComparer.Instance);
+
     /// <summary>A "ddp" strategy whose collectives wait <paramref name="timeout"/> for the other processes (default 30 minutes) before this one fails.</summary>
     public DdpStrategy(TimeSpan? timeout = null)
     {
@@ -35,6 +38,9 @@ public sealed class DdpStrategy : Strategy
         if (Timeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), Timeout, $"timeout = {Timeout} is not allowed: it must be a positive duration.");
     }
+
+    /// <summary>The strategy's name in messages.</summary>
+    internal virtual string Name => "ddp";
 
     /// <summary>How long a collective (gradient Allreduce, barrier) waits for the other processes before this one fails.</summary>
     public TimeSpan Timeout { get; }
@@ -69,14 +75,14 @@ public sealed class DdpStrategy : Strategy
             }
             if (NumNodes > 1)
                 throw new InvalidOperationException(
-                    $"Strategy = \"ddp\" with NumNodes = {NumNodes} needs the processes started by mpiexec on every node " +
+                    $"Strategy = \"{Name}\" with NumNodes = {NumNodes} needs the processes started by mpiexec on every node " +
                     $"(e.g. mpiexec -hosts a,b -n {expected} dotnet app.dll); it relaunches itself on one node only.");
             DdpLauncher.Relaunch(expected);
         }
         var (rank, size) = Mpi.Initialize();
         if (perNode is { } devicesPerNode && size != NumNodes * devicesPerNode)
             throw new InvalidOperationException(
-                $"Strategy = \"ddp\" with NumNodes = {NumNodes} and Devices = {devices} expects {NumNodes * devicesPerNode} processes, " +
+                $"Strategy = \"{Name}\" with NumNodes = {NumNodes} and Devices = {devices} expects {NumNodes * devicesPerNode} processes, " +
                 $"but mpiexec started {size}. Start mpiexec -n {NumNodes * devicesPerNode}, or set Devices = \"auto\" to take the world size from mpiexec.");
         (_rank, _localRank, _worldSize) = (rank, Mpi.LocalRank, size);
     }
@@ -114,6 +120,7 @@ public sealed class DdpStrategy : Strategy
     public override void ReduceGradients(nn.Module module)
     {
         ArgumentNullException.ThrowIfNull(module);
+        _unreduced.Remove(module);
         if (WorldSize == 1) return;
         var trainable = module.parameters().Where(p => p.requires_grad).ToList();
         if (trainable.Count == 0) return;
@@ -146,6 +153,23 @@ public sealed class DdpStrategy : Strategy
             parameter.grad?.copy_(flat.narrow(0, offset, count).view_as(parameter));
             offset += count;
         }
+    }
+
+    /// <summary>The backward pass; the module's gradients are then due for averaging before they are clipped or stepped.</summary>
+    public override void Backward(Tensor loss, LightningModule? module = null)
+    {
+        base.Backward(loss, module);
+        if (module is not null && WorldSize > 1) _unreduced.Add(module);
+    }
+
+    /// <summary>
+    /// Clips as the base does, on averaged gradients: clipping right after a manual backward pass (before the optimizer
+    /// step averages them) first averages them, as Lightning's DDP does during backward.
+    /// </summary>
+    public override double? ClipGradients(optim.Optimizer optimizer, double clipVal, GradientClipAlgorithm algorithm)
+    {
+        foreach (var module in _unreduced.ToList()) ReduceGradients(module);
+        return base.ClipGradients(optimizer, clipVal, algorithm);
     }
 
     /// <summary>Reduces a tensor over the ranks into a new tensor (mean, sum, min or max).</summary>
@@ -246,6 +270,44 @@ public sealed class DdpStrategy : Strategy
             for (long offset = 0; offset < total; offset += BucketElements)
                 Mpi.AllReduce(from + offset * size, to + offset * size, (int)Math.Min(BucketElements, total - offset), datatype, Mpi.Op(reduce), Timeout);
     }
+
+    /// <summary>
+    /// Sums <paramref name="send"/> (contiguous CPU float32 or float64: the ranks' blocks one after another, of
+    /// <paramref name="counts"/> elements) over the ranks; this rank receives its block into <paramref name="receive"/>.
+    /// </summary>
+    internal unsafe void ReduceScatter(Tensor send, Tensor receive, int[] counts)
+    {
+        if (WorldSize == 1)
+        {
+            receive.copy_(send);
+            return;
+        }
+        fixed (byte* from = send.bytes)
+        fixed (byte* to = receive.bytes)
+            Mpi.ReduceScatter(from, to, counts, Datatype(send), Mpi.Op(ReduceFx.Sum), Timeout);
+    }
+
+    /// <summary>Every rank's <paramref name="send"/> (<paramref name="counts"/>[rank] elements, contiguous CPU) placed one after another, in rank order, into <paramref name="receive"/>.</summary>
+    internal unsafe void AllGatherInto(Tensor send, Tensor receive, int[] counts)
+    {
+        if (WorldSize == 1)
+        {
+            receive.copy_(send);
+            return;
+        }
+        var displacements = new int[counts.Length];
+        for (int r = 1; r < counts.Length; r++) displacements[r] = displacements[r - 1] + counts[r - 1];
+        fixed (byte* from = send.bytes)
+        fixed (byte* to = receive.bytes)
+            Mpi.AllGatherV(from, to, counts, displacements, Datatype(send), GlobalRank, Timeout);
+    }
+
+    private static int Datatype(Tensor tensor) => tensor.dtype switch
+    {
+        ScalarType.Float32 => Mpi.Float,
+        ScalarType.Float64 => Mpi.Double,
+        _ => throw new NotSupportedException($"Sharded collectives take float32 and float64 tensors; got {tensor.dtype}."),
+    };
 
     private unsafe void BroadcastBytes(Tensor contiguousCpu, int root)
     {

@@ -93,6 +93,30 @@ internal static class Mpi
         Wait(ref request, "AllGather", timeout);
     }
 
+    /// <summary>Sums the send buffer (the ranks' blocks one after another) across ranks; rank r receives block r, of <paramref name="counts"/>[r] elements.</summary>
+    public static unsafe void ReduceScatter(void* send, void* receive, int[] counts, int datatype, int op, TimeSpan timeout)
+    {
+        ThrowIfFailed();
+        fixed (int* countPointer = counts)
+        {
+            Check(MPI_Ireduce_scatter((IntPtr)send, (IntPtr)receive, (IntPtr)countPointer, datatype, op, MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Ireduce_scatter");
+            Wait(ref request, "ReduceScatter", timeout);
+        }
+    }
+
+    /// <summary>Every rank's block (<paramref name="counts"/>[r] elements) placed at <paramref name="displacements"/>[r] of every rank's receive buffer.</summary>
+    public static unsafe void AllGatherV(void* send, void* receive, int[] counts, int[] displacements, int datatype, int rank, TimeSpan timeout)
+    {
+        ThrowIfFailed();
+        fixed (int* countPointer = counts)
+        fixed (int* displacementPointer = displacements)
+        {
+            Check(MPI_Iallgatherv((IntPtr)send, counts[rank], datatype, (IntPtr)receive, (IntPtr)countPointer, (IntPtr)displacementPointer, datatype,
+                MPI.Unsafe.MPI_COMM_WORLD, out var request), "MPI_Iallgatherv");
+            Wait(ref request, "AllGather", timeout);
+        }
+    }
+
     public static void Barrier(TimeSpan timeout)
     {
         ThrowIfFailed();
@@ -191,6 +215,8 @@ internal static class Mpi
     [DllImport(Library)] private static extern int MPI_Iallreduce(IntPtr send, IntPtr receive, int count, int datatype, int op, int comm, out int request);
     [DllImport(Library)] private static extern int MPI_Ibcast(IntPtr buffer, int count, int datatype, int root, int comm, out int request);
     [DllImport(Library)] private static extern int MPI_Iallgather(IntPtr send, int sendCount, int sendType, IntPtr receive, int receiveCount, int receiveType, int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Ireduce_scatter(IntPtr send, IntPtr receive, IntPtr receiveCounts, int datatype, int op, int comm, out int request);
+    [DllImport(Library)] private static extern int MPI_Iallgatherv(IntPtr send, int sendCount, int sendType, IntPtr receive, IntPtr receiveCounts, IntPtr displacements, int receiveType, int comm, out int request);
     [DllImport(Library)] private static extern int MPI_Ibarrier(int comm, out int request);
     [DllImport(Library)] private static extern int MPI_Test(ref int request, out int flag, IntPtr status);
     [DllImport(Library)] private static extern int MPI_Comm_set_errhandler(int comm, int errhandler);

@@ -135,6 +135,14 @@ public abstract class Strategy
     public virtual OptimizerStepOutcome OptimizerStep(optim.Optimizer optimizer, Func<Tensor?>? closure, Action? beforeStep) =>
         Precision.OptimizerStep(optimizer, closure, beforeStep);
 
+    /// <summary>
+    /// Clips the gradients of <paramref name="optimizer"/>'s parameters by total norm or by value, after the precision
+    /// makes them true gradients (Lightning's <c>clip_gradients</c>); returns the total norm before clipping when clipping
+    /// by norm. A sharded strategy computes the norm over every process's shard.
+    /// </summary>
+    public virtual double? ClipGradients(optim.Optimizer optimizer, double clipVal, GradientClipAlgorithm algorithm) =>
+        Precision.ClipGradients(optimizer, clipVal, algorithm);
+
     /// <summary>Reduces scalars over the processes (the same operation for each); a copy in one process.</summary>
     public virtual double[] Reduce(double[] values, ReduceFx reduce)
     {
@@ -186,7 +194,23 @@ public abstract class Strategy
             checkpoint.Release();
             throw new ArgumentException($"path = \"{path}\" is not allowed: give the checkpoint file to write.", nameof(path));
         }
+        try
+        {
+            if (!checkpoint.WeightsOnly) WriteShards(checkpoint, path);
+        }
+        catch
+        {
+            checkpoint.Release();
+            throw;
+        }
         if (!IsGlobalZero) checkpoint.Release();
+        else if (checkpoint.OptimizerShards is not null)
+        {
+            // The file names the shards every rank just wrote: written now, it commits them, and older saves' shards go.
+            if (_inStage) _checkpoints.Flush();
+            _checkpoints.WriteNow(path, checkpoint.SaveAndRelease);
+            OptimizerShardFiles.RemoveOlder(path, checkpoint.OptimizerShards);
+        }
         else if (_inStage && !checkpoint.IsLive) _checkpoints.Write(path, checkpoint.SaveAndRelease, checkpoint.Release);
         else
         {
@@ -203,6 +227,7 @@ public abstract class Strategy
         if (!IsGlobalZero) return;
         if (_inStage) _checkpoints.Delete(path);
         else File.Delete(path);
+        OptimizerShardFiles.RemoveAll(path);
     }
 
     /// <summary>True when the checkpoint file exists or is being written, and is not about to be deleted.</summary>
@@ -211,6 +236,12 @@ public abstract class Strategy
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         return _checkpoints.Exists(path);
     }
+
+    /// <summary>True when this strategy writes the optimizer state itself, in shards (<see cref="WriteShards"/>), instead of inside the checkpoint file.</summary>
+    internal virtual bool ShardsOptimizerState => false;
+
+    /// <summary>Writes this process's share of <paramref name="checkpoint"/> beside <paramref name="path"/>; every process calls it, before rank 0 writes the file.</summary>
+    internal virtual void WriteShards(Checkpoint checkpoint, string path) { }
 
     /// <summary>Called when a trainer's stage ends, successfully or not, after its checkpoints are on disk.</summary>
     public virtual void Teardown() { }

@@ -9,7 +9,10 @@ namespace Lightning.Strategies;
 /// </summary>
 public readonly record struct StrategyChoice
 {
-    private static readonly string[] s_names = ["auto", "single_device", "dp", "ddp"];
+    private static readonly string[] s_names = ["auto", "single_device", "dp", "ddp", "ddp_sharded", "zero_stage_2", "deepspeed_stage_2"];
+
+    /// <summary>Names of ZeRO stage 2 (<see cref="DdpShardedStrategy"/>): ours, and the aliases Lightning code uses.</summary>
+    private static readonly string[] s_sharded = ["ddp_sharded", "zero_stage_2", "deepspeed_stage_2"];
 
     private StrategyChoice(string? name, Strategy? strategy) => (Name, Strategy) = (name, strategy);
 
@@ -21,17 +24,19 @@ public readonly record struct StrategyChoice
 
     /// <summary>
     /// "auto" ("ddp" for several GPUs, data parallel for several CPU devices, else one device), "single_device", "dp"
-    /// (one process, each batch split across replicas) or "ddp" (one process per device on MPI).
+    /// (one process, each batch split across replicas), "ddp" (one process per device on MPI) or "ddp_sharded" (as "ddp",
+    /// with gradients and optimizer state sharded over the processes: ZeRO stage 2; aliases "zero_stage_2" and
+    /// "deepspeed_stage_2").
     /// </summary>
     public static implicit operator StrategyChoice(string name) =>
-        new(name ?? throw new ArgumentNullException("Strategy", "Strategy = null is not allowed: use a name (\"auto\", \"single_device\", \"dp\", \"ddp\") or a Strategy instance."), null);
+        new(name ?? throw new ArgumentNullException("Strategy", "Strategy = null is not allowed: use a name (\"auto\", \"single_device\", \"dp\", \"ddp\", \"ddp_sharded\") or a Strategy instance."), null);
 
     /// <summary>Your own strategy.</summary>
     public static implicit operator StrategyChoice(Strategy strategy) =>
         new(null, strategy ?? throw new ArgumentNullException("Strategy", "Strategy = null is not allowed: use a name or a Strategy instance."));
 
-    /// <summary>True when this choice runs one process per device over several machines ("ddp" or a <see cref="DdpStrategy"/>).</summary>
-    internal bool SpansNodes => Strategy is DdpStrategy || Name == "ddp";
+    /// <summary>True when this choice runs one process per device over several machines ("ddp", "ddp_sharded" or a <see cref="DdpStrategy"/>).</summary>
+    internal bool SpansNodes => Strategy is DdpStrategy || Name == "ddp" || s_sharded.Contains(Name);
 
     /// <inheritdoc />
     public override string ToString() => Strategy?.GetType().Name ?? Name ?? "auto";
@@ -54,6 +59,7 @@ public readonly record struct StrategyChoice
             "single_device" => new SingleDeviceStrategy(),
             "dp" => new DataParallelStrategy(),
             "ddp" => new DdpStrategy(distributedTimeout),
+            "ddp_sharded" or "zero_stage_2" or "deepspeed_stage_2" => new DdpShardedStrategy(distributedTimeout),
             _ when deviceCount > 1 && deviceType == DeviceType.CUDA => new DdpStrategy(distributedTimeout),
             _ => deviceCount > 1 ? new DataParallelStrategy() : new SingleDeviceStrategy(),
         };

@@ -159,14 +159,15 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.True(worker.Process.WaitForExit(TimeSpan.FromMinutes(2)), "the four ranks did not finish within 2 minutes");
         Assert.True(worker.Process.ExitCode == 0, $"exit code {worker.Process.ExitCode}:\n{worker.Output()}");
         for (int rank = 0; rank < 4; rank++)
-            Assert.Equal($"cuda DdpStrategy 4 {rank} {rank} cuda:{rank}", File.ReadAllText(folder.Combine($"gpus.rank{rank}.txt")));
+            Assert.Equal($"cuda DdpStrategy 4 {rank} {rank} cuda:{rank} 32-true", File.ReadAllText(folder.Combine($"gpus.rank{rank}.txt")));
     }
 
     [TwoHostsFact]
     public void TwoNodes_AcrossTwoHostsOverTcp_ReachTheWeightsOfAOneHostRun()
     {
-        // NumNodes = 2, Devices = 1: two network namespaces with their own hostnames, joined by a veth pair, the ranks
-        // held to TCP (scripts/two-hosts.sh); then the same scenario under mpiexec -n 2 on this host.
+        // NumNodes = 2, Devices = 1, under "ddp" and then "ddp_sharded": two network namespaces with their own hostnames,
+        // joined by a veth pair, the ranks held to TCP (scripts/two-hosts.sh); then the same scenario under mpiexec -n 2
+        // on this host.
         using var twoHosts = new TempDirectory();
         var script = Path.Combine(RepositoryRoot(), "scripts", "two-hosts.sh");
         var start = new ProcessStartInfo(script) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -185,9 +186,12 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
 
         string Read(TempDirectory folder, string name, int rank) => File.ReadAllText(folder.Combine($"{name}.rank{rank}.txt"));
         Assert.Equal(("node-lnA", "node-lnB"), (Read(twoHosts, "host", 0), Read(twoHosts, "host", 1)));
-        for (int rank = 0; rank < 2; rank++) Assert.Equal(Read(oneHost, "nodes", rank), Read(twoHosts, "nodes", rank));
-        // DDP keeps the ranks' weights identical.
-        Assert.Equal(Read(twoHosts, "nodes", 0), Read(twoHosts, "nodes", 1));
+        foreach (var run in new[] { "nodes", "nodes-sharded" })
+        {
+            for (int rank = 0; rank < 2; rank++) Assert.Equal(Read(oneHost, run, rank), Read(twoHosts, run, rank));
+            // Both strategies keep the ranks' weights identical.
+            Assert.Equal(Read(twoHosts, run, 0), Read(twoHosts, run, 1));
+        }
     }
 
     private static string RepositoryRoot()
