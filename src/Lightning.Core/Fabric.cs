@@ -184,24 +184,46 @@ public sealed class Fabric
     /// <summary>
     /// Saves a state dictionary: modules and optimizers as their state dicts, everything else (numbers, strings, lists)
     /// as JSON. Written to a temporary file and renamed, by process 0 only; every process returns once it is written.
+    /// Under "ddp_sharded" every process first writes its shard of the optimizers' state beside the file.
     /// </summary>
     public void Save(string path, IReadOnlyDictionary<string, object> state)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(state);
+        JsonObject? shards = null;
+        if (Strategy is DdpShardedStrategy sharded)
+        {
+            var optimizers = state.Where(p => p.Value is optim.Optimizer).OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
+            if (optimizers.Count > 0)
+                shards = new JsonObject
+                {
+                    ["keys"] = new JsonArray(optimizers.Select(p => (JsonNode)p.Key).ToArray()),
+                    ["manifest"] = sharded.WriteOptimizerShards(path, 0, optimizers.Select(p => (optim.Optimizer)p.Value).ToList()),
+                };
+        }
         // Rank 0 writes; the barrier keeps any process from loading the file before it is complete.
-        if (IsGlobalZero) Write(path, state);
+        if (IsGlobalZero)
+        {
+            Write(path, state, shards);
+            if (shards is not null) OptimizerShardFiles.RemoveOlder(path, shards["manifest"]!.AsObject());
+        }
         Barrier();
     }
 
-    private static void Write(string path, IReadOnlyDictionary<string, object> state) => DurableFile.Write(path, file =>
+    private static void Write(string path, IReadOnlyDictionary<string, object> state, JsonObject? shards) => DurableFile.Write(path, file =>
     {
         using var archive = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
         var values = new JsonObject();
+        if (shards is not null)
+            using (var entry = archive.CreateEntry(ShardsEntry).Open())
+            using (var writer = new Utf8JsonWriter(entry))
+                shards.WriteTo(writer);
         foreach (var (key, value) in state)
         {
             switch (value)
             {
+                case OptimizerHelper when shards is not null:
+                    break;
                 case nn.Module module:
                     using (var stream = new BufferedStream(archive.CreateEntry($"modules/{key}", CompressionLevel.NoCompression).Open(), 1 << 16))
                         StateDictStream.Write(stream, module);
@@ -229,10 +251,28 @@ public sealed class Fabric
         Barrier();
         if (!File.Exists(path)) throw new FileNotFoundException($"Fabric checkpoint '{path}' does not exist.", path);
         using var archive = ZipFile.OpenRead(path);
+        var loaded = new List<optim.Optimizer>();
+        if (archive.GetEntry(ShardsEntry) is { } shardsEntry)
+        {
+            JsonObject shards;
+            using (var stream = shardsEntry.Open()) shards = JsonNode.Parse(stream)!.AsObject();
+            var keys = shards["keys"]!.AsArray().Select(k => (string)k!).ToList();
+            var given = state ?? new Dictionary<string, object>();
+            if (keys.Any(k => !given.ContainsKey(k)) && keys.Any(given.ContainsKey))
+                throw new ArgumentException(
+                    $"Fabric checkpoint '{path}' holds the sharded state of optimizers {string.Join(", ", keys.Select(k => $"'{k}'"))}: pass all of them to Load, or none.", nameof(state));
+            if (keys.All(given.ContainsKey))
+            {
+                loaded = keys.Select(k => given[k] as optim.Optimizer ?? throw new ArgumentException($"State entry '{k}' is a {given[k].GetType().Name}; the checkpoint holds an optimizer there.", nameof(state))).ToList();
+                OptimizerShardFiles.Restore(path, shards["manifest"]!.AsObject(), loaded);
+            }
+        }
         foreach (var (key, value) in state ?? new Dictionary<string, object>())
         {
             switch (value)
             {
+                case optim.Optimizer optimizer when loaded.Contains(optimizer):
+                    break;
                 case nn.Module module:
                     using (var stream = new BufferedStream(Entry(archive, $"modules/{key}", path).Open(), 1 << 16))
                         StateDictStream.Read(stream, module, strict, $"Fabric checkpoint '{path}' (module '{key}')");
@@ -240,15 +280,20 @@ public sealed class Fabric
                 case OptimizerHelper optimizer:
                     using (var reader = new BinaryReader(new BufferedStream(Entry(archive, $"optimizers/{key}", path).Open(), 1 << 16)))
                         optimizer.load_state_dict(reader);
+                    loaded.Add(optimizer);
                     break;
                 default:
                     throw new ArgumentException($"State entry '{key}' is a {value.GetType().Name}; only modules and optimizers are restored in place (other values are returned).", nameof(state));
             }
         }
+        Strategy.OptimizerStateLoaded(loaded);
         using var json = Entry(archive, "state.json", path).Open();
         var values = JsonNode.Parse(json)?.AsObject() ?? new JsonObject();
         return values.ToDictionary(p => p.Key, p => p.Value?.DeepClone());
     }
+
+    /// <summary>Where a sharded strategy's optimizer state lives: the optimizers' keys and the shards' manifest.</summary>
+    private const string ShardsEntry = "optimizer_shards.json";
 
     /// <summary>Seeds every source of randomness; see <see cref="LightningSeed.SeedEverything"/>.</summary>
     public static int SeedEverything(int seed) => LightningSeed.SeedEverything(seed);

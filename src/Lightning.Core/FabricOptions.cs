@@ -14,13 +14,15 @@ public sealed record FabricOptions
     public Devices Devices { get; init; } = Devices.Auto;
 
     /// <summary>
-    /// "auto", "single_device" (Fabric runs one replica; use the Trainer for "dp"), or "ddp": one process per device on
+    /// "auto", "single_device" (Fabric runs one replica; use the Trainer for "dp"), "ddp": one process per device on
     /// MPI (started by <c>mpiexec -n N</c>, or relaunched under it), with gradients averaged in <see cref="Fabric.Backward"/>;
-    /// or a <see cref="Strategies.Strategy"/> instance of your own.
+    /// "ddp_sharded" (aliases "zero_stage_2", "deepspeed_stage_2"): as "ddp", with gradients reduce-scattered and the
+    /// optimizer state sharded over the processes in <see cref="Fabric.Step"/> (ZeRO stage 2); or a
+    /// <see cref="Strategies.Strategy"/> instance of your own.
     /// </summary>
     public StrategyChoice Strategy { get; init; } = "auto";
 
-    /// <summary>With "ddp", how long a collective waits for the other processes before this one fails (default 30 minutes).</summary>
+    /// <summary>With "ddp" or "ddp_sharded", how long a collective waits for the other processes before this one fails (default 30 minutes).</summary>
     public TimeSpan DistributedTimeout { get; init; } = TimeSpan.FromMinutes(30);
 
     /// <summary>As <see cref="TrainerOptions.Precision"/>.</summary>

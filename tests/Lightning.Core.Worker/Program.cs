@@ -197,7 +197,43 @@ static void Sharded(string folder)
             () => new ShardingRegressor(inf: (1, 3)), trainer => Write(folder, $"scale-{name}", trainer.GlobalRank, trainer.Strategy.Precision.SaveState()!.ToJsonString()));
         foreach (var optimizer in ShardingRegressor.OptimizerNames.Skip(1))
             Run(optimizer, o => o, () => new ShardingRegressor(optimizer));
+        FabricLoop(folder, name);
     }
+}
+
+// A hand-written Fabric loop (Adam, clipping by norm) for 10 steps, saved, loaded into a fresh model and optimizer, and
+// continued for 10 more; its weights are written after both halves.
+static void FabricLoop(string folder, string strategy)
+{
+    var fabric = new Fabric(new FabricOptions { Accelerator = "cpu", Strategy = strategy == "ddp" ? "ddp" : Sharding(), Devices = "auto" });
+    var batches = RandomBatches.Create(40, batchSize: 4, features: 16, seed: 5);
+    (nn.Module Model, TorchSharp.torch.optim.Optimizer Optimizer) Build()
+    {
+        manual_seed(11 + fabric.GlobalRank);
+        var model = fabric.Setup(new ShardingRegressor());
+        return (model, fabric.SetupOptimizer(TorchSharp.torch.optim.Adam(model.parameters(), 0.01)));
+    }
+    void Train((nn.Module Model, TorchSharp.torch.optim.Optimizer Optimizer) run, IEnumerable<Tensor> part)
+    {
+        foreach (var batch in fabric.SetupDataLoader(part))
+        {
+            using var scope = NewDisposeScope();
+            var x = batch[.., 1..];
+            var loss = nn.functional.mse_loss(((ShardingRegressor)run.Model).forward(x), x.sum(1, keepdim: true));
+            run.Optimizer.zero_grad();
+            fabric.Backward(loss);
+            fabric.ClipGradients(run.Optimizer, maxNorm: 0.5);
+            fabric.Step(run.Optimizer);
+        }
+    }
+    var first = Build();
+    Train(first, batches.Take(20));
+    var file = Path.Combine(folder, $"fabric-{strategy}.ckpt");
+    fabric.Save(file, new Dictionary<string, object> { ["model"] = first.Model, ["optimizer"] = first.Optimizer, ["step"] = 10 });
+    var second = Build();
+    var values = fabric.Load(file, new Dictionary<string, object> { ["model"] = second.Model, ["optimizer"] = second.Optimizer });
+    Train(second, batches.Skip(20));
+    Write(folder, $"fabric-{strategy}", fabric.GlobalRank, $"{values["step"]}\n{((ShardingRegressor)second.Model).WeightsText()}");
 }
 
 static Lightning.Strategies.DdpShardedStrategy Sharding() => new(TimeSpan.FromSeconds(60)) { ShardBucketElements = 100 };

@@ -141,6 +141,7 @@ internal static class CheckpointConnector
         trainer.SchedulerSteps = checkpoint.SchedulerSteps.Length == configs.Count ? checkpoint.SchedulerSteps.ToArray() : new int[configs.Count];
         if (checkpoint.OptimizerShards is not null) checkpoint.RestoreOptimizerShards(trainer.Optimizers);
         else checkpoint.RestoreOptimizers(trainer.Optimizers);
+        trainer.Strategy.OptimizerStateLoaded(trainer.Optimizers);
 
         trainer.GlobalStep = (long)checkpoint.Loops["global_step"]!;
         loop.TotalBatches = (long?)checkpoint.Loops["total_batches"] ?? 0;

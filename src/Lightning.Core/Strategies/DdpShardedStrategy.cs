@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
 using Lightning.Checkpoints;
 using Lightning.Precision;
 using TorchSharp;
@@ -94,13 +95,26 @@ public sealed class DdpShardedStrategy : DdpStrategy
     internal override void WriteShards(Checkpoint checkpoint, string path)
     {
         if (checkpoint.ShardedOptimizers.Count == 0) return;
+        checkpoint.OptimizerShards = WriteOptimizerShards(path, checkpoint.GlobalStep, checkpoint.ShardedOptimizers);
+    }
+
+    /// <summary>
+    /// Every rank writes its shards of <paramref name="optimizers"/> beside <paramref name="path"/>; returns the manifest
+    /// that the file written next (by rank 0) must hold, which is what makes the shards part of a checkpoint.
+    /// </summary>
+    internal JsonObject WriteOptimizerShards(string path, long step, IReadOnlyList<optim.Optimizer> optimizers)
+    {
         // Rank 0 names the save, so every rank writes into the same new folder.
-        var id = Broadcast(IsGlobalZero ? OptimizerShardFiles.NewId(checkpoint.GlobalStep) : null)!;
-        var shards = checkpoint.ShardedOptimizers.Select(Shard).ToList();
-        OptimizerShardFiles.Write(path, id, shards, GlobalRank, WorldSize);
-        // The checkpoint file, written after this, is what makes the shards part of a checkpoint.
+        var id = Broadcast(IsGlobalZero ? OptimizerShardFiles.NewId(step) : null)!;
+        OptimizerShardFiles.Write(path, id, optimizers.Select(Shard).ToList(), GlobalRank, WorldSize);
         Barrier();
-        checkpoint.OptimizerShards = OptimizerShardFiles.Manifest(path, id, WorldSize);
+        return OptimizerShardFiles.Manifest(path, id, WorldSize);
+    }
+
+    /// <summary>State was loaded into these optimizers: their shards are rebuilt from it at their next step.</summary>
+    internal override void OptimizerStateLoaded(IEnumerable<optim.Optimizer> optimizers)
+    {
+        foreach (var optimizer in optimizers) _shards.Remove(optimizer);
     }
 
     /// <summary>The optimizer that steps this rank's shard of <paramref name="optimizer"/>.</summary>

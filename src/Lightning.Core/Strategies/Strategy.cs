@@ -243,6 +243,9 @@ public abstract class Strategy
     /// <summary>Writes this process's share of <paramref name="checkpoint"/> beside <paramref name="path"/>; every process calls it, before rank 0 writes the file.</summary>
     internal virtual void WriteShards(Checkpoint checkpoint, string path) { }
 
+    /// <summary>Called after a checkpoint's state was loaded into <paramref name="optimizers"/>.</summary>
+    internal virtual void OptimizerStateLoaded(IEnumerable<optim.Optimizer> optimizers) { }
+
     /// <summary>Called when a trainer's stage ends, successfully or not, after its checkpoints are on disk.</summary>
     public virtual void Teardown() { }
 

@@ -54,6 +54,31 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
     [Theory]
     [InlineData(2)]
     [InlineData(3)]
+    public void FabricLoop_SavedAndLoadedHalfway_MatchesDdp(int ranks)
+    {
+        // A hand-written loop: Backward, ClipGradients by norm, Step; Save after 10 steps (optimizer shards beside the
+        // file under "ddp_sharded"), Load into a fresh model and optimizer, 10 more steps.
+        var folder = runs.Compared(ranks);
+        Assert.True(File.Exists(Path.Combine(folder, "fabric-ddp_sharded.ckpt")));
+        Assert.Single(Directory.GetDirectories(OptimizerShardFiles.Folder(Path.Combine(folder, "fabric-ddp_sharded.ckpt"))));
+        (string Step, Dictionary<string, double[]> Weights) Read(string strategy, int rank)
+        {
+            var text = File.ReadAllText(Path.Combine(folder, $"fabric-{strategy}.rank{rank}.txt"));
+            var newline = text.IndexOf('\n');
+            return (text[..newline], Regressor.ParseWeights(text[(newline + 1)..]));
+        }
+        var ddp = Read("ddp", 0);
+        for (int rank = 0; rank < ranks; rank++)
+        {
+            var sharded = Read("ddp_sharded", rank);
+            Assert.Equal("10", sharded.Step);
+            AssertClose(ddp.Weights, sharded.Weights, 1e-6);
+        }
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
     public void Overflow_SeenByOneShardOnly_SkipsTheStepOnEveryRank(int ranks)
     {
         // Rank 1 makes one gradient of the last parameter infinite at step 3; under "ddp_sharded" only the last rank's
