@@ -56,6 +56,17 @@ public sealed class Regressor : LightningModule<Tensor>
             state[name].copy_(tensor(values).reshape(state[name].shape).to(state[name].dtype));
     }
 
+    /// <summary>Asserts that every weight in <paramref name="actual"/> is within <paramref name="tolerance"/> of <paramref name="expected"/>'s (same names).</summary>
+    public static void AssertClose(Dictionary<string, double[]> expected, Dictionary<string, double[]> actual, double tolerance)
+    {
+        Xunit.Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, values) in expected)
+        {
+            var gap = values.Zip(actual[name], (a, b) => Math.Abs(a - b)).Max();
+            Xunit.Assert.True(gap <= tolerance, $"{name} differs by {gap} (allowed {tolerance})");
+        }
+    }
+
     public static Dictionary<string, double[]> ParseWeights(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries)
         .Select(line => line.Split(' '))
         .ToDictionary(parts => parts[0], parts => parts.Skip(1).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray());

@@ -34,8 +34,8 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         for (int rank = 0; rank < ranks; rank++)
         {
             // Every rank ends with the same whole parameters, equal to "ddp"'s up to float32 rounding (clipping sums norms in another order).
-            AssertClose(ddp, Weights(folder, $"{run}-ddp_sharded", rank), 1e-6);
-            AssertClose(Weights(folder, $"{run}-ddp_sharded", 0), Weights(folder, $"{run}-ddp_sharded", rank), 0);
+            Regressor.AssertClose(ddp, Weights(folder, $"{run}-ddp_sharded", rank), 1e-6);
+            Regressor.AssertClose(Weights(folder, $"{run}-ddp_sharded", 0), Weights(folder, $"{run}-ddp_sharded", rank), 0);
         }
     }
 
@@ -72,7 +72,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         {
             var sharded = Read("ddp_sharded", rank);
             Assert.Equal("10", sharded.Step);
-            AssertClose(ddp.Weights, sharded.Weights, 1e-6);
+            Regressor.AssertClose(ddp.Weights, sharded.Weights, 1e-6);
         }
     }
 
@@ -100,7 +100,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         // Bit for bit when the world size is the same; resharded to 3 ranks, within float32 rounding of the averages.
         var straight = Weights(runs.Checkpoints, "straight", 0);
         for (int rank = 0; rank < ranks; rank++)
-            AssertClose(straight, Weights(runs.Checkpoints, $"resumed-{ranks}", rank), tolerance);
+            Regressor.AssertClose(straight, Weights(runs.Checkpoints, $"resumed-{ranks}", rank), tolerance);
     }
 
     [Theory]
@@ -115,7 +115,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         trainer.Fit(model, Batches(), ckptPath: runs.CheckpointFile);
 
         Assert.Equal(20, trainer.GlobalStep);
-        AssertClose(Weights(runs.Checkpoints, "straight", 0), Regressor.ParseWeights(model.WeightsText()), 0);
+        Regressor.AssertClose(Weights(runs.Checkpoints, "straight", 0), Regressor.ParseWeights(model.WeightsText()), 0);
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Assert.Equal(["rank-00000-of-00002.bin", "rank-00001-of-00002.bin"], Directory.GetFiles(save).Select(Path.GetFileName).Order());
 
         var model = LightningModule.LoadFromCheckpoint<ShardingRegressor>(runs.CheckpointFile);
-        AssertClose(Weights(runs.Checkpoints, "half", 0), Regressor.ParseWeights(model.WeightsText()), 0);
+        Regressor.AssertClose(Weights(runs.Checkpoints, "half", 0), Regressor.ParseWeights(model.WeightsText()), 0);
     }
 
     [Fact]
@@ -197,7 +197,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
             new Trainer(Quiet(root.Path) with { Strategy = strategy, MaxSteps = 12, GradientClipVal = 0.05 }).Fit(model, Batches());
             return Regressor.ParseWeights(model.WeightsText());
         }
-        AssertClose(Train("single_device"), Train("ddp_sharded"), 1e-6);
+        Regressor.AssertClose(Train("single_device"), Train("ddp_sharded"), 1e-6);
     }
 
     [Fact]
@@ -246,15 +246,6 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
     private static double Gap(Dictionary<string, double[]> a, Dictionary<string, double[]> b) =>
         a.Max(p => p.Value.Zip(b[p.Key], (x, y) => Math.Abs(x - y)).Max());
 
-    private static void AssertClose(Dictionary<string, double[]> expected, Dictionary<string, double[]> actual, double tolerance)
-    {
-        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-        foreach (var (name, values) in expected)
-        {
-            var gap = values.Zip(actual[name], (a, b) => Math.Abs(a - b)).Max();
-            Assert.True(gap <= tolerance, $"{name} differs by {gap} (allowed {tolerance})");
-        }
-    }
 
     /// <summary>
     /// The worker's runs, made once: "sharded" under mpiexec -n 2 and -n 3; "sharded-save" at 2 ranks, then

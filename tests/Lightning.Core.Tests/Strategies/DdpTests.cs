@@ -26,8 +26,8 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         var single = Fit(Quiet(root.Path) with { MaxSteps = 20 }, rows.Loader(8, shuffle: false));
 
         Assert.Equal("20", run.Read("fp32-steps", 0));
-        AssertClose(single, run.Weights("fp32", 0), 1e-5);
-        AssertClose(run.Weights("fp32", 0), run.Weights("fp32", 1), 0);
+        Regressor.AssertClose(single, run.Weights("fp32", 0), 1e-5);
+        Regressor.AssertClose(run.Weights("fp32", 0), run.Weights("fp32", 1), 0);
     }
 
     [Fact]
@@ -37,8 +37,8 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         var batches = Pairs(RandomBatches.Create(80, batchSize: 4, features: 16, seed: 5));
         var single = Fit(Quiet(root.Path) with { MaxEpochs = 1, AccumulateGradBatches = 2 }, batches);
 
-        AssertClose(single, run.Weights("accumulate", 0), 1e-5);
-        AssertClose(run.Weights("accumulate", 0), run.Weights("accumulate", 1), 0);
+        Regressor.AssertClose(single, run.Weights("accumulate", 0), 1e-5);
+        Regressor.AssertClose(run.Weights("accumulate", 0), run.Weights("accumulate", 1), 0);
     }
 
     [Fact]
@@ -49,8 +49,8 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         var single = Fit(Quiet(root.Path) with { MaxEpochs = 1, Precision = "bf16-mixed" }, batches);
 
         // bfloat16 keeps 8 bits of mantissa and its rounding depends on how rows are batched (as with "dp"): 1e-5 is out of reach.
-        AssertClose(single, run.Weights("bf16", 0), 5e-3);
-        AssertClose(run.Weights("bf16", 0), run.Weights("bf16", 1), 0);
+        Regressor.AssertClose(single, run.Weights("bf16", 0), 5e-3);
+        Regressor.AssertClose(run.Weights("bf16", 0), run.Weights("bf16", 1), 0);
     }
 
     [Fact]
@@ -100,8 +100,8 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
     [Fact]
     public void ResumedDdpRun_EqualsTheUninterruptedRun()
     {
-        AssertClose(run.Weights("straight", 0), run.Weights("resumed", 0), 0);
-        AssertClose(run.Weights("resumed", 0), run.Weights("resumed", 1), 0);
+        Regressor.AssertClose(run.Weights("straight", 0), run.Weights("resumed", 0), 0);
+        Regressor.AssertClose(run.Weights("resumed", 0), run.Weights("resumed", 1), 0);
     }
 
     [Fact]
@@ -263,8 +263,8 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
             optimizer.step();
         }
 
-        AssertClose(Regressor.ParseWeights(model.WeightsText()), run.Weights("fabric-weights", 0), 1e-5);
-        AssertClose(run.Weights("fabric-weights", 0), run.Weights("fabric-weights", 1), 0);
+        Regressor.AssertClose(Regressor.ParseWeights(model.WeightsText()), run.Weights("fabric-weights", 0), 1e-5);
+        Regressor.AssertClose(run.Weights("fabric-weights", 0), run.Weights("fabric-weights", 1), 0);
     }
 
     [Fact]
@@ -332,15 +332,6 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
     private static List<Tensor> Pairs(IReadOnlyList<Tensor> batches) =>
         Enumerable.Range(0, batches.Count / 2).Select(i => cat([batches[2 * i], batches[2 * i + 1]]).DetachFromDisposeScope()).ToList();
 
-    private static void AssertClose(Dictionary<string, double[]> expected, Dictionary<string, double[]> actual, double tolerance)
-    {
-        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-        foreach (var (name, values) in expected)
-        {
-            var gap = values.Zip(actual[name], (a, b) => Math.Abs(a - b)).Max();
-            Assert.True(gap <= tolerance, $"{name} differs by {gap} (allowed {tolerance})");
-        }
-    }
 
     /// <summary>The worker's "train" scenario, run once under mpiexec -n 2 for the tests that read its files.</summary>
     public sealed class TrainRun : IDisposable
