@@ -15,8 +15,12 @@ var trainer = new Trainer(new TrainerOptions
 });
 LightningSeed.SeedEverything(42);
 
-using var train = new FashionMnist(train: true);
-using var test = new FashionMnist(train: false);
+// A missing dataset is one line with the fix (the exception's message), not a stack trace.
+FashionMnist train, test;
+try { (train, test) = (new FashionMnist(train: true), new FashionMnist(train: false)); }
+catch (FileNotFoundException e) { Console.Error.WriteLine($"error: {e.Message}"); return 1; }
+using var _ = train;
+using var __ = test;
 // Each rank gets its own shard: the trainer swaps in a distributed sampler (shuffled per epoch with the seed).
 using var trainLoader = torch.utils.data.DataLoader(train, 64, shuffle: true, disposeDataset: false);
 using var valLoader = torch.utils.data.DataLoader(test, 500, shuffle: false, disposeDataset: false);
@@ -33,3 +37,4 @@ if (trainer.IsGlobalZero)
     Console.WriteLine($"checkpoint: {Path.GetRelativePath(Directory.GetCurrentDirectory(), trainer.CheckpointCallback!.BestModelPath!)}");
     Console.WriteLine($"logs: {Path.GetRelativePath(Directory.GetCurrentDirectory(), trainer.LogDir!)}");
 }
+return 0;

@@ -13,7 +13,11 @@ Console.WriteLine($"Fabric on {fabric.Device.type} with {fabric.Precision}");
 
 var model = fabric.Setup(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 128), nn.ReLU(), nn.Linear(128, 10)));
 var optimizer = fabric.SetupOptimizer(optim.Adam(model.parameters(), 1e-3));
-using var train = new FashionMnist(train: true);
+// A missing dataset is one line with the fix (the exception's message), not a stack trace.
+FashionMnist train;
+try { train = new FashionMnist(train: true); }
+catch (FileNotFoundException e) { Console.Error.WriteLine($"error: {e.Message}"); return 1; }
+using var _ = train;
 using var loader = utils.data.DataLoader(train, 64, new EpochShuffler(train.Count), disposeDataset: false);
 
 int step = 0;
@@ -43,3 +47,4 @@ using (no_grad())
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy after {step} steps: {correct / (double)test.Count:0.0000}"));
 }
 Console.WriteLine("saved fabric.ckpt (model, optimizer, step)");
+return 0;

@@ -15,7 +15,11 @@ var decoder = nn.Sequential(nn.Linear(3, 64), nn.ReLU(), nn.Linear(64, 28 * 28))
 var autoencoder = new LitAutoEncoder(encoder, decoder);
 
 // setup data: Fashion-MNIST from the path given, $LIGHTNING_DATA or /usr/share/datasets/fashion-mnist
-using var dataset = new FashionMnist(root: args.FirstOrDefault());
+// A missing dataset is one line with the fix (the exception's message), not a stack trace.
+FashionMnist dataset;
+try { dataset = new FashionMnist(root: args.FirstOrDefault()); }
+catch (FileNotFoundException e) { Console.Error.WriteLine($"error: {e.Message}"); return 1; }
+using var _ = dataset;
 using var trainLoader = torch.utils.data.DataLoader(dataset, batchSize: 64, shuffle: true);
 
 // train the model
@@ -60,6 +64,7 @@ using (no_grad())
 
 Console.WriteLine($"TensorBoard logs: {Path.GetRelativePath(Directory.GetCurrentDirectory(), trainer.LogDir!)}");
 Console.WriteLine("View them with: tensorboard --logdir .");
+return 0;
 
 static string Row(float[] values) =>
     string.Join("  ", values.Select(v => v.ToString("+0.0000;-0.0000", CultureInfo.InvariantCulture)));
