@@ -194,7 +194,7 @@ public class FlagTests
     [Fact]
     public void Barebones_WithLoggers_FailsUpFront()
     {
-        var error = Assert.Throws<ArgumentException>(() => new Trainer(new TrainerOptions { Barebones = true, Loggers = [new Loggers.CsvLogger("/tmp")] }));
+        var error = Assert.Throws<ArgumentException>(() => new Trainer(new TrainerOptions { Barebones = true, Loggers = [new Lightning.Loggers.CsvLogger("/tmp")] }));
         Assert.Contains("Barebones = true turns off loggers", error.Message);
     }
 

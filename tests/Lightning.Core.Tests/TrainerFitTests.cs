@@ -44,7 +44,9 @@ public class TrainerFitTests
         Assert.Equal(version, trainer.LogDir);
         Assert.True(File.Exists(Path.Combine(version, "checkpoints", "epoch=0-step=100.ckpt")));
         Assert.Equal(Path.Combine(version, "checkpoints", "epoch=0-step=100.ckpt"), trainer.CheckpointCallback!.BestModelPath);
-        Assert.Single(Directory.GetFiles(version, "events.out.tfevents.*"));
+        // The scalars' event file, and the hparams plugin's entry written when the run ended.
+        Assert.Single(Directory.GetFiles(version, "events.out.tfevents.*"), f => !f.EndsWith(".hparams", StringComparison.Ordinal));
+        Assert.Single(Directory.GetFiles(version, "events.out.tfevents.*.hparams"));
 
         var hparams = File.ReadAllLines(Path.Combine(version, "hparams.yaml"));
         Assert.Contains("lr: 0.05", hparams);
@@ -70,7 +72,7 @@ public class TrainerFitTests
 
         trainer.Fit(new BoringModel(), RandomBatches.Create(30));
 
-        var file = Directory.GetFiles(trainer.LogDir!, "events.out.tfevents.*").Single();
+        var file = Directory.GetFiles(trainer.LogDir!, "events.out.tfevents.*").Single(f => !f.EndsWith(".hparams", StringComparison.Ordinal));
         var events = TensorBoardEvents.Read(file);
         Assert.Equal("brain.Event:2", events.FileVersion);
         var losses = events.Scalars.Where(s => s.Tag == "train_loss").ToList();
