@@ -101,6 +101,9 @@ internal static class ConfigBinder
         if (value is List<object?> items && Implicit(type, typeof(int[])) is { } fromIds)
             return fromIds.Invoke(null, [items.Select((v, i) => (int)Convert(v, typeof(int), $"{key}[{i}]")!).ToArray()]);
         if (value is Dictionary<string, object?> section) return Instance(section, type, key);
+        // A bare type name for a class setting (a callback, a logger): built with its default arguments.
+        if (value is string typeName && type.IsClass && type != typeof(string) && Implicit(type, typeof(string)) is null)
+            return Instance(new Dictionary<string, object?>(StringComparer.Ordinal) { ["class_path"] = typeName }, type, key);
         if (value is not string text) throw new CliException($"{key} = {value} is not allowed: it needs {Article(FriendlyName(type))}.");
         return Scalar(text, type, key);
     }

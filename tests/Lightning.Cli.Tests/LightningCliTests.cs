@@ -105,6 +105,7 @@ public class LightningCliTests
                     dirpath: {folder.Combine("ckpts")}
                     monitor: val_loss
                     save_last: true
+                - LearningRateMonitor
               logger:
                 - class_path: CsvLogger
                   init_args:
@@ -125,8 +126,10 @@ public class LightningCliTests
         var checkpoint = Checkpoint.Load(last);
         Assert.Equal(0.05, checkpoint.Hyperparameters["lr"].GetDouble());
         Assert.Equal(6, checkpoint.Hyperparameters["hidden"].GetInt32());
-        var metrics = Directory.GetFiles(folder.Combine("logs"), "metrics.csv", SearchOption.AllDirectories);
-        Assert.Contains("val_loss", File.ReadAllText(Assert.Single(metrics)));
+        var metrics = File.ReadAllText(Assert.Single(Directory.GetFiles(folder.Combine("logs"), "metrics.csv", SearchOption.AllDirectories)));
+        Assert.Contains("val_loss", metrics);
+        // The callback given by its bare name ran: it logs the learning rate.
+        Assert.Contains("lr-SGD", metrics);
     }
 
     [Fact]
