@@ -137,12 +137,12 @@ internal static class TorchFile
     {
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("PyTorch files are written on little-endian machines only.");
         using var archive = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
-        using (var pickle = new BufferedStream(archive.CreateEntry($"{ArchiveName}/data.pkl", CompressionLevel.NoCompression).Open()))
+        using (var pickle = new BufferedStream(NewEntry(archive, $"{ArchiveName}/data.pkl").Open()))
             WritePickle(pickle, state);
         WriteText(archive, $"{ArchiveName}/byteorder", "little");
         for (int i = 0; i < state.Count; i++)
         {
-            using var entry = archive.CreateEntry($"{ArchiveName}/data/{i}", CompressionLevel.NoCompression).Open();
+            using var entry = NewEntry(archive, $"{ArchiveName}/data/{i}").Open();
             WriteBytes(entry, state[i].Value);
         }
         WriteText(archive, $"{ArchiveName}/version", "3\n");
@@ -150,8 +150,16 @@ internal static class TorchFile
 
     private static void WriteText(ZipArchive archive, string name, string text)
     {
-        using var entry = archive.CreateEntry(name, CompressionLevel.NoCompression).Open();
+        using var entry = NewEntry(archive, name).Open();
         entry.Write(Encoding.ASCII.GetBytes(text));
+    }
+
+    // A fixed time stamp, as PyTorch's writer uses: the same weights give the same bytes.
+    private static ZipArchiveEntry NewEntry(ZipArchive archive, string name)
+    {
+        var entry = archive.CreateEntry(name, CompressionLevel.NoCompression);
+        entry.LastWriteTime = new DateTimeOffset(1980, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        return entry;
     }
 
     /// <summary>Writes a tensor's elements in logical (row-major) order, a few MB at a time.</summary>
