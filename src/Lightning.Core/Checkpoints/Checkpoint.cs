@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Lightning.Interop;
 using Lightning.IO;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -48,7 +49,22 @@ public sealed class Checkpoint
     private (long Length, DateTime Written) _fileStamp;
     private int _optimizerCount;
 
+    // Imported from a PyTorch Lightning checkpoint: the weights and optimizer state dicts as PyTorch wrote them.
+    private List<(string Name, torch.Tensor Value)>? _pyWeights;
+    private List<Dictionary<object, object?>>? _pyOptimizerStates;
+    private readonly List<string> _skippedOnImport = [];
+
     private Checkpoint() { }
+
+    /// <summary>
+    /// For a PyTorch Lightning <c>.ckpt</c>: what was not carried over, and why (callback state, the random generator
+    /// state, an optimizer of another kind, …). Empty for a Lightning.NET checkpoint. Each is also written to standard error
+    /// when it is skipped.
+    /// </summary>
+    public IReadOnlyList<string> SkippedOnImport => _skippedOnImport;
+
+    /// <summary>True when the file is a PyTorch Lightning checkpoint rather than a Lightning.NET one.</summary>
+    public bool IsPyTorchLightning => _pyWeights is not null;
 
     /// <summary>The format version of the file this checkpoint came from.</summary>
     public int FormatVersion { get; private set; } = CurrentFormatVersion;
@@ -183,7 +199,20 @@ public sealed class Checkpoint
         if (!File.Exists(path)) throw new FileNotFoundException($"Checkpoint '{path}' does not exist.", path);
         try
         {
-            using var archive = ZipFile.OpenRead(path);
+            using var archive = OpenArchive(path);
+            // Told by content, not by name: both formats end in .ckpt.
+            if (archive.GetEntry(MetadataEntry) is null && TorchFile.IsTorchArchive(archive))
+            {
+                try
+                {
+                    return LightningCheckpointReader.Read(archive, Path.GetFullPath(path));
+                }
+                catch (InvalidDataException e)
+                {
+                    e.Data[CorruptMarker] = path;   // the message already names the file and what is wrong
+                    throw;
+                }
+            }
             var metadata = JsonNode.Parse(ReadEntry(archive, MetadataEntry, path))?.AsObject()
                            ?? throw Corrupt(path, $"{MetadataEntry} is empty");
             if ((string?)metadata["format"] != Format) throw Corrupt(path, $"{MetadataEntry} does not name the format '{Format}'");
@@ -225,6 +254,45 @@ public sealed class Checkpoint
         {
             throw Corrupt(path, e.Message, e);
         }
+    }
+
+    private static ZipArchive OpenArchive(string path)
+    {
+        Span<byte> magic = stackalloc byte[4];
+        using (var file = File.OpenRead(path))
+            if (file.ReadAtLeast(magic, 4, throwOnEndOfStream: false) < 4 || !magic.SequenceEqual("PK\x03\x04"u8))
+                throw Corrupt(path, magic[0] == 0x80
+                    ? "it is a PyTorch file in the legacy (pre-1.6, non-zip) format; load it in Python and save it again with torch.save's default format"
+                    : "it is not a zip file; a checkpoint is a Lightning.NET checkpoint (a zip with checkpoint.json) or a PyTorch Lightning one (a torch.save zip with data.pkl)");
+        return ZipFile.OpenRead(path);
+    }
+
+    /// <summary>A checkpoint read from a PyTorch Lightning <c>.ckpt</c> (see <see cref="LightningCheckpointReader"/>).</summary>
+    internal static Checkpoint FromPyTorch(string path, int epoch, long globalStep, Dictionary<string, JsonElement> hyperparameters,
+        List<(string, torch.Tensor)> weights, List<Dictionary<object, object?>>? optimizerStates, JsonObject loops, int[] schedulerSteps,
+        bool weightsOnly, List<string> skipped)
+    {
+        var checkpoint = new Checkpoint
+        {
+            Epoch = epoch,
+            GlobalStep = globalStep,
+            Hyperparameters = hyperparameters,
+            WeightsOnly = weightsOnly,
+            Loops = loops,
+            SchedulerSteps = schedulerSteps,
+            _file = path,
+            _pyWeights = weights,
+            _pyOptimizerStates = optimizerStates,
+            _optimizerCount = optimizerStates?.Count ?? 0,
+        };
+        foreach (var reason in skipped) checkpoint.Skip(reason);
+        return checkpoint;
+    }
+
+    private void Skip(string reason)
+    {
+        _skippedOnImport.Add(reason);
+        Console.Error.WriteLine($"Lightning checkpoint '{_file}': not restored: {reason}.");
     }
 
     private IEnumerable<string> TensorEntries() =>
@@ -302,6 +370,11 @@ public sealed class Checkpoint
 
     internal void RestoreWeights(LightningModule module)
     {
+        if (_pyWeights is { } pyWeights)
+        {
+            StateDictLoader.Load(module, pyWeights, strict: true, keyMap: null, $"Lightning checkpoint '{_file}'");
+            return;
+        }
         using var weights = OpenTensorEntry(WeightsEntry, _weights);
         try
         {
@@ -318,6 +391,13 @@ public sealed class Checkpoint
         if (optimizers.Count != _optimizerCount)
             throw new InvalidOperationException(
                 $"The checkpoint holds {_optimizerCount} optimizer state(s) but the module configured {optimizers.Count} optimizer(s).");
+        if (_pyOptimizerStates is { } pyStates)
+        {
+            for (int i = 0; i < optimizers.Count; i++)
+                if (PyTorchOptimizerState.Load(optimizers[i], pyStates[i]) is { } why)
+                    Skip($"optimizer {i} ({optimizers[i].GetType().Name}) starts fresh: {why}");
+            return;
+        }
         for (int i = 0; i < optimizers.Count; i++)
         {
             using var state = OpenTensorEntry($"{OptimizerEntryPrefix}{i}.bin", i < _optimizerStates.Count ? _optimizerStates[i] : default);
