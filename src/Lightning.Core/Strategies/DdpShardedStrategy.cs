@@ -34,7 +34,7 @@ public sealed class DdpShardedStrategy : DdpStrategy
 
     internal override string Name => "ddp_sharded";
 
-    /// <summary>Elements per shard bucket (all ranks' segments together); tests make it small so pieces cut across parameters.</summary>
+    /// <summary>Elements per reduce-scatter and all-gather bucket; tests make it small so collectives span many buckets and shards start inside parameters.</summary>
     internal int ShardBucketElements { get; init; } = BucketElements;
 
     /// <inheritdoc />

@@ -1,4 +1,3 @@
-using System.Reflection;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
