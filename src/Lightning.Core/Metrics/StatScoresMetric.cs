@@ -56,8 +56,9 @@ public abstract class StatScoresMetric : Metric
         // Rows: true class, columns: predicted class.
         var confusion = bincount(actual.mul(NumClasses).add(predicted), minlength: NumClasses * NumClasses).reshape(NumClasses, NumClasses);
         var tp = confusion.diagonal();
-        var fp = confusion.sum(0).sub(tp);
-        var fn = confusion.sum(1).sub(tp);
+        // dim named: a literal 0 would bind to the sum(ScalarType) overload.
+        var fp = confusion.sum(dim: 0).sub(tp);
+        var fn = confusion.sum(dim: 1).sub(tp);
         Accumulate("tp", tp);
         Accumulate("fp", fp);
         Accumulate("fn", fn);
