@@ -3,6 +3,7 @@ using System.Reflection;
 using Lightning.Checkpoints;
 using Lightning.Loops;
 using Lightning.Loops.Optimization;
+using Lightning.Metrics;
 using Lightning.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -76,6 +77,30 @@ public abstract class LightningModule : nn.Module
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         Trainer?.Metrics.Record(new LoggedMetric(name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist));
+    }
+
+    /// <summary>
+    /// Logs a metric object (Lightning's <c>self.log(name, metric)</c>): per epoch, the trainer calls
+    /// <see cref="Metric.Compute"/> at the epoch's end (over every rank under "ddp") and then <see cref="Metric.Reset"/>;
+    /// per step, the value is <see cref="Metric.BatchValue"/>, so call <see cref="Metric.Forward"/> in the step.
+    /// </summary>
+    /// <param name="name">The metric's key in loggers and <see cref="Lightning.Trainer.CallbackMetrics"/>.</param>
+    /// <param name="metric">A metric whose value has one element (not a <see cref="ConfusionMatrix"/>).</param>
+    /// <param name="progBar">Also show the value on the progress bar.</param>
+    /// <param name="onStep">Log the batch's value (default: true inside training steps only).</param>
+    /// <param name="onEpoch">Log the epoch's value (default: false inside training steps, true elsewhere). With both on,
+    /// the keys are <c>name_step</c> and <c>name_epoch</c>.</param>
+    /// <param name="logger">Send the value to the loggers (else only to callbacks and the progress bar).</param>
+    /// <remarks>There is no <c>syncDist</c>: the metric syncs its own state across ranks, exactly, before computing.</remarks>
+    public void Log(string name, Metric metric, bool progBar = false, bool? onStep = null, bool? onEpoch = null, bool logger = true)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(metric);
+        if (!metric.IsScalar)
+            throw new ArgumentException($"Log('{name}') needs a metric with one value; {metric.Name} computes a matrix. Compute it in an epoch hook instead.", nameof(metric));
+        if (Trainer is not { } trainer) return;
+        if (trainer.Strategy.WorldSize > 1) metric.DistributedStrategy = trainer.Strategy;
+        trainer.Metrics.Record(new LoggedMetric(name, double.NaN, progBar, onStep, onEpoch, ReduceFx.Mean, null, logger, false, metric));
     }
 
     /// <summary>Logs several metrics with the same settings (Lightning's <c>log_dict</c>).</summary>

@@ -336,6 +336,9 @@ public sealed class Trainer
         try
         {
             module.EnsureComponentsRegistered();
+            // Metrics in the module's fields sync across ranks when computed, even when the module computes them itself.
+            if (Strategy.WorldSize > 1)
+                foreach (var (_, metric) in Lightning.Metrics.ModuleMetrics.Find(module)) metric.DistributedStrategy = Strategy;
             // Downloads and the like happen once per machine (Lightning: local rank 0), before any rank sets up.
             if (LocalRank == 0) data.DataModule?.PrepareData();
             Strategy.Barrier();

@@ -23,7 +23,21 @@ switch (scenario)
     case "gpus": FourGpus(folder); break;
     case "gpus-zero2": FourGpus(folder, "deepspeed_stage_2", "16"); break;
     case "nodes": TwoNodes(folder); break;
-    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, exit-sharded, gpus-zero2, sharded, sharded-save, sharded-resume, resumable, signal, save, gpus, nodes");
+    case "metrics": MetricsOnRanks(folder); break;
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, exit-sharded, gpus-zero2, sharded, sharded-save, sharded-resume, resumable, signal, save, gpus, nodes, metrics");
+}
+
+// Each rank validates its own, uneven share of MetricSamples (no distributed sampler, so no padding) and logs every
+// metric object; the epoch values (computed over both ranks) and the confusion matrices go to files.
+static void MetricsOnRanks(string folder)
+{
+    var trainer = new Trainer(Quiet(folder) with { UseDistributedSampler = false });
+    using var samples = new MetricSamples();
+    var module = new MetricsModule(samples);
+    var values = trainer.Validate(module, MetricSamples.RankBatches(trainer.GlobalRank));
+    Write(folder, "metrics", trainer.GlobalRank, string.Join("\n", values.OrderBy(m => m.Key)
+        .Select(m => $"{m.Key} {m.Value.ToString("R", CultureInfo.InvariantCulture)}")));
+    Write(folder, "confmat", trainer.GlobalRank, $"{module.BinaryConfmat}\n{module.MulticlassConfmat}");
 }
 
 static TrainerOptions Quiet(string root) => new()
@@ -407,4 +421,36 @@ sealed class CountingDataModule(IReadOnlyList<Tensor> batches) : LightningDataMo
     public override void PrepareData() => Prepared++;
     public override void Setup(Stage stage) => SetUp++;
     public override IEnumerable<Tensor> TrainDataLoader() => batches;
+}
+
+/// <summary>Logs one of each metric per validation batch; the confusion matrices, held in fields, are computed at the epoch's end.</summary>
+sealed class MetricsModule(MetricSamples samples) : LightningModule<Tensor>("metrics")
+{
+    private readonly Dictionary<string, Lightning.Metrics.Metric> _metrics = MetricSamples.NewMetrics();
+    private readonly Lightning.Metrics.ConfusionMatrix _binaryConfusion = new(Lightning.Metrics.MetricTask.Binary);
+    private readonly Lightning.Metrics.ConfusionMatrix _multiclassConfusion = new(Lightning.Metrics.MetricTask.Multiclass, MetricSamples.Classes);
+
+    public string BinaryConfmat { get; private set; } = "";
+    public string MulticlassConfmat { get; private set; } = "";
+
+    public override Tensor? TrainingStep(Tensor batch, int batchIdx) => throw new NotSupportedException("validation only");
+
+    public override void ValidationStep(Tensor batch, int batchIdx)
+    {
+        foreach (var (key, metric) in _metrics)
+        {
+            samples.Update(key, metric, batch);
+            Log(key, metric);
+        }
+        _binaryConfusion.Update(samples.BinaryLogits.index_select(0, batch), samples.BinaryTarget.index_select(0, batch));
+        _multiclassConfusion.Update(samples.MulticlassLogits.index_select(0, batch), samples.MulticlassTarget.index_select(0, batch));
+    }
+
+    public override void OnValidationEpochEnd()
+    {
+        BinaryConfmat = string.Join(" ", _binaryConfusion.Compute().data<long>().ToArray());
+        MulticlassConfmat = string.Join(" ", _multiclassConfusion.Compute().data<long>().ToArray());
+    }
+
+    public override OptimizerConfiguration ConfigureOptimizers() => throw new NotSupportedException("validation only");
 }

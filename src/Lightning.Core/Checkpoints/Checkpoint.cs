@@ -102,6 +102,9 @@ public sealed class Checkpoint
     /// <summary>Loop progress: epoch, batches done in it, total batches, global step.</summary>
     internal JsonObject Loops { get; set; } = new();
 
+    /// <summary>The states of the module's persistent metrics, by field name (null: none).</summary>
+    internal JsonObject? MetricStates { get; private set; }
+
     /// <summary>libtorch's random generator state when the checkpoint was taken.</summary>
     internal ReadOnlyMemory<byte>? RngState { get; private set; }
 
@@ -125,6 +128,7 @@ public sealed class Checkpoint
             GlobalStep = globalStep,
             ModuleType = module.GetType().FullName ?? module.GetType().Name,
             Hyperparameters = Lightning.Hyperparameters.ToJson(module.Hparams),
+            MetricStates = Lightning.Metrics.ModuleMetrics.Save(module),
         };
         IReadOnlyList<torch.optim.Optimizer> kept = weightsOnly || shardedOptimizers ? [] : optimizers;
         if (shardedOptimizers && !weightsOnly) checkpoint.ShardedOptimizers = optimizers;
@@ -235,6 +239,7 @@ public sealed class Checkpoint
                 DataModuleHyperparameters = metadata["datamodule_hyper_parameters"].Deserialize<Dictionary<string, JsonElement>>() ?? new(),
                 WeightsOnly = (bool?)metadata["weights_only"] ?? false,
                 Loops = metadata["loops"]?.AsObject() is { } loops ? (JsonObject)loops.DeepClone() : new(),
+                MetricStates = metadata["metrics"]?.AsObject() is { } metrics ? (JsonObject)metrics.DeepClone() : null,
                 RngState = ReadRngState(archive, metadata, path),
                 SchedulerSteps = metadata["scheduler_steps"]?.Deserialize<int[]>() ?? [],
                 _optimizerCount = (int?)metadata["optimizer_count"] ?? 0,
@@ -358,6 +363,7 @@ public sealed class Checkpoint
         JsonSerializer.Serialize(json, DataModuleHyperparameters);
         WriteNode(json, "callbacks", Callbacks);
         WriteNode(json, "extra", Extra);
+        if (MetricStates is not null) WriteNode(json, "metrics", MetricStates);
         json.WriteEndObject();
     }
 
@@ -379,6 +385,7 @@ public sealed class Checkpoint
         try
         {
             StateDictStream.Read(weights, module, strict: true, _file is null ? "The checkpoint's weights" : $"Checkpoint '{_file}'");
+            Lightning.Metrics.ModuleMetrics.Load(module, MetricStates, _file is null ? "The checkpoint" : $"Checkpoint '{_file}'");
         }
         catch (InvalidDataException e) when (_file is not null && e.Message.Contains("is not a valid", StringComparison.Ordinal))
         {

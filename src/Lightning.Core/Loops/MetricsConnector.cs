@@ -1,10 +1,14 @@
 using Lightning.Loggers;
+using Lightning.Metrics;
+using TorchSharp;
 
 namespace Lightning.Loops;
 
 /// <summary>
 /// Collects what <c>Log</c> records, applies Lightning's per-hook defaults and rules, reduces epoch values (weighted by
-/// batch size for means) and sends metrics to the loggers. Only doubles are kept, so no tensor outlives its step.
+/// batch size for means) and sends metrics to the loggers. Only doubles are kept, so no tensor outlives its step;
+/// a logged <see cref="Metric"/> keeps its own state, and is computed at the epoch's end and reset (Lightning's
+/// semantics for torchmetrics objects).
 /// </summary>
 internal sealed class MetricsConnector
 {
@@ -41,7 +45,25 @@ internal sealed class MetricsConnector
         };
     }
 
+    /// <summary>A metric object logged this epoch: computed once when the epoch's values are published (a collective under "ddp"), reset when the epoch ends.</summary>
+    private sealed class MetricEntry(Metric metric, bool epoch, bool progBar, bool toLogger)
+    {
+        public Metric Metric { get; } = metric;
+        public bool Epoch { get; set; } = epoch;
+        public bool ProgBar { get; set; } = progBar;
+        public bool ToLogger { get; set; } = toLogger;
+        public double? Value { get; set; }
+
+        public double Compute()
+        {
+            if (Value is { } value) return value;
+            using var computed = Metric.Compute();
+            return (Value = computed.ToDouble()).Value;
+        }
+    }
+
     private readonly Dictionary<string, double> _callback = new();
+    private readonly Dictionary<string, MetricEntry> _epochMetrics = new();
     private readonly Dictionary<string, double> _logged = new();
     private readonly Dictionary<string, double> _progressBar = new();
     private readonly Dictionary<string, double> _pendingStep = new();
@@ -87,7 +109,7 @@ internal sealed class MetricsConnector
             captured.Add(metric);
             return;
         }
-        var (name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist) = metric;
+        var (name, value, progBar, onStep, onEpoch, reduceFx, batchSize, logger, syncDist, source) = metric;
         if (Disabled)
             throw new InvalidOperationException($"Log('{name}') is turned off by Barebones = true; remove the call or turn Barebones off.");
         if (Context == HookContext.None)
@@ -102,18 +124,17 @@ internal sealed class MetricsConnector
         if (batchSize is <= 0)
             throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batchSize = {batchSize} for metric '{name}' is not allowed: it must be 1 or more.");
 
+        if (source is not null)
+        {
+            RecordMetricObject(name, source, step, epoch, inStep, progBar, logger);
+            return;
+        }
+
         // An epoch-only value inside a step is reduced once at the epoch's end; anything else now, as it is recorded.
         var syncAtEpochEnd = syncDist && SyncDist is not null && inStep && !step;
         if (syncDist && SyncDist is { } reduce && !syncAtEpochEnd) value = reduce([value], reduceFx)[0];
 
-        var stepKey = step && epoch ? $"{name}_step" : name;
-        if (step)
-        {
-            if (logger) _pendingStep[stepKey] = value;
-            _callback[stepKey] = value;
-            if (step && epoch) _callback[name] = value;
-            if (progBar) _progressBar[stepKey] = value;
-        }
+        if (step) RecordStepValue(name, value, epoch, progBar, logger);
         if (epoch)
         {
             var key = step ? $"{name}_epoch" : name;
@@ -124,6 +145,36 @@ internal sealed class MetricsConnector
             // Outside steps the value is final at once, so monitoring callbacks later in the same hook see it.
             if (!inStep) _callback[key] = accumulator.Value;
         }
+    }
+
+    private void RecordStepValue(string name, double value, bool epoch, bool progBar, bool logger)
+    {
+        var stepKey = epoch ? $"{name}_step" : name;
+        if (logger) _pendingStep[stepKey] = value;
+        _callback[stepKey] = value;
+        if (epoch) _callback[name] = value;
+        if (progBar) _progressBar[stepKey] = value;
+    }
+
+    /// <summary>
+    /// A metric object: its step value is the batch's (<see cref="Metric.Forward"/>); its epoch value is computed when the
+    /// epoch's values are published. Either way it is reset when the epoch ends, as Lightning resets logged metrics.
+    /// </summary>
+    private void RecordMetricObject(string name, Metric source, bool step, bool epoch, bool inStep, bool progBar, bool logger)
+    {
+        if (step)
+        {
+            var value = source.BatchValue ?? throw new InvalidOperationException(
+                $"Log('{name}', {source.Name}) with onStep = true logs the value of the batch: call {nameof(Metric.Forward)}(preds, target) " +
+                $"in the step ({nameof(Metric.Update)} adds to the state without computing), or log with onStep: false.");
+            RecordStepValue(name, value, epoch, progBar, logger);
+        }
+        var key = step && epoch ? $"{name}_epoch" : name;
+        if (!_epochMetrics.TryGetValue(key, out var entry) || !ReferenceEquals(entry.Metric, source))
+            _epochMetrics[key] = entry = new MetricEntry(source, epoch, progBar, logger);
+        (entry.Epoch, entry.ProgBar, entry.ToLogger) = (epoch, progBar, logger);
+        // Outside steps the value is final at once, so monitoring callbacks later in the same hook see it.
+        if (epoch && !inStep) _callback[key] = entry.Compute();
     }
 
     public void EndTrainingStep(IReadOnlyList<LightningLogger> loggers, int epoch, long step, bool sendToLoggers)
@@ -140,13 +191,17 @@ internal sealed class MetricsConnector
         if (SyncDist is { } reduce)
             foreach (var (_, accumulator) in _epoch.OrderBy(e => e.Key, StringComparer.Ordinal).Where(e => e.Value.PendingSync))
                 accumulator.Sync(reduce);
-        foreach (var (key, accumulator) in _epoch)
-        {
-            var value = accumulator.Value;
-            _callback[key] = value;
-            if (key.EndsWith("_epoch", StringComparison.Ordinal)) _callback[key[..^"_epoch".Length]] = value;
-            if (accumulator.ProgBar) _progressBar[key] = value;
-        }
+        foreach (var (key, accumulator) in _epoch) Publish(key, accumulator.Value, accumulator.ProgBar);
+        // Computing syncs the metric's states under "ddp": every rank computes the same keys in the same order.
+        foreach (var (key, entry) in _epochMetrics.Where(e => e.Value.Epoch).OrderBy(e => e.Key, StringComparer.Ordinal))
+            Publish(key, entry.Compute(), entry.ProgBar);
+    }
+
+    private void Publish(string key, double value, bool progBar)
+    {
+        _callback[key] = value;
+        if (key.EndsWith("_epoch", StringComparison.Ordinal)) _callback[key[..^"_epoch".Length]] = value;
+        if (progBar) _progressBar[key] = value;
     }
 
     /// <summary>Sends this epoch's reduced values to the loggers and starts a new epoch; returns them.</summary>
@@ -155,7 +210,13 @@ internal sealed class MetricsConnector
         PublishEpochValues();
         var values = _epoch.ToDictionary(e => e.Key, e => e.Value.Value);
         var forLoggers = _epoch.Where(e => e.Value.ToLogger).ToDictionary(e => e.Key, e => e.Value.Value);
+        foreach (var (key, entry) in _epochMetrics.Where(e => e.Value.Epoch))
+        {
+            values[key] = entry.Compute();
+            if (entry.ToLogger) forLoggers[key] = entry.Compute();
+        }
         _epoch.Clear();
+        ResetMetricObjects();
         if (sendToLoggers && forLoggers.Count > 0) Send(loggers, forLoggers, epoch, step);
         return values;
     }
@@ -171,10 +232,17 @@ internal sealed class MetricsConnector
     public void EndScratchRun()
     {
         _epoch.Clear();
+        ResetMetricObjects();
         _callback.Clear();
         foreach (var (key, value) in _beforeScratch!) _callback[key] = value;
         _progressBar.Clear();
         _beforeScratch = null;
+    }
+
+    private void ResetMetricObjects()
+    {
+        foreach (var entry in _epochMetrics.Values) entry.Metric.Reset();
+        _epochMetrics.Clear();
     }
 
     private void Send(IReadOnlyList<LightningLogger> loggers, IReadOnlyDictionary<string, double> metrics, int epoch, long step)
