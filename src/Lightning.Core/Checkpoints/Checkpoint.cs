@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Lightning.IO;
+using Lightning.Strategies;
 using TorchSharp;
 using TorchSharp.Modules;
 
@@ -117,6 +118,7 @@ public sealed class Checkpoint
         {
             var state = checkpoint.NewCaptureBuffer();
             using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true))
+            using (MemoryLayout.ContiguousState(Helper(optimizer)))
                 Helper(optimizer).save_state_dict(writer);
             checkpoint._optimizerStates.Add(state.Written);
         }
@@ -242,6 +244,7 @@ public sealed class Checkpoint
                 WriteEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", stream =>
                 {
                     using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+                    using var contiguous = MemoryLayout.ContiguousState(optimizer);
                     optimizer.save_state_dict(writer);
                 });
             }
