@@ -240,7 +240,10 @@ public sealed class Fabric
                     break;
                 case OptimizerHelper optimizer:
                     using (var reader = new BinaryReader(new BufferedStream(Entry(archive, $"optimizers/{key}", path).Open(), 1 << 16)))
+                    {
+                        MemoryLayout.MakeStateContiguous(optimizer);
                         optimizer.load_state_dict(reader);
+                    }
                     break;
                 default:
                     throw new ArgumentException($"State entry '{key}' is a {value.GetType().Name}; only modules and optimizers are restored in place (other values are returned).", nameof(state));

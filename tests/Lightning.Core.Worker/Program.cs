@@ -18,7 +18,9 @@ switch (scenario)
     case "save": SaveOnce(folder); break;
     case "gpus": FourGpus(folder); break;
     case "nodes": TwoNodes(folder); break;
-    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save, gpus, nodes");
+    case "nnpack": BatchOneConvolutions(forceNnpack: false); break;
+    case "nnpack-on": BatchOneConvolutions(forceNnpack: true); break;
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, resumable, signal, save, gpus, nodes, nnpack, nnpack-on");
 }
 
 static TrainerOptions Quiet(string root) => new()
@@ -209,6 +211,18 @@ static void UntilSignal(string folder)
         ],
     });
     trainer.Fit(new CrashModel(hidden: 32), CrashModel.Loader(rows: 64, batchSize: 8));
+}
+
+// A Trainer is built (which decides NNPACK's default), then batch-1 convolutions run, where libtorch would try NNPACK;
+// the test reads this process's stderr. With forceNnpack the user's override turns NNPACK on first.
+static void BatchOneConvolutions(bool forceNnpack)
+{
+    if (forceNnpack) LibTorch.NnpackEnabled = true;
+    _ = new Trainer(new TrainerOptions { Accelerator = "cpu", EnableProgressBar = false, EnableModelSummary = false, Loggers = [] });
+    var conv = nn.Conv2d(3, 8, 3);
+    using (no_grad())
+        for (int i = 0; i < 3; i++) conv.forward(randn(1, 3, 16, 16));
+    Console.WriteLine($"nnpack available={LibTorch.NnpackAvailable} enabled={LibTorch.NnpackEnabled}");
 }
 
 // One step, then one checkpoint written after the fit (on this thread), for tracing its system calls.

@@ -205,6 +205,7 @@ public sealed class LearningRateFinder : Callback
                     saved.Dispose();
                 }
             }
+            MemoryLayout.MakeStateContiguous(helper);
             using (var reader = new BinaryReader(new MemoryStream(optimizerState, writable: false))) helper.load_state_dict(reader);
             LightningSeed.SetRngState(rng);
             rng.Dispose();

@@ -315,6 +315,8 @@ public sealed class Checkpoint
             using var reader = new BinaryReader(state);
             try
             {
+                // TorchSharp reads raw bytes into the state tensors, which channels-last weights made non-contiguous.
+                MemoryLayout.MakeStateContiguous(Helper(optimizers[i]));
                 Helper(optimizers[i]).load_state_dict(reader);
             }
             catch (EndOfStreamException e) when (_file is not null)

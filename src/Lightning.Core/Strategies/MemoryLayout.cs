@@ -79,19 +79,33 @@ internal static class MemoryLayout
     /// </summary>
     public static IDisposable ContiguousState(OptimizerHelper optimizer)
     {
-        var swapped = new List<(object State, System.Reflection.FieldInfo Field, Tensor Original)>();
-        foreach (var state in optimizer.state_dict().State)
-        {
-            // TorchSharp's optimizer states keep their tensors in public fields (Adam.State.exp_avg, SGD.State.momentum_buffer, ...).
-            foreach (var field in state.GetType().GetFields().Where(f => f.FieldType == typeof(Tensor)))
-            {
-                if (field.GetValue(state) is not Tensor { IsInvalid: false } tensor || tensor.is_contiguous()) continue;
-                field.SetValue(state, tensor.contiguous().DetachFromDisposeScope());
-                swapped.Add((state, field, tensor));
-            }
-        }
+        var swapped = NonContiguousState(optimizer);
+        foreach (var (state, field, tensor) in swapped) field.SetValue(state, tensor.contiguous().DetachFromDisposeScope());
         return new Restore(swapped);
     }
+
+    /// <summary>
+    /// Replaces the optimizer's non-contiguous state tensors by contiguous copies for good, so that TorchSharp's
+    /// <c>load_state_dict</c>, which reads raw bytes into them, can fill them. The optimizer's elementwise updates work
+    /// on any layout.
+    /// </summary>
+    public static void MakeStateContiguous(OptimizerHelper optimizer)
+    {
+        foreach (var (state, field, tensor) in NonContiguousState(optimizer))
+        {
+            field.SetValue(state, tensor.contiguous().DetachFromDisposeScope());
+            tensor.Dispose();
+        }
+    }
+
+    private static List<(object State, System.Reflection.FieldInfo Field, Tensor Tensor)> NonContiguousState(OptimizerHelper optimizer) =>
+        // TorchSharp's optimizer states keep their tensors in public fields (Adam.State.exp_avg, SGD.State.momentum_buffer, ...).
+        [.. from state in optimizer.state_dict().State
+            from field in state.GetType().GetFields()
+            where field.FieldType == typeof(Tensor)
+            let tensor = field.GetValue(state) as Tensor
+            where tensor is { IsInvalid: false } && !tensor.is_contiguous()
+            select ((object)state, field, tensor)];
 
     /// <summary>
     /// The exception to surface for <paramref name="exception"/>: where libtorch refused a <c>.view</c> while a
