@@ -11,7 +11,8 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Trainers.LightGbm;
 
-const int DefaultEpochs = 5;
+const int DefaultEpochs = 12;
+const int BatchSize = 128;
 int epochs = DefaultEpochs;
 if (!(args is [] || (args is ["--epochs", var e] && int.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out epochs) && epochs >= 1)))
 {
@@ -27,17 +28,20 @@ Console.WriteLine($"Fashion-MNIST from {FashionMnist.DefaultRoot}: {train.GetRow
 var logs = Directory.CreateTempSubdirectory("fashion-mnist-pipeline-");
 var lightningOptions = new LightningTrainerOptions
 {
-    BatchSize = 128,
+    BatchSize = BatchSize,
     Seed = 1,
     TrainerOptions = new TrainerOptions
     {
         MaxEpochs = epochs, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false,
         DefaultRootDir = logs.FullName,
+        // The fastest layout for this CNN on the CPU (bench: dotnet run -c Release --project bench/Lightning.Benchmarks -- cpu).
+        MemoryFormat = "channels_last",
     },
 };
+var stepsPerEpoch = (train.GetRowCount()!.Value + BatchSize - 1) / BatchSize;
 var pipelines = new (string Name, IEstimator<ITransformer> Trainer)[]
 {
-    ($"Lightning CNN ({epochs} epochs)", mlContext.MulticlassClassification.Trainers.Lightning(() => new FashionCnn(lr: 2e-3, epochs), lightningOptions)),
+    ($"Lightning CNN ({epochs} epochs)", mlContext.MulticlassClassification.Trainers.Lightning(() => new FashionCnn(maxLr: 3e-3, epochs * stepsPerEpoch), lightningOptions)),
     ("SdcaMaximumEntropy", mlContext.MulticlassClassification.Trainers.SdcaMaximumEntropy(
         new Microsoft.ML.Trainers.SdcaMaximumEntropyMulticlassTrainer.Options { MaximumNumberOfIterations = 10 })),
     ("LightGbm", mlContext.MulticlassClassification.Trainers.LightGbm(
@@ -81,5 +85,6 @@ mlContext.Model.SaveDurably(lightningModel!, train.Schema, path);
 (lightningModel as IDisposable)?.Dispose();
 logs.Delete(recursive: true);
 Console.WriteLine($"saved {path}");
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Lightning training time: {results[0].Time.TotalSeconds:0.0} s ({results[0].Cpu.TotalSeconds:0.0} s of CPU)"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"accuracy: {results[0].Metrics.MicroAccuracy:0.0000}"));
 return 0;

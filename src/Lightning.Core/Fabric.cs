@@ -34,11 +34,11 @@ public sealed class Fabric
         Options = options ?? new FabricOptions();
         Options.Validate();
         Strategy = AcceleratorConnector.Connect(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, numNodes: 1,
-            Options.DistributedTimeout, Console.Error.WriteLine);
+            Options.DistributedTimeout, Console.Error.WriteLine, Options.MemoryFormat, Options.MemoryFormatWeights);
         // Several devices in one process need a strategy that splits training steps, which a hand-written loop has not.
         if (Strategy.WorldSize == 1 && Strategy.ParallelDevices.Count > 1)
             throw new ArgumentException($"Devices = {Options.Devices}: Fabric drives one replica per process; for data parallel over several devices use the Trainer with Strategy = \"dp\".", nameof(options));
-        GlibcMalloc.KeepFreedMemory();
+        LibTorch.ApplyDefaults();
     }
 
     /// <summary>The options this Fabric was built with.</summary>
@@ -230,6 +230,7 @@ public sealed class Fabric
                     break;
                 case OptimizerHelper optimizer:
                     using (var writer = new BinaryWriter(new BufferedStream(archive.CreateEntry($"optimizers/{key}", CompressionLevel.NoCompression).Open(), 1 << 16)))
+                    using (MemoryLayout.ContiguousState(optimizer))
                         optimizer.save_state_dict(writer);
                     break;
                 default:
@@ -279,7 +280,10 @@ public sealed class Fabric
                     break;
                 case OptimizerHelper optimizer:
                     using (var reader = new BinaryReader(new BufferedStream(Entry(archive, $"optimizers/{key}", path).Open(), 1 << 16)))
+                    {
+                        MemoryLayout.MakeStateContiguous(optimizer);
                         optimizer.load_state_dict(reader);
+                    }
                     loaded.Add(optimizer);
                     break;
                 default:

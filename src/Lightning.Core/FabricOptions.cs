@@ -28,6 +28,12 @@ public sealed record FabricOptions
     /// <summary>As <see cref="TrainerOptions.Precision"/>.</summary>
     public PrecisionChoice Precision { get; init; } = "32-true";
 
+    /// <summary>As <see cref="TrainerOptions.MemoryFormat"/>: the layout of floating 4-D (5-D) batches from <see cref="Fabric.SetupDataLoader"/> and <see cref="Fabric.ToDevice"/>.</summary>
+    public string MemoryFormat { get; init; } = "contiguous_format";
+
+    /// <summary>As <see cref="TrainerOptions.MemoryFormatWeights"/>: <see cref="Fabric.Setup"/> lays out the module's convolution weights in <see cref="MemoryFormat"/> too (default true).</summary>
+    public bool MemoryFormatWeights { get; init; } = true;
+
     /// <summary>Loggers that <see cref="Fabric.Log"/> writes to.</summary>
     public IReadOnlyList<LightningLogger> Loggers { get; init; } = [];
 
@@ -37,6 +43,7 @@ public sealed record FabricOptions
             throw new ArgumentOutOfRangeException(nameof(DistributedTimeout), DistributedTimeout, $"DistributedTimeout = {DistributedTimeout} is not allowed: it must be a positive duration.");
         Strategy.Validate();
         Precision.Validate();
+        MemoryLayout.Validate(nameof(MemoryFormat), MemoryFormat);
         if (Loggers.Any(l => l is null)) throw new ArgumentException($"{nameof(Loggers)} contains null; every entry must be a logger.", nameof(Loggers));
     }
 }

@@ -34,12 +34,12 @@ public sealed class Trainer
     {
         Options = options ?? new TrainerOptions();
         Options.Validate();
-        GlibcMalloc.KeepFreedMemory();
+        LibTorch.ApplyDefaults();
         DefaultRootDir = Path.GetFullPath(Options.DefaultRootDir ?? Directory.GetCurrentDirectory());
         Limits = EffectiveLimits.From(Options);
         // Connected (joined to the other processes, or relaunched under mpiexec) before the callbacks, which differ on rank 0.
         Strategy = AcceleratorConnector.Connect(Options.Accelerator, Options.Devices, Options.Strategy, Options.Precision, Options.NumNodes,
-            Options.DistributedTimeout, Console.Error.WriteLine);
+            Options.DistributedTimeout, Console.Error.WriteLine, Options.MemoryFormat, Options.MemoryFormatWeights);
         _accumulateGradBatches = Options.AccumulateGradBatches;
         _callbacks = BuildCallbacks(Options, Limits, IsGlobalZero);
         if (Options.Profiler == "simple") _profiler = new SimpleProfiler();
@@ -358,8 +358,11 @@ public sealed class Trainer
             if (signals?.Received is { } signal) Exit(new TrainingInterruptedException(signal));
             return result;
         }
-        catch (Exception exception)
+        catch (Exception caught)
         {
+            // A .view that a channels-last MemoryFormat broke surfaces with the fix, for the handlers and the caller alike.
+            var explained = MemoryLayout.ExplainViewFailure(caught, Strategy.MemoryFormat, nameof(TrainerOptions.MemoryFormat));
+            var exception = explained ?? caught;
             // A failing handler must not hide the original exception or keep the others from running.
             var handlers = _callbacks.Select(c => (Action)(() => c.OnException(this, module, exception)))
                 .Append(() => module.OnException(exception))
@@ -372,6 +375,7 @@ public sealed class Trainer
                 catch (Exception secondary) { exception.Data[$"Lightning.OnException.{exception.Data.Count}"] = secondary.ToString(); }
             }
             if (exception is TrainingInterruptedException interrupted) Exit(interrupted);
+            if (explained is not null) throw explained;
             throw;
         }
         finally

@@ -44,6 +44,23 @@ public sealed record TrainerOptions
     /// </summary>
     public PrecisionChoice Precision { get; init; } = "32-true";
 
+    /// <summary>
+    /// How floating 4-D (5-D) batches are laid out in memory on their way to the device, as PyTorch's <c>memory_format</c>:
+    /// "contiguous_format" (default: NCHW as given), "channels_last" (4-D batches as NHWC) or "channels_last_3d" (5-D as
+    /// NDHWC). On the CPU, channels-last inputs make oneDNN keep every convolution activation channels-last, which
+    /// trains a small CNN about 1.5 times as fast; results agree to float rounding. Code that calls <c>.view</c> on an
+    /// activation must use <c>reshape</c> or <c>flatten</c> instead.
+    /// </summary>
+    public string MemoryFormat { get; init; } = "contiguous_format";
+
+    /// <summary>
+    /// With a channels-last <see cref="MemoryFormat"/>, also lay out the module's floating parameters and buffers of
+    /// that rank (convolution weights) so when it is set up (default true), as PyTorch's <c>model.to(memory_format=...)</c>.
+    /// Convolutions then run channels-last even where the module makes its images itself (unflattening a feature
+    /// vector). Checkpoints, <c>Save</c> and ONNX export write contiguous copies.
+    /// </summary>
+    public bool MemoryFormatWeights { get; init; } = true;
+
     /// <summary>Stop after this many epochs; -1 for no limit. Default: 1000 unless <see cref="MaxSteps"/> is set, then no limit.</summary>
     public int? MaxEpochs { get; init; }
 
@@ -163,6 +180,7 @@ public sealed record TrainerOptions
         if (NumNodes < 1) Fail(nameof(NumNodes), NumNodes, "it must be 1 or more");
         Strategy.Validate();
         Precision.Validate();
+        MemoryLayout.Validate(nameof(MemoryFormat), MemoryFormat);
         if (NumNodes > 1 && !Strategy.SpansNodes) Fail(nameof(NumNodes), NumNodes, $"several nodes need Strategy = \"ddp\" or \"ddp_sharded\" (Strategy is \"{Strategy}\")");
         if (DistributedTimeout <= TimeSpan.Zero) Fail(nameof(DistributedTimeout), DistributedTimeout, "it must be a positive duration");
         if (AccumulateGradBatches < 1) Fail(nameof(AccumulateGradBatches), AccumulateGradBatches, "it must be 1 or more");

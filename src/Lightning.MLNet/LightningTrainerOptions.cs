@@ -21,8 +21,10 @@ public sealed record LightningTrainerOptions
     public string LabelColumnName { get; init; } = "Label";
 
     /// <summary>
-    /// The Core trainer's options (epochs, precision, devices, callbacks, loggers). Null: one epoch, no progress bar,
-    /// no model summary, logs and checkpoints under the current directory.
+    /// The Core trainer's options (epochs, precision, memory format, devices, callbacks, loggers). Null: one epoch, no
+    /// progress bar, no model summary, logs and checkpoints under the current directory. With
+    /// <c>MemoryFormat = "channels_last"</c> a module that unflattens the feature vector into images trains its
+    /// convolutions channels-last (its conv weights are laid out so); an unknown value fails in <c>Fit</c>, naming it.
     /// </summary>
     public TrainerOptions? TrainerOptions { get; init; }
 

@@ -24,7 +24,9 @@ switch (scenario)
     case "gpus-zero2": FourGpus(folder, "deepspeed_stage_2", "16"); break;
     case "nodes": TwoNodes(folder); break;
     case "metrics": MetricsOnRanks(folder); break;
-    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, exit-sharded, gpus-zero2, sharded, sharded-save, sharded-resume, resumable, signal, save, gpus, nodes, metrics");
+    case "nnpack": BatchOneConvolutions(forceNnpack: false); break;
+    case "nnpack-on": BatchOneConvolutions(forceNnpack: true); break;
+    default: throw new ArgumentOutOfRangeException(nameof(args), scenario, "scenarios: train, kill, hang, exit, exit-sharded, gpus-zero2, sharded, sharded-save, sharded-resume, resumable, signal, save, gpus, nodes, nnpack, nnpack-on, metrics");
 }
 
 // Each rank validates its own, uneven share of MetricSamples (no distributed sampler, so no padding) and logs every
@@ -333,6 +335,18 @@ static void UntilSignal(string folder)
         ],
     });
     trainer.Fit(new CrashModel(hidden: 32), CrashModel.Loader(rows: 64, batchSize: 8));
+}
+
+// A Trainer is built (which decides NNPACK's default), then batch-1 convolutions run, where libtorch would try NNPACK;
+// the test reads this process's stderr. With forceNnpack the user's override turns NNPACK on first.
+static void BatchOneConvolutions(bool forceNnpack)
+{
+    if (forceNnpack) LibTorch.NnpackEnabled = true;
+    _ = new Trainer(new TrainerOptions { Accelerator = "cpu", EnableProgressBar = false, EnableModelSummary = false, Loggers = [] });
+    var conv = nn.Conv2d(3, 8, 3);
+    using (no_grad())
+        for (int i = 0; i < 3; i++) conv.forward(randn(1, 3, 16, 16));
+    Console.WriteLine($"nnpack available={LibTorch.NnpackAvailable} enabled={LibTorch.NnpackEnabled}");
 }
 
 // One step, then one checkpoint written after the fit (on this thread), for tracing its system calls.

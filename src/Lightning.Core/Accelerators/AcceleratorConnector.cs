@@ -10,12 +10,13 @@ namespace Lightning.Accelerators;
 internal static class AcceleratorConnector
 {
     public static Strategy Connect(string accelerator, Devices devices, StrategyChoice strategy, PrecisionChoice precision, int numNodes,
-        TimeSpan distributedTimeout, Action<string> warn)
+        TimeSpan distributedTimeout, Action<string> warn, string memoryFormat, bool convertModuleLayout)
     {
         var chosen = Accelerator.FromName(accelerator);
         var ids = chosen.ParseDevices(devices);
         var connected = strategy.Create(ids.Count, chosen.DeviceType, distributedTimeout);
-        connected.Connect(chosen, ids.Select(chosen.GetDevice).ToList(), devices, numNodes, precision.Create(chosen.DeviceType, warn));
+        connected.Connect(chosen, ids.Select(chosen.GetDevice).ToList(), devices, numNodes, precision.Create(chosen.DeviceType, warn),
+            memoryFormat, convertModuleLayout);
         return connected;
     }
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Lightning.Strategies;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -153,7 +154,9 @@ public sealed class LearningRateFinder : Callback
         byte[] optimizerState;
         using (var buffer = new MemoryStream())
         {
-            using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true)) helper.save_state_dict(writer);
+            using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
+            using (MemoryLayout.ContiguousState(helper))
+                helper.save_state_dict(writer);
             optimizerState = buffer.ToArray();
         }
         var rng = LightningSeed.GetRngState().DetachFromDisposeScope();
@@ -202,6 +205,7 @@ public sealed class LearningRateFinder : Callback
                     saved.Dispose();
                 }
             }
+            MemoryLayout.MakeStateContiguous(helper);
             using (var reader = new BinaryReader(new MemoryStream(optimizerState, writable: false))) helper.load_state_dict(reader);
             LightningSeed.SetRngState(rng);
             rng.Dispose();

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Lightning.Interop;
 using Lightning.IO;
+using Lightning.Strategies;
 using TorchSharp;
 using TorchSharp.Modules;
 
@@ -145,6 +146,7 @@ public sealed class Checkpoint
         {
             var state = checkpoint.NewCaptureBuffer();
             using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true))
+            using (MemoryLayout.ContiguousState(Helper(optimizer)))
                 Helper(optimizer).save_state_dict(writer);
             checkpoint._optimizerStates.Add(state.Written);
         }
@@ -326,6 +328,7 @@ public sealed class Checkpoint
                 WriteEntry(archive, $"{OptimizerEntryPrefix}{i}.bin", stream =>
                 {
                     using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+                    using var contiguous = MemoryLayout.ContiguousState(optimizer);
                     optimizer.save_state_dict(writer);
                 });
             }
@@ -411,6 +414,8 @@ public sealed class Checkpoint
             using var reader = new BinaryReader(state);
             try
             {
+                // TorchSharp reads raw bytes into the state tensors, which channels-last weights made non-contiguous.
+                MemoryLayout.MakeStateContiguous(Helper(optimizers[i]));
                 Helper(optimizers[i]).load_state_dict(reader);
             }
             catch (EndOfStreamException e) when (_file is not null)

@@ -2,15 +2,19 @@ using static TorchSharp.torch;
 
 namespace Lightning.Strategies;
 
-/// <summary>Moves a batch to the run's device and casts its floating tensors to the run's dtype (Lightning's <c>transfer_batch_to_device</c> plus precision input conversion).</summary>
+/// <summary>
+/// Moves a batch to the run's device, casts its floating tensors to the run's dtype and lays them out in the run's memory
+/// format (Lightning's <c>transfer_batch_to_device</c> plus precision input conversion).
+/// </summary>
 internal static class BatchTransfer
 {
-    public static TBatch Apply<TBatch>(TBatch batch, Device device, ScalarType? dtype)
+    public static TBatch Apply<TBatch>(TBatch batch, Device device, ScalarType? dtype, string memoryFormat)
     {
         Tensor Convert(Tensor t)
         {
             var moved = t.device == device ? t : t.to(device);
-            return dtype is { } d && moved.is_floating_point() && moved.dtype != d ? moved.to(d) : moved;
+            var cast = dtype is { } d && moved.is_floating_point() && moved.dtype != d ? moved.to(d) : moved;
+            return MemoryLayout.Apply(cast, memoryFormat);
         }
 
         object? converted = batch switch

@@ -24,6 +24,7 @@ public abstract class Strategy
     private PrecisionPlugin? _precision;
     private IReadOnlyList<Device> _devices = [];
     private bool _transfersBatches;
+    private bool _convertsModuleLayout;
     private bool _inStage;
 
     /// <summary>The accelerator the strategy runs on.</summary>
@@ -37,6 +38,12 @@ public abstract class Strategy
 
     /// <summary>The <see cref="Devices"/> setting the devices came from.</summary>
     public Devices RequestedDevices { get; private set; }
+
+    /// <summary>
+    /// The memory format of floating 4-D (5-D) batches, and of the module's weights of that rank unless turned off
+    /// (<see cref="TrainerOptions.MemoryFormat"/>): "contiguous_format", "channels_last" or "channels_last_3d".
+    /// </summary>
+    public string MemoryFormat { get; private set; } = MemoryLayout.Contiguous;
 
     /// <summary>Machines taking part.</summary>
     public int NumNodes { get; private set; } = 1;
@@ -72,12 +79,16 @@ public abstract class Strategy
         SetupModule(trainer.LightningModule ?? throw new InvalidOperationException("Setup needs the trainer's module: call it when a stage starts."));
     }
 
-    /// <summary>Moves <paramref name="module"/> to <see cref="RootDevice"/> and casts it for the precision; a distributed strategy also makes every process start from the same weights.</summary>
+    /// <summary>
+    /// Moves <paramref name="module"/> to <see cref="RootDevice"/>, casts it for the precision and lays out its weights in
+    /// <see cref="MemoryFormat"/> (when asked); a distributed strategy also makes every process start from the same weights.
+    /// </summary>
     public virtual void SetupModule(nn.Module module)
     {
         ArgumentNullException.ThrowIfNull(module);
         if (RootDevice.type != DeviceType.CPU) module.to(RootDevice);
         Precision.ConvertModule(module);
+        if (_convertsModuleLayout) MemoryLayout.ApplyToModule(module, MemoryFormat);
     }
 
     /// <summary>This process's share of a data loader (Lightning's distributed sampler); the loader itself in one process.</summary>
@@ -87,9 +98,9 @@ public abstract class Strategy
         return loader;
     }
 
-    /// <summary>A batch (a tensor, or a list, array or string dictionary of tensors) on <see cref="RootDevice"/> with floating tensors in the precision's dtype; the same object when nothing needs to change.</summary>
+    /// <summary>A batch (a tensor, or a list, array or string dictionary of tensors) on <see cref="RootDevice"/> with floating tensors in the precision's dtype and in <see cref="MemoryFormat"/>; the same object when nothing needs to change.</summary>
     public virtual TBatch BatchToDevice<TBatch>(TBatch batch) =>
-        _transfersBatches ? BatchTransfer.Apply(batch, RootDevice, Precision.Dtype) : batch;
+        _transfersBatches ? BatchTransfer.Apply(batch, RootDevice, Precision.Dtype, MemoryFormat) : batch;
 
     /// <summary>Runs the module's training step in the precision's forward context; returns its loss (null skips the step).</summary>
     public virtual Tensor? TrainingStep<TBatch>(LightningModule<TBatch> module, TBatch batch, int batchIdx)
@@ -250,7 +261,8 @@ public abstract class Strategy
     public virtual void Teardown() { }
 
     /// <summary>Sets the accelerator, devices and precision (Lightning's accelerator connector does this), once: a strategy serves one trainer or Fabric.</summary>
-    internal void Connect(Accelerator accelerator, IReadOnlyList<Device> devices, Devices requested, int numNodes, PrecisionPlugin precision)
+    internal void Connect(Accelerator accelerator, IReadOnlyList<Device> devices, Devices requested, int numNodes, PrecisionPlugin precision,
+        string memoryFormat = MemoryLayout.Contiguous, bool convertModuleLayout = true)
     {
         if (_accelerator is not null)
             throw new InvalidOperationException(
@@ -269,7 +281,9 @@ public abstract class Strategy
             precision.Attach(false);
             throw;
         }
-        _transfersBatches = RootDevice.type != DeviceType.CPU || precision.Dtype is not null;
+        MemoryFormat = memoryFormat;
+        _convertsModuleLayout = convertModuleLayout && memoryFormat != MemoryLayout.Contiguous;
+        _transfersBatches = RootDevice.type != DeviceType.CPU || precision.Dtype is not null || memoryFormat != MemoryLayout.Contiguous;
     }
 
     /// <summary>Checkpoints are written in the background from now until <see cref="EndStage"/>.</summary>
