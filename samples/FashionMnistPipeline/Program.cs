@@ -21,8 +21,10 @@ if (!(args is [] || (args is ["--epochs", var e] && int.TryParse(e, NumberStyles
 }
 
 var mlContext = new MLContext(seed: 0);
-var train = Images.Load(mlContext, train: true);
-var test = Images.Load(mlContext, train: false);
+// A missing dataset is one line with the fix (the exception's message), not a stack trace.
+IDataView train, test;
+try { (train, test) = (Images.Load(mlContext, train: true), Images.Load(mlContext, train: false)); }
+catch (FileNotFoundException missing) { Console.Error.WriteLine($"error: {missing.Message}"); return 1; }
 Console.WriteLine($"Fashion-MNIST from {FashionMnist.DefaultRoot}: {train.GetRowCount():N0} training and {test.GetRowCount():N0} test images");
 
 var logs = Directory.CreateTempSubdirectory("fashion-mnist-pipeline-");
