@@ -55,7 +55,7 @@ internal static class CpuBenchmark
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  round {round + 1}: {string.Join("  ", Variants.Select((variant, v) => $"{variant.Name} {times[v]:0.00} ms/step"))}"));
         }
-        var (channelsLast, bf16) = (Median(ratios[0]), Median(ratios[1]));
+        var (channelsLast, bf16) = (Statistics.Median(ratios[0]), Statistics.Median(ratios[1]));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  medians of the per-round ratios: channels_last/default {channelsLast:0.000}, bf16+cl/default {bf16:0.000}"));
 
@@ -77,7 +77,7 @@ internal static class CpuBenchmark
         });
         GC.Collect();
         trainer.Fit(model, batches);
-        return Median(timer.Milliseconds.Skip(WarmupSteps).ToList());
+        return Statistics.Median(timer.Milliseconds.Skip(WarmupSteps).ToList());
     }
 
     /// <summary>ONNX Runtime's median forward time over TorchSharp's at batch 64, after printing batch 1 and 64.</summary>
@@ -115,53 +115,9 @@ internal static class CpuBenchmark
     private static (double TorchMs, double OrtMs) Forward(FashionCnn model, InferenceSession session, int batch, int rounds)
     {
         using var x = rand(batch, 28 * 28);
-        using var input = OrtValue.CreateTensorValueFromMemory(x.data<float>().ToArray(), x.shape);
-        using var runOptions = new RunOptions();
-        double TorchSharp()
-        {
-            var clock = Stopwatch.StartNew();
-            using (NewDisposeScope())
-            using (no_grad())
-                model.forward(x).data<float>();
-            return clock.Elapsed.TotalMilliseconds;
-        }
-        double OnnxRuntime()
-        {
-            var clock = Stopwatch.StartNew();
-            using (var outputs = session.Run(runOptions, session.InputNames, [input], session.OutputNames))
-                outputs[0].GetTensorDataAsSpan<float>();
-            return clock.Elapsed.TotalMilliseconds;
-        }
-
-        for (int i = 0; i < Math.Max(10, rounds / 10); i++)
-        {
-            TorchSharp();
-            OnnxRuntime();
-        }
-        var torchTimes = new List<double>(rounds);
-        var ortTimes = new List<double>(rounds);
-        for (int i = 0; i < rounds; i++)
-        {
-            // The order flips each round, so neither side always runs on the other's warm caches.
-            if (i % 2 == 0)
-            {
-                torchTimes.Add(TorchSharp());
-                ortTimes.Add(OnnxRuntime());
-            }
-            else
-            {
-                ortTimes.Add(OnnxRuntime());
-                torchTimes.Add(TorchSharp());
-            }
-        }
-        return (Median(torchTimes), Median(ortTimes));
+        return ForwardTiming.Medians(model.forward, session, x, rounds);
     }
 
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values.Count % 2 == 1 ? values[values.Count / 2] : (values[values.Count / 2 - 1] + values[values.Count / 2]) / 2;
-    }
 
     /// <summary>Wall time from each training batch's start hook to its end hook: forward, backward and optimizer step.</summary>
     private sealed class StepTimer : Callback

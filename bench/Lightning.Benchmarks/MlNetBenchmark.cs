@@ -100,7 +100,7 @@ internal static class MlNetBenchmark
             };
             foreach (var (key, run) in round % 2 == 0 ? runs : runs.Reverse()) times[key].Add(run());
         }
-        double e1 = Median(times["e1"]), eN = Median(times["eN"]), t1 = Median(times["t1"]), tN = Median(times["tN"]);
+        double e1 = Statistics.Median(times["e1"]), eN = Statistics.Median(times["eN"]), t1 = Statistics.Median(times["t1"]), tN = Statistics.Median(times["tN"]);
         double estimatorEpoch = (eN - e1) / (LongEpochs - 1), trainerEpoch = (tN - t1) / (LongEpochs - 1);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  fit, medians over {Rounds} rounds: estimator 1 epoch {e1:0.000} s, {LongEpochs} epochs {eN:0.000} s; Core Trainer on in-memory tensors 1 epoch {t1:0.000} s, {LongEpochs} epochs {tN:0.000} s"));
@@ -170,7 +170,7 @@ internal static class MlNetBenchmark
         }
         var rowRate = RowsPerSecond(() => ReadScores(rowByRow.Transform(data)));
         (rowByRow as IDisposable)?.Dispose();
-        double batched = Median(batchedRates), direct = Median(directRates);
+        double batched = Statistics.Median(batchedRates), direct = Statistics.Median(directRates);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  transform: batched Transform (blocks of {block}) median {batched:N0} rows/s, direct ONNX Runtime median {direct:N0} rows/s over {Rounds} rounds; saved chain (row by row) {rowRate:N0} rows/s"));
         return (batched / direct, batched / rowRate);
@@ -192,11 +192,6 @@ internal static class MlNetBenchmark
         return Rows / clock.Elapsed.TotalSeconds;
     }
 
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values.Count % 2 == 1 ? values[values.Count / 2] : (values[values.Count / 2 - 1] + values[values.Count / 2]) / 2;
-    }
 
     private static IDataView Load(MLContext mlContext, float[] features, int[] labels) =>
         mlContext.Data.LoadFromEnumerable(Enumerable.Range(0, labels.Length).Select(i => new Example

@@ -49,53 +49,10 @@ internal static class OnnxBenchmark
     private static double Compare(nn.Module<Tensor, Tensor> cnn, InferenceSession session, int batch, int rounds)
     {
         using var x = rand(batch, 1, 28, 28);
-        using var input = OrtValue.CreateTensorValueFromMemory(x.data<float>().ToArray(), x.shape);
-        using var runOptions = new RunOptions();
-        double TorchSharp()
-        {
-            var clock = Stopwatch.StartNew();
-            using (NewDisposeScope())
-            using (no_grad())
-                cnn.forward(x).data<float>();
-            return clock.Elapsed.TotalMilliseconds;
-        }
-        double OnnxRuntime()
-        {
-            var clock = Stopwatch.StartNew();
-            using (var outputs = session.Run(runOptions, session.InputNames, [input], session.OutputNames))
-                outputs[0].GetTensorDataAsSpan<float>();
-            return clock.Elapsed.TotalMilliseconds;
-        }
-
-        for (int i = 0; i < Math.Max(10, rounds / 10); i++)
-        {
-            TorchSharp();
-            OnnxRuntime();
-        }
-        var torchTimes = new List<double>(rounds);
-        var ortTimes = new List<double>(rounds);
-        for (int i = 0; i < rounds; i++)
-        {
-            if (i % 2 == 0)
-            {
-                torchTimes.Add(TorchSharp());
-                ortTimes.Add(OnnxRuntime());
-            }
-            else
-            {
-                ortTimes.Add(OnnxRuntime());
-                torchTimes.Add(TorchSharp());
-            }
-        }
-        double torchMedian = Median(torchTimes), ortMedian = Median(ortTimes);
+        var (torchMedian, ortMedian) = ForwardTiming.Medians(cnn.forward, session, x, rounds);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  batch {batch,2}: TorchSharp median {torchMedian:0.000} ms, ONNX Runtime median {ortMedian:0.000} ms over {rounds} alternating rounds; ORT/TorchSharp = {ortMedian / torchMedian:0.000}"));
         return ortMedian / torchMedian;
     }
 
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values.Count % 2 == 1 ? values[values.Count / 2] : (values[values.Count / 2 - 1] + values[values.Count / 2]) / 2;
-    }
 }

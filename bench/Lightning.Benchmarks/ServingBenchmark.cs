@@ -145,10 +145,10 @@ internal static class ServingBenchmark
             Console.WriteLine($"{"scenario",-32} {"conc",4} {"req/s",10} {"p50 µs",10} {"p99 µs",10} {"cpu µs/req",11}");
             foreach (var ((name, c), list) in results.OrderBy(r => r.Key.Name).ThenBy(r => r.Key.Concurrency))
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{name,-32} {c,4} {Median(list.Select(s => s.Rps)),10:0} {Median(list.Select(s => s.P50)),10:0} {Median(list.Select(s => s.P99)),10:0} {Median(list.Select(s => s.CpuMicroseconds)),11:0}"));
-            var x = Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(b)", 1, r).P50 - Cell(results, "(d)", 1, r).P50));
-            var y = Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(b)", 32, r).Rps / Cell(results, "(a)", 32, r).Rps));
-            var z = Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(e)", 32, r).Rps / Cell(results, "(b)", 32, r).Rps));
+                    $"{name,-32} {c,4} {Statistics.Median(list.Select(s => s.Rps)),10:0} {Statistics.Median(list.Select(s => s.P50)),10:0} {Statistics.Median(list.Select(s => s.P99)),10:0} {Statistics.Median(list.Select(s => s.CpuMicroseconds)),11:0}"));
+            var x = Statistics.Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(b)", 1, r).P50 - Cell(results, "(d)", 1, r).P50));
+            var y = Statistics.Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(b)", 32, r).Rps / Cell(results, "(a)", 32, r).Rps));
+            var z = Statistics.Median(Enumerable.Range(0, Rounds).Select(r => Cell(results, "(e)", 32, r).Rps / Cell(results, "(b)", 32, r).Rps));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"serving: v2 c=1 p50 over bare HTTP = {x:0} µs; v2/MapPredict req/s c=32 = {y:0.00}; grpc/rest req/s c=32 = {z:0.00}"));
         }
@@ -170,11 +170,6 @@ internal static class ServingBenchmark
             $"v2/MapPredict c=32 {Cell(results, "(b)", 32, round).Rps / Cell(results, "(a)", 32, round).Rps:0.00}, " +
             $"grpc/rest c=32 {Cell(results, "(e)", 32, round).Rps / Cell(results, "(b)", 32, round).Rps:0.00}");
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     private static void SaveMlNetModel(string onnx, string zip)
     {

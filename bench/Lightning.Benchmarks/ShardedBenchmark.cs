@@ -46,7 +46,7 @@ internal static class ShardedBenchmark
             ratios.Add((sharded.StateBytes / ddp.StateBytes, sharded.PeakRss / ddp.PeakRss, sharded.StepMs / ddp.StepMs));
         }
         Console.WriteLine(Invariant(
-            $"sharded: state/rank = {Median(ratios.Select(r => r.State)):0.000}; rss/rank = {Median(ratios.Select(r => r.Rss)):0.000}; step time = {Median(ratios.Select(r => r.Step)):0.000}"));
+            $"sharded: state/rank = {Statistics.Median(ratios.Select(r => r.State)):0.000}; rss/rank = {Statistics.Median(ratios.Select(r => r.Rss)):0.000}; step time = {Statistics.Median(ratios.Select(r => r.Step)):0.000}"));
     }
 
     private sealed record Result(double StateBytes, double PeakRss, double StepMs);
@@ -89,7 +89,7 @@ internal static class ShardedBenchmark
         var optimizer = trainer.Optimizers[0];
         var stepping = trainer.Strategy is DdpShardedStrategy sharded ? sharded.SteppingOptimizer(optimizer) : optimizer;
         var stateBytes = OptimizerStates.Bytes((OptimizerHelper)stepping);
-        var line = Invariant($"{stateBytes} {PeakResidentBytes()} {Median(timer.StepMs.Skip(Warmup))}");
+        var line = Invariant($"{stateBytes} {PeakResidentBytes()} {Statistics.Median(timer.StepMs.Skip(Warmup))}");
         // Ranks append in turn, so the lines never interleave.
         for (int rank = 0; rank < trainer.WorldSize; rank++)
         {
@@ -103,11 +103,6 @@ internal static class ShardedBenchmark
         long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
             CultureInfo.InvariantCulture) * 1024;
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
