@@ -69,7 +69,7 @@ internal static class CpuBenchmark
     {
         manual_seed(1);
         var model = new FashionCnn(maxLr: 3e-3, totalSteps: batches.Count);
-        var timer = new StepTimer();
+        var timer = new BatchTimer();
         var trainer = new Trainer(new TrainerOptions
         {
             MaxEpochs = 1, Precision = precision, MemoryFormat = memoryFormat, Accelerator = "cpu", Loggers = [], Callbacks = [timer],
@@ -116,19 +116,5 @@ internal static class CpuBenchmark
     {
         using var x = rand(batch, 28 * 28);
         return ForwardTiming.Medians(model.forward, session, x, rounds);
-    }
-
-
-    /// <summary>Wall time from each training batch's start hook to its end hook: forward, backward and optimizer step.</summary>
-    private sealed class StepTimer : Callback
-    {
-        private readonly Stopwatch _clock = new();
-
-        public List<double> Milliseconds { get; } = [];
-
-        public override void OnTrainBatchStart(Trainer trainer, LightningModule module, object? batch, int batchIdx) => _clock.Restart();
-
-        public override void OnTrainBatchEnd(Trainer trainer, LightningModule module, double? loss, object? batch, int batchIdx) =>
-            Milliseconds.Add(_clock.Elapsed.TotalMilliseconds);
     }
 }

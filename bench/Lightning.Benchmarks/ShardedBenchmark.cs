@@ -76,7 +76,7 @@ internal static class ShardedBenchmark
     private static void RunRank(string strategyName, string resultFile)
     {
         set_num_threads(1);
-        var timer = new StepTimer();
+        var timer = new BatchTimer();
         var trainer = new Trainer(new TrainerOptions
         {
             Strategy = strategyName, Devices = 2, Accelerator = "cpu", MaxSteps = Steps, Loggers = [], EnableCheckpointing = false,
@@ -89,7 +89,7 @@ internal static class ShardedBenchmark
         var optimizer = trainer.Optimizers[0];
         var stepping = trainer.Strategy is DdpShardedStrategy sharded ? sharded.SteppingOptimizer(optimizer) : optimizer;
         var stateBytes = OptimizerStates.Bytes((OptimizerHelper)stepping);
-        var line = Invariant($"{stateBytes} {PeakResidentBytes()} {Statistics.Median(timer.StepMs.Skip(Warmup))}");
+        var line = Invariant($"{stateBytes} {PeakResidentBytes()} {Statistics.Median(timer.Milliseconds.Skip(Warmup))}");
         // Ranks append in turn, so the lines never interleave.
         for (int rank = 0; rank < trainer.WorldSize; rank++)
         {
@@ -131,17 +131,5 @@ internal static class ShardedBenchmark
         }
 
         public override OptimizerConfiguration ConfigureOptimizers() => optim.Adam(parameters(), 1e-4);
-    }
-
-    private sealed class StepTimer : Callback
-    {
-        private readonly Stopwatch _clock = new();
-
-        public List<double> StepMs { get; } = [];
-
-        public override void OnTrainBatchStart(Trainer trainer, LightningModule module, object? batch, int batchIdx) => _clock.Restart();
-
-        public override void OnTrainBatchEnd(Trainer trainer, LightningModule module, double? loss, object? batch, int batchIdx) =>
-            StepMs.Add(_clock.Elapsed.TotalMilliseconds);
     }
 }
