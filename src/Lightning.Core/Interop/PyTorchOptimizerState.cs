@@ -121,29 +121,31 @@ internal static class PyTorchOptimizerState
         if (Number(group, "initial_lr") is { } initial) options.InitialLearningRate = initial;
         switch (options)
         {
-            case Adam.Options a:
-                (a.beta1, a.beta2) = Betas(group) ?? (a.beta1, a.beta2);
-                a.eps = Number(group, "eps") ?? a.eps;
-                a.weight_decay = Number(group, "weight_decay") ?? a.weight_decay;
-                a.amsgrad = group.GetValueOrDefault("amsgrad") as bool? ?? a.amsgrad;
-                a.maximize = group.GetValueOrDefault("maximize") as bool? ?? a.maximize;
+            // Adam's and AdamW's options are separate types with the same fields, named as PyTorch's keys.
+            case Adam.Options or AdamW.Options:
+                if (Betas(group) is var (beta1, beta2))
+                {
+                    SetField(options, "beta1", beta1);
+                    SetField(options, "beta2", beta2);
+                }
+                foreach (var key in new[] { "eps", "weight_decay", "amsgrad", "maximize" }) SetField(options, key, Value(group, key));
                 break;
-            case AdamW.Options a:
-                (a.beta1, a.beta2) = Betas(group) ?? (a.beta1, a.beta2);
-                a.eps = Number(group, "eps") ?? a.eps;
-                a.weight_decay = Number(group, "weight_decay") ?? a.weight_decay;
-                a.amsgrad = group.GetValueOrDefault("amsgrad") as bool? ?? a.amsgrad;
-                a.maximize = group.GetValueOrDefault("maximize") as bool? ?? a.maximize;
-                break;
-            case SGD.Options s:
-                s.momentum = Number(group, "momentum") ?? s.momentum;
-                s.dampening = Number(group, "dampening") ?? s.dampening;
-                s.weight_decay = Number(group, "weight_decay") ?? s.weight_decay;
-                s.nesterov = group.GetValueOrDefault("nesterov") as bool? ?? s.nesterov;
-                s.maximize = group.GetValueOrDefault("maximize") as bool? ?? s.maximize;
+            case SGD.Options:
+                foreach (var key in new[] { "momentum", "dampening", "weight_decay", "nesterov", "maximize" }) SetField(options, key, Value(group, key));
                 break;
         }
     }
+
+    /// <summary>Sets the option field <paramref name="name"/> (a double? or bool?) when PyTorch gave a value for it.</summary>
+    private static void SetField(OptimizerOptions options, string name, object? value)
+    {
+        if (value is null) return;
+        options.GetType().GetField(name)!.SetValue(options, value);
+    }
+
+    /// <summary>A group's number (as double) or flag (as bool), or null when absent.</summary>
+    private static object? Value(Dictionary<object, object?> group, string key) =>
+        group.GetValueOrDefault(key) is bool flag ? flag : Number(group, key);
 
     private static (double?, double?)? Betas(Dictionary<object, object?> group) =>
         group.GetValueOrDefault("betas") is object?[] { Length: 2 } b ? (AsDouble(b[0]), AsDouble(b[1])) : null;
