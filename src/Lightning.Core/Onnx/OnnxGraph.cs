@@ -86,7 +86,7 @@ public sealed class OnnxGraph
     /// <param name="opType">The ONNX operator (default domain), e.g. <c>"Gemm"</c>.</param>
     /// <param name="inputs">Its inputs; null for an optional input left out.</param>
     /// <param name="attributes">Attributes by name: <see cref="long"/>, <see cref="int"/>, <see cref="bool"/>, <see cref="float"/>,
-    /// <see cref="double"/>, <see cref="string"/>, <c>long[]</c>, <c>float[]</c> or a <see cref="Tensor"/>.</param>
+    /// <see cref="double"/>, <see cref="string"/>, <c>string[]</c>, <c>long[]</c>, <c>float[]</c> or a <see cref="Tensor"/>.</param>
     /// <param name="evaluate">The same computation in TorchSharp, so the output's shape is known; without it the output
     /// can only feed nodes whose outputs need no shape.</param>
     public OnnxValue Node(string opType, IReadOnlyList<OnnxValue?> inputs, IReadOnlyDictionary<string, object>? attributes = null,
@@ -442,6 +442,10 @@ public sealed class OnnxGraph
                 attribute.Type = AttributeProto.Types.AttributeType.String;
                 attribute.S = ByteString.CopyFromUtf8(s);
                 break;
+            case string[] strings:
+                attribute.Type = AttributeProto.Types.AttributeType.Strings;
+                attribute.Strings.AddRange(strings.Select(ByteString.CopyFromUtf8));
+                break;
             case long[] ints:
                 attribute.Type = AttributeProto.Types.AttributeType.Ints;
                 attribute.Ints.AddRange(ints);
@@ -458,7 +462,7 @@ public sealed class OnnxGraph
                 break;
             default:
                 throw new ArgumentException(
-                    $"Attribute '{name}' of node {node.Name} is a {value.GetType().Name}; use long, int, bool, float, double, string, long[], float[] or Tensor.");
+                    $"Attribute '{name}' of node {node.Name} is a {value.GetType().Name}; use long, int, bool, float, double, string, string[], long[], float[] or Tensor.");
         }
         return attribute;
     }

@@ -148,25 +148,29 @@ public class OnnxLayerTests
         OnnxParity.AssertMatches(module(), input, new OnnxExportOptions { Opset = opset });
     }
 
-    public static TheoryData<bool, long, bool, bool> RecurrentShapes => new()
+    public static TheoryData<string, long, bool, bool> RecurrentShapes => new()
     {
-        // lstm, layers, bidirectional, batch first
-        { true, 1, false, false },
-        { true, 2, true, true },
-        { false, 1, false, false },
-        { false, 2, true, true },
+        // kind, layers, bidirectional, batch first
+        { "LSTM", 1, false, false },
+        { "LSTM", 2, true, true },
+        { "GRU", 1, false, false },
+        { "GRU", 2, true, true },
+        { "RNN tanh", 1, false, true },
+        { "RNN relu", 2, true, false },
     };
 
     [Theory]
     [MemberData(nameof(RecurrentShapes))]
-    public void ToOnnx_Recurrent_MatchesEveryOutput(bool lstm, long layers, bool bidirectional, bool batchFirst)
+    public void ToOnnx_Recurrent_MatchesEveryOutput(string kind, long layers, bool bidirectional, bool batchFirst)
     {
         manual_seed(2);
-        nn.Module rnn = lstm
-            ? nn.LSTM(5, 6, numLayers: layers, bidirectional: bidirectional, batchFirst: batchFirst)
-            : nn.GRU(5, 6, numLayers: layers, bidirectional: bidirectional, batchFirst: batchFirst);
-        // The sequence length changes with the batch, so both dynamic axes are exercised.
-        Tensor Input(long b) => batchFirst ? randn(b, b + 3, 5) : randn(b + 3, b, 5);
+        nn.Module rnn = kind switch
+        {
+            "LSTM" => nn.LSTM(5, 6, numLayers: layers, bidirectional: bidirectional, batchFirst: batchFirst),
+            "GRU" => nn.GRU(5, 6, numLayers: layers, bidirectional: bidirectional, batchFirst: batchFirst),
+            _ => nn.RNN(5, 6, layers, kind == "RNN relu" ? nn.NonLinearities.ReLU : nn.NonLinearities.Tanh, bidirectional: bidirectional, batchFirst: batchFirst),
+        };
+        Tensor Input(long b, long s) => batchFirst ? randn(b, s, 5) : randn(s, b, 5);
         var options = new OnnxExportOptions
         {
             DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>>
@@ -175,7 +179,64 @@ public class OnnxLayerTests
             },
         };
 
-        OnnxParity.AssertMatches(rnn, b => [Input(b)], s => Forward(rnn, s), options);
+        OnnxParity.AssertMatches(rnn, (b, s) => [Input(b, s)], s => Forward(rnn, s), options);
+    }
+
+    private sealed record MultiInputCase(Func<nn.Module> Module, Func<long, Tensor[]> Inputs, Func<nn.Module, Tensor[], Tensor> Forward);
+
+    private static readonly Dictionary<string, MultiInputCase> s_multiInput = new()
+    {
+        ["Bilinear"] = new(() => nn.Bilinear(4, 3, 5), b => [randn(b, 4), randn(b, 3)], (m, x) => ((Bilinear)m).forward(x[0], x[1])),
+        ["Bilinear 3-D no bias"] = new(() => nn.Bilinear(4, 3, 5, hasBias: false), b => [randn(b, 2, 4), randn(b, 2, 3)], (m, x) => ((Bilinear)m).forward(x[0], x[1])),
+        ["CosineSimilarity"] = new(() => nn.CosineSimilarity(), b => [randn(b, 6), randn(b, 6)], (m, x) => ((CosineSimilarity)m).forward(x[0], x[1])),
+        ["CosineSimilarity last axis"] = new(() => nn.CosineSimilarity(-1), b => [randn(b, 3, 6), randn(b, 3, 6)], (m, x) => ((CosineSimilarity)m).forward(x[0], x[1])),
+        ["PairwiseDistance p 2"] = new(() => nn.PairwiseDistance(), b => [randn(b, 6), randn(b, 6)], (m, x) => ((PairwiseDistance)m).forward(x[0], x[1])),
+        ["PairwiseDistance p 1 keepdim"] = new(() => nn.PairwiseDistance(1, keepdim: true), b => [randn(b, 6), randn(b, 6)], (m, x) => ((PairwiseDistance)m).forward(x[0], x[1])),
+        ["PairwiseDistance p 3"] = new(() => nn.PairwiseDistance(3), b => [randn(b, 6), randn(b, 6)], (m, x) => ((PairwiseDistance)m).forward(x[0], x[1])),
+        ["PairwiseDistance p inf"] = new(() => nn.PairwiseDistance(double.PositiveInfinity), b => [randn(b, 6), randn(b, 6)], (m, x) => ((PairwiseDistance)m).forward(x[0], x[1])),
+        ["EmbeddingBag sum"] = new(() => nn.EmbeddingBag(10, 4, mode: EmbeddingBagMode.Sum), b => [randint(0, 10, [b, 5])], (m, x) => ((EmbeddingBag)m).forward(x[0], null!, null!)),
+        ["EmbeddingBag mean"] = new(() => nn.EmbeddingBag(10, 4, mode: EmbeddingBagMode.Mean), b => [randint(0, 10, [b, 5])], (m, x) => ((EmbeddingBag)m).forward(x[0], null!, null!)),
+        ["EmbeddingBag max"] = new(() => nn.EmbeddingBag(10, 4, mode: EmbeddingBagMode.Max), b => [randint(0, 10, [b, 5])], (m, x) => ((EmbeddingBag)m).forward(x[0], null!, null!)),
+    };
+
+    public static TheoryData<string, int> MultiInputLayers()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var name in s_multiInput.Keys)
+            foreach (var opset in new[] { 17, 18 })
+                data.Add(name, opset);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(MultiInputLayers))]
+    public void ToOnnx_MultiInputLayer_MatchesTorchSharp(string layer, int opset)
+    {
+        var (module, inputs, forward) = s_multiInput[layer];
+        manual_seed(4);
+        var m = module();
+        var names = Enumerable.Range(0, inputs(1).Length).Select(i => $"input_{i}").ToArray();
+        OnnxParity.AssertMatches(m, inputs, x => [forward(m, x)], new OnnxExportOptions
+        {
+            Opset = opset,
+            InputNames = names,
+            DynamicAxes = names.ToDictionary(n => n, IReadOnlyDictionary<int, string> (_) => new Dictionary<int, string> { [0] = "batch" }),
+        });
+    }
+
+    public static TheoryData<int> AllOpsets => [13, 14, 15, 16, 17, 18, 19, 20, 21];
+
+    /// <summary>One model through the layers whose lowering changes with the opset, exported at every opset.</summary>
+    [Theory]
+    [MemberData(nameof(AllOpsets))]
+    public void ToOnnx_OpsetDependentLayers_MatchAtEveryOpset(int opset)
+    {
+        manual_seed(5);
+        var model = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding: 1, padding_mode: PaddingModes.Circular), Perturbed(nn.GroupNorm(3, 6)), nn.Mish(), nn.Hardswish(),
+            nn.LPPool2d(2, 2), nn.Upsample(scale_factor: [2, 2], mode: UpsampleMode.Bilinear), nn.ReflectionPad2d(1),
+            nn.AdaptiveAvgPool2d([1, 1]), nn.Flatten(), nn.LayerNorm(6), nn.GELU(GELU.Approximate.tanh), nn.Linear(6, 3), nn.Softmax(-1));
+        OnnxParity.AssertMatches(model, b => randn(b, 3, 6, 6), new OnnxExportOptions { Opset = opset });
     }
 
     [Theory]
@@ -204,7 +265,8 @@ public class OnnxLayerTests
             var (y, h, c) = lstm.forward(inputs[0], inputs.Length == 3 ? (inputs[1], inputs[2]) : null);
             return [y, h, c];
         }
-        var (output, hidden) = ((GRU)rnn).forward(inputs[0], inputs.Length == 2 ? inputs[1] : null);
+        var (output, hidden) = rnn is GRU gru ? gru.forward(inputs[0], inputs.Length == 2 ? inputs[1] : null)
+            : ((RNN)rnn).forward(inputs[0], inputs.Length == 2 ? inputs[1] : null);
         return [output, hidden];
     }
 

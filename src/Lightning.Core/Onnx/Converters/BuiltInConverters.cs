@@ -13,6 +13,8 @@ internal static class BuiltInConverters
         PoolingConverters.Register(add);
         PaddingConverters.Register(add);
         ResamplingConverters.Register(add);
+        EmbeddingConverters.Register(add);
+        DistanceConverters.Register(add);
         RecurrentConverters.Register(add);
         AttentionConverters.Register(add);
     }

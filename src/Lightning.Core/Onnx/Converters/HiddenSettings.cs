@@ -7,8 +7,7 @@ namespace Lightning.Onnx.Converters;
 /// <summary>
 /// The settings of TorchSharp's attention and transformer modules that the parameters do not show: the number of heads,
 /// the feed-forward activation and add_zero_attn. TorchSharp 0.107 keeps them inside libtorch's C++ module with no
-/// getter, so they are identified: each possible setting is built as a fresh module with the same parameters, and the
-/// one whose forward matches the module's own on a fixed random input is taken.
+/// getter, so they are identified with <see cref="SettingProbe"/>.
 /// </summary>
 internal sealed record HiddenSettings(long Heads, bool Gelu, bool ZeroAttention)
 {
@@ -80,7 +79,9 @@ internal sealed record HiddenSettings(long Heads, bool Gelu, bool ZeroAttention)
             default:
                 throw new InvalidOperationException($"{module.GetType().Name} has no hidden settings to identify.");
         }
-        return Identify(module, g, p, candidates, run, device);
+        return SettingProbe.Identify(module, g, p, candidates, run,
+            "number of heads and activation", "heads dividing the model size; ReLU or GELU; add_zero_attn",
+            "Describe the block with MultiheadAttention, Linear and LayerNorm in an IOnnxExportable module instead.");
     }
 
     private static IEnumerable<(HiddenSettings, Func<nn.Module>)> Each(long[] heads, (bool Gelu, nn.Activations Activation)[] activations,
@@ -88,36 +89,4 @@ internal sealed record HiddenSettings(long Heads, bool Gelu, bool ZeroAttention)
         from h in heads
         from a in activations
         select (new HiddenSettings(h, a.Gelu, false), (Func<nn.Module>)(() => build(h, a.Activation)));
-
-    private static HiddenSettings Identify(nn.Module module, OnnxGraph g, IReadOnlyDictionary<string, Tensor> p,
-        IEnumerable<(HiddenSettings Settings, Func<nn.Module> Build)> candidates, Func<nn.Module, Tensor> run, Device device)
-    {
-        // Building candidates initializes their weights from the global generator; the caller's random stream stays as it was.
-        var rngState = get_rng_state();
-        try
-        {
-            using var noGrad = no_grad();
-            using var scope = NewDisposeScope();
-            var expected = run(module);
-            foreach (var (settings, build) in candidates)
-            {
-                using var candidate = build();
-                candidate.to(p.Values.First().dtype).to(device);
-                var theirs = candidate.named_parameters().ToDictionary(e => e.name, e => e.parameter);
-                if (theirs.Count != p.Count || p.Any(e => !theirs.TryGetValue(e.Key, out var t) || !t.shape.SequenceEqual(e.Value.shape)))
-                    continue;
-                foreach (var (name, value) in p) theirs[name].copy_(value);
-                candidate.eval();
-                if (run(candidate).allclose(expected, 1e-4, 1e-5)) return settings;
-            }
-        }
-        finally
-        {
-            set_rng_state(rngState);
-        }
-        throw new NotSupportedException(
-            $"{module.GetType().Name} {OnnxGraph.DisplayPath(g.ModulePath)}: TorchSharp keeps its number of heads and activation inside libtorch " +
-            "with no getter, and no setting the exporter knows (heads dividing the model size; ReLU or GELU; add_zero_attn) reproduces its forward, " +
-            "so it cannot be written. Describe the block with MultiheadAttention, Linear and LayerNorm in an IOnnxExportable module instead.");
-    }
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace Lightning.Onnx.Converters;
 
-/// <summary>Converters for TorchSharp's containers, linear, convolution, batch and layer normalization, dropout, shape and embedding layers.</summary>
+/// <summary>Converters for TorchSharp's containers, linear and bilinear, convolution, batch and layer normalization, dropout and shape layers.</summary>
 internal static class LayerConverters
 {
     public static void Register(Action<Type, OnnxConverter<nn.Module>> add)
@@ -16,6 +16,7 @@ internal static class LayerConverters
             return x;
         });
         Add<Linear>(add, Linear);
+        add(typeof(Bilinear), (m, g, inputs) => [Bilinear((Bilinear)m, g, inputs)]);
         Add<Convolution>(add, Convolution);
         Add<ConvolutionTranspose>(add, ConvolutionTranspose);
         Add<BatchNorm>(add, BatchNorm);
@@ -30,7 +31,6 @@ internal static class LayerConverters
         Add<Identity>(add, (_, _, x) => x);
         Add<Flatten>(add, Flatten);
         Add<Unflatten>(add, (m, g, x) => g.ReshapeLike(x, m.forward));
-        Add<Embedding>(add, Embedding);
     }
 
     /// <summary>Registers a converter of a single-input, single-output layer.</summary>
@@ -43,6 +43,14 @@ internal static class LayerConverters
                     $"{typeof(TModule).Name} {OnnxGraph.DisplayPath(graph.ModulePath)} takes one input; it was called with {inputs.Count}.", nameof(inputs));
             return [convert((TModule)module, graph, inputs[0])];
         });
+
+    /// <summary>Gives <paramref name="output"/> the shape of the layer's own forward on <paramref name="inputs"/> (for layers with several inputs).</summary>
+    internal static OnnxValue WithSample(OnnxGraph g, OnnxValue output, IReadOnlyList<OnnxValue> inputs, Func<IReadOnlyList<Tensor>, Tensor> forward)
+    {
+        var (sample, probe) = g.Evaluate(forward, inputs);
+        output.SetSamples(sample, probe);
+        return output;
+    }
 
     internal static Dictionary<string, object> Attributes(params (string Name, object Value)[] attributes) =>
         attributes.ToDictionary(a => a.Name, a => a.Value);
@@ -64,6 +72,17 @@ internal static class LayerConverters
         // Gemm is 2-D only; other ranks multiply by the transposed weight and broadcast the bias.
         var y = g.Node("MatMul", [x, g.Initializer(linear.weight.t(), "weight_t")]);
         return bias is null ? y : g.Node("Add", [y, bias]);
+    }
+
+    private static OnnxValue Bilinear(Bilinear bilinear, OnnxGraph g, IReadOnlyList<OnnxValue> inputs)
+    {
+        if (inputs.Count != 2)
+            throw new ArgumentException(
+                $"Bilinear {OnnxGraph.DisplayPath(g.ModulePath)} takes two inputs; it was called with {inputs.Count}.", nameof(inputs));
+        // y = x1ᵀ A x2 + b for each output feature, over any leading axes.
+        var y = g.Node("Einsum", [inputs[0], g.Initializer(bilinear.weight, "weight"), inputs[1]], Attributes(("equation", "...i,oij,...j->...o")));
+        y = bilinear.bias is null ? y : g.Node("Add", [y, g.Initializer(bilinear.bias, "bias")]);
+        return WithSample(g, y, inputs, s => bilinear.forward(s[0], s[1]));
     }
 
     private static OnnxValue Convolution(Convolution conv, OnnxGraph g, OnnxValue x)
@@ -166,14 +185,6 @@ internal static class LayerConverters
         if (end == rank - 1 && start == 1)
             return g.Node("Flatten", [x], Attributes(("axis", 1L)));
         return g.ReshapeLike(x, flatten.forward);
-    }
-
-    private static OnnxValue Embedding(Embedding embedding, OnnxGraph g, OnnxValue x)
-    {
-        if (x.ElementType is not (ScalarType.Int64 or ScalarType.Int32))
-            throw new ArgumentException(
-                $"Embedding {OnnxGraph.DisplayPath(g.ModulePath)} takes integer indices; the input is {x.ElementType}.", "inputSample");
-        return g.Node("Gather", [g.Initializer(embedding.weight!, "weight"), x], Attributes(("axis", 0L)));
     }
 
     internal static long[] Expand(long[]? values, int dims, long fallback) => values switch
