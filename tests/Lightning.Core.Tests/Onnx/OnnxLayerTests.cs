@@ -135,6 +135,10 @@ public class OnnxLayerTests
         ["Dropout3d"] = new(() => nn.Dropout3d(0.5), b => randn([b, 2, 3, 3, 3])),
         ["AlphaDropout"] = new(() => nn.AlphaDropout(0.5), b => randn(b, 6)),
         ["FeatureAlphaDropout"] = new(() => nn.FeatureAlphaDropout(0.5), b => randn(b, 3, 4)),
+        ["Unfold"] = new(() => nn.Unfold((2, 3), padding: (1, 1), stride: (2, 1)), b => randn(b, 3, 6, 7)),
+        ["Unfold dilation"] = new(() => nn.Unfold(2, dilation: 2), b => randn(b, 2, 5, 5)),
+        ["Fold"] = new(() => nn.Fold((5, 6), (2, 2)), b => randn(b, 3 * 4, 4 * 5)),
+        ["Fold stride padding"] = new(() => nn.Fold((6, 6), (3, 3), padding: (1, 1), stride: (2, 2)), b => randn(b, 2 * 9, 3 * 3)),
     };
 
     public static TheoryData<string> Layers => [.. s_cases.Keys];
@@ -180,6 +184,39 @@ public class OnnxLayerTests
         };
 
         OnnxParity.AssertMatches(rnn, (b, s) => [Input(b, s)], s => Forward(rnn, s), options);
+    }
+
+    public static TheoryData<string, bool> Cells => new()
+    {
+        { "RNNCell tanh", false }, { "RNNCell relu", true }, { "GRUCell", false }, { "GRUCell", true }, { "LSTMCell", false }, { "LSTMCell", true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cells))]
+    public void ToOnnx_RecurrentCell_MatchesEveryOutput(string kind, bool withState)
+    {
+        manual_seed(3);
+        nn.Module cell = kind switch
+        {
+            "LSTMCell" => nn.LSTMCell(5, 6),
+            "GRUCell" => nn.GRUCell(5, 6),
+            _ => nn.RNNCell(5, 6, kind == "RNNCell relu" ? nn.NonLinearities.ReLU : nn.NonLinearities.Tanh),
+        };
+        int states = !withState ? 0 : kind == "LSTMCell" ? 2 : 1;
+        Tensor[] Inputs(long b) => [randn(b, 5), .. Enumerable.Range(0, states).Select(_ => randn(b, 6))];
+        Tensor[] Forward(Tensor[] x) => cell switch
+        {
+            // TorchSharp 0.107's LSTMCell fails without a state; zeros is PyTorch's default.
+            LSTMCell lstm => lstm.forward(x[0], x.Length == 3 ? (x[1], x[2]) : (zeros(x[0].size(0), 6), zeros(x[0].size(0), 6))) is var (h, c) ? [h, c] : [],
+            GRUCell gru => [gru.forward(x[0], x.Length == 2 ? x[1] : null!)],
+            _ => [((RNNCell)cell).forward(x[0], x.Length == 2 ? x[1] : null!)],
+        };
+        var names = Enumerable.Range(0, 1 + states).Select(i => $"input_{i}").ToArray();
+        OnnxParity.AssertMatches(cell, Inputs, Forward, new OnnxExportOptions
+        {
+            InputNames = names,
+            DynamicAxes = names.ToDictionary(n => n, IReadOnlyDictionary<int, string> (_) => new Dictionary<int, string> { [0] = "batch" }),
+        });
     }
 
     private sealed record MultiInputCase(Func<nn.Module> Module, Func<long, Tensor[]> Inputs, Func<nn.Module, Tensor[], Tensor> Forward);

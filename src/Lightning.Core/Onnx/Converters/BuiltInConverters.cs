@@ -13,9 +13,11 @@ internal static class BuiltInConverters
         PoolingConverters.Register(add);
         PaddingConverters.Register(add);
         ResamplingConverters.Register(add);
+        PatchConverters.Register(add);
         EmbeddingConverters.Register(add);
         DistanceConverters.Register(add);
         RecurrentConverters.Register(add);
+        RecurrentCellConverters.Register(add);
         AttentionConverters.Register(add);
     }
 }

@@ -38,7 +38,7 @@ internal static class RecurrentConverters
         bool batchFirst = Field<bool>(rnn, "_batch_first");
         int directions = Field<bool>(rnn, "_bidirectional") ? 2 : 1;
         var parameters = rnn.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
-        var gates = type switch { "LSTM" => s_lstmGates, "GRU" => s_gruGates, _ => [0] };
+        var gates = GatesOf(type);
         var nonlinearity = type == "RNN" ? Nonlinearity((RNN)rnn, g, parameters, hidden, layers, batchFirst, directions) : null;
 
         // The node runs time-major; batch-first input is transposed in and out (ONNX's layout attribute needs opset 14).
@@ -97,7 +97,10 @@ internal static class RecurrentConverters
             m => ((RNN)m).forward(input, null).Item1, "nonlinearity", "tanh or ReLU", "");
     }
 
-    private static Tensor Reorder(Tensor weight, int[] gates)
+    /// <summary>Where ONNX's <paramref name="op"/> (LSTM, GRU, RNN) takes each of PyTorch's stacked gates.</summary>
+    internal static int[] GatesOf(string op) => op switch { "LSTM" => s_lstmGates, "GRU" => s_gruGates, _ => [0] };
+
+    internal static Tensor Reorder(Tensor weight, int[] gates)
     {
         var chunks = weight.detach().chunk(gates.Length, 0);
         return cat(gates.Select(i => chunks[i]).ToArray());
