@@ -32,6 +32,8 @@ public class OnnxLayerTests
         ["Flatten everything"] = new(() => nn.Flatten(0, -1), b => randn(b, 3, 4)),
         ["Unflatten"] = new(() => nn.Unflatten(1, [4, 5]), b => randn(b, 20)),
         ["Embedding"] = new(() => nn.Embedding(10, 4), b => randint(0, 10, [b, 7])),
+        ["Embedding padding_idx"] = new(() => nn.Embedding(10, 4, padding_idx: 0), b => randint(0, 10, [b, 7])),
+        ["Embedding max_norm"] = new(() => nn.Embedding(10, 4, max_norm: 1.0), b => randint(0, 10, [b, 7])),
         ["MaxPool2d"] = new(() => nn.MaxPool2d(3, stride: 2, padding: 1), b => randn(b, 3, 9, 9)),
         ["MaxPool2d dilation"] = new(() => nn.MaxPool2d(2, dilation: 2), b => randn(b, 3, 9, 9)),
         ["AvgPool2d"] = new(() => nn.AvgPool2d(2), b => randn(b, 3, 8, 8)),
@@ -233,6 +235,7 @@ public class OnnxLayerTests
         ["PairwiseDistance p inf"] = new(() => nn.PairwiseDistance(double.PositiveInfinity), b => [randn(b, 6), randn(b, 6)], (m, x) => ((PairwiseDistance)m).forward(x[0], x[1])),
         ["EmbeddingBag sum"] = new(() => nn.EmbeddingBag(10, 4, mode: EmbeddingBagMode.Sum), b => [randint(0, 10, [b, 5])], (m, x) => ((EmbeddingBag)m).forward(x[0], null!, null!)),
         ["EmbeddingBag mean"] = new(() => nn.EmbeddingBag(10, 4, mode: EmbeddingBagMode.Mean), b => [randint(0, 10, [b, 5])], (m, x) => ((EmbeddingBag)m).forward(x[0], null!, null!)),
+        ["EmbeddingBag max_norm"] = new(() => nn.EmbeddingBag(10, 4, max_norm: 0.5, mode: EmbeddingBagMode.Sum), b => [randint(0, 10, [b, 5])], (m, x) => ((EmbeddingBag)m).forward(x[0], null!, null!)),
         ["EmbeddingBag max"] = new(() => nn.EmbeddingBag(10, 4, mode: EmbeddingBagMode.Max), b => [randint(0, 10, [b, 5])], (m, x) => ((EmbeddingBag)m).forward(x[0], null!, null!)),
     };
 

@@ -5,14 +5,15 @@ using static TorchSharp.torch;
 namespace Lightning.Onnx.Converters;
 
 /// <summary>
-/// Embedding and EmbeddingBag as table lookups. padding_idx only changes gradients, so a lookup is the whole forward;
-/// max_norm renormalizes the table rows in place as they are looked up, so the exported table is the renormalized one.
+/// Embedding and EmbeddingBag as table lookups. padding_idx only changes gradients, so a lookup is the whole forward.
+/// max_norm (which TorchSharp keeps inside libtorch) renormalizes rows in place as they are looked up, and a
+/// renormalized row stays as it is, so the exported table is every row as a lookup would leave it.
 /// </summary>
 internal static class EmbeddingConverters
 {
     public static void Register(Action<Type, OnnxConverter<nn.Module>> add)
     {
-        Add<Embedding>(add, (m, g, x) => Lookup(g, x, "Embedding", m.weight!));
+        Add<Embedding>(add, (m, g, x) => Lookup(g, x, "Embedding", Table(m.weight!, all => m.forward(all))));
         add(typeof(EmbeddingBag), (m, g, inputs) => [Bag((EmbeddingBag)m, g, inputs)]);
     }
 
@@ -38,12 +39,13 @@ internal static class EmbeddingConverters
         var x = inputs[0];
         RequireRank(g, x, "EmbeddingBag", "[bags, bag size]", 2);
         var weights = inputs.Count == 3 ? inputs[2] : null;
-        var rows = Lookup(g, x, "EmbeddingBag", bag.weight!);
+        var table = Table(bag.weight!, all => Forward(bag, all.unsqueeze(1), null));
+        var rows = Lookup(g, x, "EmbeddingBag", table);
         if (weights is not null) rows = g.Node("Mul", [rows, g.Node("Unsqueeze", [weights, g.Constant(-1)])]);
 
         // TorchSharp keeps the mode inside libtorch: the one whose reduction matches the layer on the sample is written.
         var sample = Forward(bag, x.Sample!, weights?.Sample);
-        var looked = bag.weight!.detach().index_select(0, x.Sample!.flatten()).reshape(x.Sample!.size(0), x.Sample!.size(1), -1);
+        var looked = table.index_select(0, x.Sample!.flatten()).reshape(x.Sample!.size(0), x.Sample!.size(1), -1);
         if (weights is not null) looked = looked * weights.Sample!.unsqueeze(-1);
         var modes = new (string Op, Tensor Result)[] { ("ReduceSum", looked.sum(1)), ("ReduceMean", looked.mean([1])), ("ReduceMax", looked.amax(1)) };
         var mode = modes.FirstOrDefault(m => m.Result.allclose(sample, 1e-4, 1e-5)).Op
@@ -52,6 +54,17 @@ internal static class EmbeddingConverters
                 "max_norm bags are not exported.");
         var present = weights is null ? new[] { x } : [x, weights];
         return WithSample(g, g.Reduce(mode, rows, [1], keepDims: false), present, s => Forward(bag, s[0], s.Count == 2 ? s[1] : null));
+    }
+
+    /// <summary>The table after looking up every row once (max_norm's renormalization, if any); the layer's own weight is left as it was.</summary>
+    private static Tensor Table(Tensor weight, Func<Tensor, Tensor> lookup)
+    {
+        using var noGrad = no_grad();
+        var saved = weight.detach().clone();
+        lookup(arange(weight.size(0), device: weight.device));
+        var table = weight.detach().clone();
+        weight.copy_(saved);
+        return table;
     }
 
     private static Tensor Forward(EmbeddingBag bag, Tensor x, Tensor? weights) => bag.forward(x, null!, weights!);
