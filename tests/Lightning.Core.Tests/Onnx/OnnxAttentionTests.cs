@@ -123,11 +123,15 @@ public class OnnxAttentionTests
         ["TransformerDecoder 2 layers masks"] = Decoder(() => nn.TransformerDecoder(nn.TransformerDecoderLayer(Model, 2, 16), 2), masks: true),
     };
 
+    /// <summary>
+    /// Each case at the opsets where its lowering differs: attention alone at 13 and 21 (the head-averaged weights'
+    /// ReduceMean takes its axes as an input from 18); the layers also at 17 (LayerNormalization; 21 has the Gelu op).
+    /// </summary>
     public static TheoryData<string, int> Cases()
     {
         var data = new TheoryData<string, int>();
         foreach (var name in s_cases.Keys)
-            foreach (var opset in new[] { 13, 17, 18, 21 })
+            foreach (var opset in name.StartsWith("MultiheadAttention", StringComparison.Ordinal) ? new[] { 13, 21 } : [13, 17, 21])
                 data.Add(name, opset);
         return data;
     }

@@ -32,13 +32,13 @@ internal static class AttentionConverters
         var p = Parameters(mha);
         var type = p["out_proj.weight"].dtype;
         var settings = HiddenSettings.Of(mha, g, p);
-        var (output, weights) = Attend(g, p, "", settings, type, inputs[0], inputs[1], inputs[2], At(inputs, 3), At(inputs, 4));
-        SetSamples(g, [output, weights], inputs, s =>
+        var (output, weights) = Attend(g, p, "", settings, type, inputs[0], inputs[1], inputs[2], At(inputs, 3), At(inputs, 4), needWeights: true);
+        SetSamples(g, [output, weights!], inputs, s =>
         {
             var (y, w) = mha.forward(s[0]!, s[1]!, s[2]!, s[3], true, s[4]);
             return [y, w];
         });
-        return [output, weights];
+        return [output, weights!];
     }
 
     /// <summary>
@@ -141,10 +141,10 @@ internal static class AttentionConverters
 
     /// <summary>
     /// Multi-head attention as libtorch computes it, for query [L, N, E] and key/value [S, N, ·]: the output [L, N, E]
-    /// and the attention weights averaged over the heads [N, L, S].
+    /// and, when <paramref name="needWeights"/>, the attention weights averaged over the heads [N, L, S].
     /// </summary>
-    private static (OnnxValue Output, OnnxValue Weights) Attend(OnnxGraph g, Dictionary<string, Tensor> p, string prefix, HiddenSettings s,
-        ScalarType type, OnnxValue query, OnnxValue key, OnnxValue value, OnnxValue? keyPaddingMask, OnnxValue? attentionMask)
+    private static (OnnxValue Output, OnnxValue? Weights) Attend(OnnxGraph g, Dictionary<string, Tensor> p, string prefix, HiddenSettings s,
+        ScalarType type, OnnxValue query, OnnxValue key, OnnxValue value, OnnxValue? keyPaddingMask, OnnxValue? attentionMask, bool needWeights = false)
     {
         // Values made inside a converter carry no shape; the inputs of the exported module do.
         foreach (var (input, role) in new[] { (query, "query"), (key, "key"), (value, "value") })
@@ -202,6 +202,7 @@ internal static class AttentionConverters
         var merged = g.Node("Reshape", [g.Node("Transpose", [heads3], Attributes(("perm", new long[] { 1, 0, 2 }))), g.Constant(0, -1, embed)]);
         var output = Project(g, p, merged, outWeight, p.GetValueOrDefault(prefix + "out_proj.bias"), prefix + "out_proj");
 
+        if (!needWeights) return (output, null);
         // need_weights: [N·H, L, S] → [N, H, L, S] → mean over the heads.
         var lengths = g.Node("Slice", [g.Node("Shape", [weights]), g.Constant(1), g.Constant(3), g.Constant(0)]);
         var split = g.Node("Reshape", [weights, g.Node("Concat", [g.Constant(-1, heads), lengths], Attributes(("axis", 0L)))]);
