@@ -56,13 +56,24 @@ internal static class ResamplingConverters
         if (mode == "cubic") attributes["cubic_coeff_a"] = -0.75;
 
         var scales = up.scale_factor.ToArray();
-        if (scales.Length > 0)
+        var size = up.size.ToArray();
+        if (scales.Length > 0 && up.recompute_scale_factor == true)
+        {
+            // The coordinates then follow output size / input size, which is Resize by sizes: fixed spatial sizes only.
+            var factors = scales.Length == 1 ? Enumerable.Repeat(scales[0], dims).ToArray() : scales;
+            var spatial = x.Shape.Skip(2).ToArray();
+            if (spatial.Any(d => d is null))
+                throw new ArgumentException(
+                    $"Upsample {OnnxGraph.DisplayPath(g.ModulePath)} sets recompute_scale_factor, so its output size is needed at export; the spatial axes of " +
+                    $"{x.ShapeText} must be fixed (leave them out of OnnxExportOptions.DynamicAxes), or leave recompute_scale_factor unset.", "inputSample");
+            size = [.. spatial.Select((d, i) => (long)Math.Floor(d!.Value * factors[i]))];
+        }
+        else if (scales.Length > 0)
         {
             var factors = scales.Length == 1 ? Enumerable.Repeat(scales[0], dims).ToArray() : scales;
             var all = new float[] { 1, 1 }.Concat(factors.Select(f => (float)f)).ToArray();
             return g.Node("Resize", [x, null, g.Initializer(tensor(all), "scales")], attributes);
         }
-        var size = up.size.ToArray();
         var target = size.Length == 1 ? Enumerable.Repeat(size[0], dims).ToArray() : size;
         // Batch and channels from the input at run time; the spatial sizes fixed.
         var sizes = g.Node("Concat", [g.Node("Slice", [g.Node("Shape", [x]), g.Constant(0), g.Constant(2), g.Constant(0)]), g.Constant(target)],
