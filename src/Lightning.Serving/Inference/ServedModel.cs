@@ -109,6 +109,9 @@ internal sealed class ServedModel : IDisposable
     /// <summary>Test hook: runs on the caller's thread as a request starts an inline run.</summary>
     internal Action? InlineRunStarting { get; set; }
 
+    /// <summary>Test hook: runs in the batch loop as it starts waiting for more requests to join the batch.</summary>
+    internal Action? WaitingForPartners { get; set; }
+
     /// <summary>Test hook: runs in the batch loop after a batch is formed, before it runs; an exception from it is a loop fault.</summary>
     internal Action<int>? BatchFormed { get; set; }
 
@@ -351,6 +354,7 @@ internal sealed class ServedModel : IDisposable
                     // Timers count whole milliseconds and Task.Delay truncates, so a wait under 1 ms would not wait at all:
                     // round up, and let the loop check the deadline again.
                     var timeout = Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(remaining * 1000.0 / Stopwatch.Frequency)));
+                    WaitingForPartners?.Invoke();
                     var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
                     if (woke == timeout || (woke == more && !more.Result)) break;
                 }
@@ -401,6 +405,12 @@ internal sealed class ServedModel : IDisposable
         try
         {
             InlineRunStarting?.Invoke();
+            // Expired while it was read and parsed: it never runs.
+            if (cancellationToken.IsCancellationRequested)
+            {
+                result = Task.FromCanceled<InferenceTensor[]>(cancellationToken);
+                return true;
+            }
             result = Task.FromResult(Select(Count(model, rows, () => model.Run(ordered, cancellationToken)), outputs));
         }
         catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
