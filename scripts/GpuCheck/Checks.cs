@@ -24,7 +24,7 @@ internal static class Checks
         var hasCuda = cuda.is_available();
         var device = hasCuda ? CUDA : CPU;
         Run("load", cudaOnly: false, hasCuda, () =>
-            $"libtorch {__version__} from {LibTorchLoader.LoadedFrom() ?? "(unknown)"}; CUDA {(hasCuda ? "available" : $"not available{(LibTorchLoader.CudaFailure is { } why ? $": {why}" : "")}")}");
+            $"libtorch {__version__} from {LoadedFrom("libtorch_cpu")}; CUDA {(hasCuda ? "available" : $"not available{(LibTorchLoader.CudaFailure is { } why ? $": {why}" : "")}")}");
         Run("cuda-devices", cudaOnly: true, hasCuda, CudaDevices);
         Run("moves", cudaOnly: true, hasCuda, Moves);
         Run("train-32-true", cudaOnly: false, hasCuda, () => Train(device, "32-true"));
@@ -166,7 +166,7 @@ internal static class Checks
         Expect(ranks.Values.All(r => r["device"].StartsWith(device, StringComparison.Ordinal)), $"ranks ran on {string.Join(", ", ranks.Values.Select(r => r["device"]))}, expected {device}");
         Expect(ranks["0/2"]["checksum"] == ranks["1/2"]["checksum"], $"the ranks' weights differ after training: {ranks["0/2"]["checksum"]} vs {ranks["1/2"]["checksum"]}");
         Expect(ranks["0/2"]["seen"] != ranks["1/2"]["seen"], "both ranks saw the same batches, expected a shard each");
-        return $"2 ranks via {mpiexec} on {string.Join(" and ", ranks.Values.Select(r => r["device"]))}, equal weights {ranks["0/2"]["checksum"]}";
+        return $"2 ranks via {mpiexec} and {ranks["0/2"]["mpi"]} on {string.Join(" and ", ranks.Values.Select(r => r["device"]))}, equal weights {ranks["0/2"]["checksum"]}";
     }
 
     /// <summary>One rank of the "ddp" check (run under mpiexec by <see cref="Ddp"/>).</summary>
@@ -184,7 +184,7 @@ internal static class Checks
         using var noGrad = no_grad();
         var checksum = model.parameters().Select(p => p.detach().cpu().to(ScalarType.Float64).sum().item<double>()).Sum();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"ddp-rank {trainer.GlobalRank}/{trainer.WorldSize} device={trainer.RootDevice} checksum={checksum:R} seen={model.SeenChecksum:R}"));
+            $"ddp-rank {trainer.GlobalRank}/{trainer.WorldSize} device={trainer.RootDevice} checksum={checksum:R} seen={model.SeenChecksum:R} mpi={LoadedFrom("libmpich")}"));
         return 0;
     }
 
@@ -317,6 +317,12 @@ internal static class Checks
 
     private static string Tail(string output) =>
         string.Join(" | ", output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(4));
+
+    /// <summary>The file a shared library named <paramref name="library"/>.so* was loaded from in this process (from /proc/self/maps).</summary>
+    private static string LoadedFrom(string library) =>
+        File.ReadLines("/proc/self/maps").Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(fields => fields.Length >= 6 && Path.GetFileName(fields[5]).StartsWith(library + ".so", StringComparison.Ordinal))
+            .Select(fields => fields[5]).FirstOrDefault() ?? "(not loaded)";
 
     private static string? FindOnPath(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)

@@ -42,9 +42,4 @@ internal static class LibTorchLoader
         }
     }
 
-    /// <summary>The file libtorch_cpu was loaded from in this process (from /proc/self/maps).</summary>
-    public static string? LoadedFrom() =>
-        File.ReadLines("/proc/self/maps").Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            .Where(fields => fields.Length >= 6 && fields[5].EndsWith("/libtorch_cpu.so", StringComparison.Ordinal))
-            .Select(fields => fields[5]).FirstOrDefault();
 }
