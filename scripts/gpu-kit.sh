@@ -34,12 +34,13 @@ rm -f "$stage"/app/*.pdb "$stage"/app/*.xml "$stage/app/onnxruntime.dll" "$stage
   "$stage/app/libmscordaccore.so" "$stage/app/libmscordbi.so"
 cp "$root/bench/reference/lightning_gpu.py" "$stage/app/"
 
-if find "$stage" -name 'libtorch*.so*' | grep -q .; then
-  echo "gpu-kit: libtorch was published into the kit; it must come from the GPU machine:" >&2
-  find "$stage" -name 'libtorch*.so*' >&2
+# Whole outputs captured before matching: with pipefail, grep -q ending a pipe early would fail the writer.
+libtorch=$(find "$stage" -name 'libtorch*.so*')
+if [ -n "$libtorch" ]; then
+  echo "gpu-kit: libtorch was published into the kit; it must come from the GPU machine: $libtorch" >&2
   exit 1
 fi
-if command -v readelf >/dev/null && ! readelf -V "$stage/app/libLibTorchSharp.so" | grep -q 'GLIBCXX_3.4.32 *Flags: WEAK'; then
+if command -v readelf >/dev/null && [[ $(readelf -V "$stage/app/libLibTorchSharp.so") != *"GLIBCXX_3.4.32  Flags: WEAK"* ]]; then
   echo "gpu-kit: libLibTorchSharp.so's GLIBCXX_3.4.32 need is not marked weak" >&2
   exit 1
 fi

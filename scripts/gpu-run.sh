@@ -45,8 +45,9 @@ else
 fi
 export LIBTORCH_DIR=$lib
 export LD_LIBRARY_PATH="$dest/gpu-kit/mpi/lib:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-# The ddp check starts its ranks with the first mpiexec on PATH: the kit's.
-export PATH="$dest/gpu-kit/mpi/bin:$PATH"
+# The ddp check starts its ranks with the first mpiexec on PATH: the kit's, on this machine only (fork, never ssh or
+# a batch system's launcher that hydra would otherwise pick up from the environment).
+export PATH="$dest/gpu-kit/mpi/bin:$PATH" HYDRA_LAUNCHER=fork
 
 step 180 checks "$app"
 checks=$?

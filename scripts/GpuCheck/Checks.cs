@@ -24,7 +24,7 @@ internal static class Checks
         var hasCuda = cuda.is_available();
         var device = hasCuda ? CUDA : CPU;
         Run("load", cudaOnly: false, hasCuda, () =>
-            $"libtorch {__version__} from {LoadedFrom("libtorch_cpu")}; CUDA {(hasCuda ? "available" : $"not available{(LibTorchLoader.CudaFailure is { } why ? $": {why}" : "")}")}");
+            $"TorchSharp for libtorch {__version__}; libtorch_cpu.so from {LoadedFrom("libtorch_cpu")}; CUDA {(hasCuda ? "available" : $"not available{(LibTorchLoader.CudaFailure is { } why ? $": {why}" : "")}")}");
         Run("cuda-devices", cudaOnly: true, hasCuda, CudaDevices);
         Run("moves", cudaOnly: true, hasCuda, Moves);
         Run("train-32-true", cudaOnly: false, hasCuda, () => Train(device, "32-true"));

@@ -54,7 +54,7 @@ public sealed partial class GpuKitTests(ITestOutputHelper output)
             }
             foreach (var name in CudaChecks)
                 Assert.Equal("skipped: no CUDA", checks[name].Status);
-            Assert.Contains($"from {Path.Combine(libtorch, "libtorch_cpu.so")}", checks["load"].Detail);
+            Assert.Contains($"libtorch_cpu.so from {Path.Combine(libtorch, "libtorch_cpu.so")}", checks["load"].Detail);
             // "ddp" ran on the kit's own MPICH, not the machine's.
             Assert.Matches(@"via \S+/gpu-kit/mpi/bin/mpiexec and \S+/gpu-kit/mpi/lib/libmpich\.so\.12 ", checks["ddp"].Detail);
             Assert.Contains($"checks: {CpuChecks.Length} ok, 0 failed, {CudaChecks.Length} skipped (no CUDA)", log);
