@@ -199,12 +199,22 @@ internal static class GpuBenchmark
             return double.Parse(seconds, CultureInfo.InvariantCulture);
         }
 
+        /// <summary>The next protocol line (ready, result or error); other output, a library's chatter, is passed through.</summary>
         private string Read(TimeSpan limit, string what)
         {
-            var line = _process.StandardOutput.ReadLineAsync();
-            if (!line.Wait(limit))
-                throw new TimeoutException($"The Python side gave no answer for {what} within {limit.TotalSeconds:0} s.");
-            return line.Result ?? throw new InvalidOperationException($"The Python side exited (code {(_process.WaitForExit(5000) ? _process.ExitCode : -1)}) during {what}.");
+            var clock = Stopwatch.StartNew();
+            while (true)
+            {
+                var line = _process.StandardOutput.ReadLineAsync();
+                if (!line.Wait(limit - clock.Elapsed > TimeSpan.Zero ? limit - clock.Elapsed : TimeSpan.Zero))
+                    throw new TimeoutException($"The Python side gave no answer for {what} within {limit.TotalSeconds:0} s.");
+                var text = line.Result ?? throw new InvalidOperationException(
+                    $"The Python side exited (code {(_process.WaitForExit(5000) ? _process.ExitCode : -1)}) during {what}.");
+                if (text.StartsWith("ready ", StringComparison.Ordinal) || text.StartsWith("result ", StringComparison.Ordinal)
+                    || text.StartsWith("error ", StringComparison.Ordinal))
+                    return text;
+                Console.Error.WriteLine($"  python: {text}");
+            }
         }
 
         public void Dispose()

@@ -161,7 +161,9 @@ def serve(args):
             break
         try:
             kind, precision, seed, epochs = words[1], words[2], int(words[3]), int(words[4])
-            seconds, loss = run(kind, precision, seed, epochs, data, args.device)
+            # Anything the run prints goes to stderr: stdout carries only the protocol's lines.
+            with contextlib.redirect_stdout(sys.stderr):
+                seconds, loss = run(kind, precision, seed, epochs, data, args.device)
             print(f"result {seconds:.6f} {loss:.6f}", flush=True)
         except Exception as e:  # the driver reports it and stops; one line keeps the protocol intact
             print(f"error {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
