@@ -16,52 +16,91 @@ namespace Lightning.GpuCheck;
 internal static class Checks
 {
     private const string NoCuda = "skipped: no CUDA";
-    private static readonly TimeSpan DdpLimit = TimeSpan.FromSeconds(150);
-    private static int s_ok, s_failed, s_skipped;
+    private static readonly TimeSpan DdpLimit = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan CheckLimit = TimeSpan.FromSeconds(90);
 
+    /// <summary>The checks in order: name, whether it needs CUDA, and the check (it returns its detail or throws).</summary>
+    private static readonly (string Name, bool CudaOnly, Func<bool, string> Check)[] All =
+    [
+        ("load", false, hasCuda => $"TorchSharp for libtorch {__version__}; libtorch_cpu.so from {LoadedFrom("libtorch_cpu")}; CUDA " +
+            (hasCuda ? "available" : $"not available{(LibTorchLoader.CudaFailure is { } why ? $": {why}" : "")}")),
+        ("cuda-devices", true, _ => CudaDevices()),
+        ("moves", true, _ => Moves()),
+        ("train-32-true", false, hasCuda => Train(hasCuda ? CUDA : CPU, "32-true")),
+        ("train-bf16-mixed", false, hasCuda => Train(hasCuda ? CUDA : CPU, "bf16-mixed")),
+        ("train-16-mixed", true, _ => Train(CUDA, "16-mixed")),
+        ("autocast-cuda", true, _ => AutocastDtypes(DeviceType.CUDA)),
+        ("autocast-cpu", false, _ => AutocastDtypes(DeviceType.CPU)),
+        ("ddp", false, hasCuda => Ddp(hasCuda ? "cuda" : "cpu")),
+        ("checkpoint", false, hasCuda => CheckpointToCpu(hasCuda ? CUDA : CPU)),
+        ("onnx", false, Onnx),
+    ];
+
+    /// <summary>
+    /// Every check in its own process, so that a native crash (a libtorch symbol TorchSharp's glue cannot bind, say)
+    /// costs that check alone and the rest still report. The CUDA-only ones skip where this libtorch has no CUDA
+    /// library at all, and fail where it has one that did not start.
+    /// </summary>
     public static int RunAll()
     {
         var hasCuda = cuda.is_available();
-        var device = hasCuda ? CUDA : CPU;
-        Run("load", cudaOnly: false, hasCuda, () =>
-            $"TorchSharp for libtorch {__version__}; libtorch_cpu.so from {LoadedFrom("libtorch_cpu")}; CUDA {(hasCuda ? "available" : $"not available{(LibTorchLoader.CudaFailure is { } why ? $": {why}" : "")}")}");
-        Run("cuda-devices", cudaOnly: true, hasCuda, CudaDevices);
-        Run("moves", cudaOnly: true, hasCuda, Moves);
-        Run("train-32-true", cudaOnly: false, hasCuda, () => Train(device, "32-true"));
-        Run("train-bf16-mixed", cudaOnly: false, hasCuda, () => Train(device, "bf16-mixed"));
-        Run("train-16-mixed", cudaOnly: true, hasCuda, () => Train(device, "16-mixed"));
-        Run("autocast-cuda", cudaOnly: true, hasCuda, () => AutocastDtypes(DeviceType.CUDA));
-        Run("autocast-cpu", cudaOnly: false, hasCuda, () => AutocastDtypes(DeviceType.CPU));
-        Run("ddp", cudaOnly: false, hasCuda, () => Ddp(hasCuda ? "cuda" : "cpu"));
-        Run("checkpoint", cudaOnly: false, hasCuda, () => CheckpointToCpu(device));
-        Run("onnx", cudaOnly: false, hasCuda, () => Onnx(hasCuda));
-        Console.WriteLine($"checks: {s_ok} ok, {s_failed} failed, {s_skipped} skipped (no CUDA)");
-        return s_failed == 0 ? 0 : 1;
+        var self = Environment.ProcessPath ?? throw new InvalidOperationException("The path of this program is unknown.");
+        int ok = 0, failed = 0, skipped = 0;
+        foreach (var (name, cudaOnly, _) in All)
+        {
+            string line;
+            if (cudaOnly && !hasCuda && !LibTorchLoader.HasCudaLibrary) line = $"check {name}: {NoCuda}";
+            else if (cudaOnly && !hasCuda) line = $"check {name}: FAIL (libtorch_cuda.so is there but CUDA did not start: {LibTorchLoader.CudaFailure})";
+            else
+            {
+                var limit = name == "ddp" ? DdpLimit + TimeSpan.FromSeconds(30) : CheckLimit;
+                string output;
+                int code;
+                try
+                {
+                    code = RunProcess(self, ["check", name], limit, out output);
+                }
+                catch (CheckFailed e)
+                {
+                    (code, output) = (-1, e.Message);
+                }
+                line = output.Split('\n').Select(l => l.TrimEnd()).LastOrDefault(l => l.StartsWith($"check {name}: ", StringComparison.Ordinal))
+                    ?? $"check {name}: FAIL (the check's process ended with code {code} before reporting: {Tail(output)})";
+            }
+            if (line.EndsWith(NoCuda, StringComparison.Ordinal)) skipped++;
+            else if (line.StartsWith($"check {name}: ok", StringComparison.Ordinal)) ok++;
+            else failed++;
+            Console.WriteLine(line);
+            Console.Out.Flush();
+        }
+        Console.WriteLine($"checks: {ok} ok, {failed} failed, {skipped} skipped (no CUDA)");
+        return failed == 0 ? 0 : 1;
     }
 
-    /// <summary>Runs one check; it passes by returning its detail and fails by throwing (a CheckFailed or anything else).</summary>
-    private static void Run(string name, bool cudaOnly, bool hasCuda, Func<string> check)
+    /// <summary>Runs one check in this process and prints its line; exit code 0 when it passed.</summary>
+    public static int RunOne(string name)
     {
+        var hasCuda = cuda.is_available();
+        var (_, cudaOnly, check) = All.FirstOrDefault(c => c.Name == name);
+        if (check is null) throw new ArgumentException($"There is no check '{name}'; the checks are {string.Join(", ", All.Select(c => c.Name))}.");
         if (cudaOnly && !hasCuda)
         {
-            s_skipped++;
             Console.WriteLine($"check {name}: {NoCuda}");
-            return;
+            return 0;
         }
         var clock = Stopwatch.StartNew();
         try
         {
-            var detail = check();
-            s_ok++;
+            var detail = check(hasCuda);
             Console.WriteLine($"check {name}: ok ({detail}; {clock.Elapsed.TotalSeconds:0.0} s)");
+            return 0;
         }
         catch (Exception e)
         {
-            s_failed++;
             var message = e is CheckFailed ? e.Message : $"{e.GetType().Name}: {e.Message.Split('\n')[0]}";
             Console.WriteLine($"check {name}: FAIL ({message}; {clock.Elapsed.TotalSeconds:0.0} s)");
+            return 1;
         }
-        Console.Out.Flush();
     }
 
     private static void Expect(bool condition, string failure)
@@ -242,7 +281,7 @@ internal static class Checks
                     options.AppendExecutionProvider_CUDA(0);
                     provider = "CUDAExecutionProvider";
                 }
-                catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+                catch (Exception e) // the CPU package reports the missing provider in more than one way
                 {
                     fallback = e.Message.Split('\n')[0];
                 }

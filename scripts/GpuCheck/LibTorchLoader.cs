@@ -16,6 +16,9 @@ internal static class LibTorchLoader
     // Dependency order; the CUDA pair is absent from a CPU-only libtorch.
     private static readonly string[] Libraries = ["libc10.so", "libtorch_cpu.so", "libc10_cuda.so", "libtorch_cuda.so", "libtorch.so"];
 
+    /// <summary>True when the libtorch folder has libtorch_cuda.so: then CUDA is expected to start.</summary>
+    public static bool HasCudaLibrary { get; private set; }
+
     /// <summary>Why CUDA could not start (null when it started or was not asked for).</summary>
     public static string? CudaFailure { get; private set; }
 
@@ -25,10 +28,21 @@ internal static class LibTorchLoader
         {
             if (!File.Exists(Path.Combine(folder, "libtorch_cpu.so")))
                 throw new DirectoryNotFoundException($"{Variable} = '{folder}' holds no libtorch_cpu.so: point it at PyTorch's torch/lib (or a libtorch lib folder).");
+            HasCudaLibrary = File.Exists(Path.Combine(folder, "libtorch_cuda.so"));
             foreach (var library in Libraries)
             {
                 var path = Path.Combine(folder, library);
-                if (File.Exists(path)) NativeLibrary.Load(path);
+                if (!File.Exists(path)) continue;
+                try
+                {
+                    NativeLibrary.Load(path);
+                }
+                catch (DllNotFoundException e)
+                {
+                    // A CUDA library that does not load leaves CUDA unavailable; the CUDA checks then fail naming why.
+                    // .NET's message is boilerplate; the loader's reason (dlerror) is its last line.
+                    CudaFailure ??= $"{library} did not load: {e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[^1]}";
+                }
             }
         }
         try
@@ -37,7 +51,7 @@ internal static class LibTorchLoader
         }
         catch (Exception e) // TorchSharp reports a missing CUDA with several exception types; any of them means CPU only
         {
-            CudaFailure = e.Message.Split('\n')[0].Split(". Trace")[0];
+            CudaFailure ??= e.Message.Split('\n')[0].Split(". Trace")[0];
             torch.InitializeDeviceType(DeviceType.CPU);
         }
     }
