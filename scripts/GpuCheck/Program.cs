@@ -22,7 +22,7 @@ return args switch
 static int Bench(string[] options)
 {
     GpuBenchmark.Run(options);
-    return 0;
+    return Environment.ExitCode;
 }
 
 static int Usage()
