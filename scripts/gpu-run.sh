@@ -26,7 +26,13 @@ step() {
 
 gpu=$(timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
 echo "machine: $(uname -m), $(nproc) CPUs, GPU: ${gpu:-none (nvidia-smi found no GPU)}"
-if ! step 60 unpack tar -xJf "$kit" -C "$dest"; then
+# tar -J needs the xz program; where it is missing, Python's own lzma unpacks.
+if command -v xz >/dev/null; then
+  unpack=(tar -xJf "$kit" -C "$dest")
+else
+  unpack=("$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$kit" "$dest")
+fi
+if ! step 60 unpack "${unpack[@]}"; then
   echo "unpack: FAIL ($kit could not be unpacked)"
   exit 1
 fi
