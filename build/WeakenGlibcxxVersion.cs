@@ -19,6 +19,9 @@ public sealed class WeakenGlibcxxVersion : Task
     [Required] public ITaskItem[] Files { get; set; } = Array.Empty<ITaskItem>();
     [Required] public string Version { get; set; } = "";
 
+    /// <summary>Patch even where this machine's libstdc++ has the version: for output that runs elsewhere (the GPU kit).</summary>
+    public bool Always { get; set; }
+
     static readonly string[] LibStdCxxPaths =
     {
         "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6",
@@ -28,7 +31,7 @@ public sealed class WeakenGlibcxxVersion : Task
 
     public override bool Execute()
     {
-        if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux) || HostProvidesVersion()) return true;
+        if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux) || (!Always && HostProvidesVersion())) return true;
         foreach (var item in Files)
         {
             var path = item.ItemSpec;

@@ -13,4 +13,4 @@ if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
     return 2;
 }
 run(args[1..]);
-return 0;
+return Environment.ExitCode;

@@ -227,10 +227,11 @@ public static class InferenceEndpoints
             }
             catch (OperationCanceledException) when (timeout is { IsCancellationRequested: true } && !context.RequestAborted.IsCancellationRequested)
             {
-                // Expired before it was queued (a timeout of 0) or while it waited: dropped unrun, as Triton's queue policy REJECT.
+                // Expired before it was queued (a timeout of 0), while it waited (dropped unrun, as Triton's queue policy REJECT) or
+                // while it ran (ONNX Runtime stopped the run at its next node).
                 status = StatusCodes.Status503ServiceUnavailable;
                 return Unavailable(context, registry,
-                    $"request timeout expired: the request for model '{name}' waited longer than its \"timeout\" parameter and was dropped unrun.");
+                    $"request timeout expired: the request for model '{name}' took longer than its \"timeout\" parameter; it was dropped from the queue or its run was stopped.");
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {

@@ -74,7 +74,7 @@ internal sealed class InferenceGrpcService(OnnxModelRegistry registry) : GRPCInf
             catch (OperationCanceledException) when (timeout is { IsCancellationRequested: true } && !context.CancellationToken.IsCancellationRequested)
             {
                 throw new RpcException(new Status(StatusCode.Unavailable,
-                    $"request timeout expired: the request for model '{model.Name}' waited longer than its \"timeout\" parameter and was dropped unrun."));
+                    $"request timeout expired: the request for model '{model.Name}' took longer than its \"timeout\" parameter; it was dropped from the queue or its run was stopped."));
             }
             var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
             foreach (var output in outputs)

@@ -13,7 +13,13 @@ internal sealed class LoadedModel : ModelGeneration
     public const string CudaProvider = "CUDAExecutionProvider";
 
     private readonly InferenceSession _session;
+    /// <summary>For runs nothing can cancel: one instance, shared by concurrent runs.</summary>
     private readonly RunOptions _runOptions = new();
+    /// <summary>
+    /// For runs a caller can cancel: each needs its own instance, since setting <see cref="RunOptions.Terminate"/> stops
+    /// every run that uses it. Kept for reuse, because creating one is a native allocation.
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentBag<RunOptions> _cancellableRunOptions = [];
     private readonly string[] _outputNames;
     private readonly string[] _inputNames;
     /// <summary>Named symbolic dims over all inputs: with one or none, no two can disagree.</summary>
@@ -233,14 +239,57 @@ internal sealed class LoadedModel : ModelGeneration
     }
 
     /// <summary>Runs the session on inputs in graph order and returns every output in graph order.</summary>
-    public InferenceTensor[] Run(IReadOnlyList<InferenceTensor> ordered)
+    /// <param name="ordered">The inputs, in graph order.</param>
+    /// <param name="cancellationToken">Stops the run at ONNX Runtime's next node when it fires (a timeout, a client gone).</param>
+    /// <exception cref="OperationCanceledException">The token fired and ONNX Runtime stopped the run.</exception>
+    public InferenceTensor[] Run(IReadOnlyList<InferenceTensor> ordered, CancellationToken cancellationToken = default)
     {
-        if (_presizedOutputs is { } tails && ordered.Count > 0 && ordered[0].Shape is [> 0, ..]) return RunPresized(ordered, tails);
+        if (!cancellationToken.CanBeCanceled) return Run(ordered, _runOptions);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!_cancellableRunOptions.TryTake(out var options)) options = new RunOptions();
+        bool reusable = true;
+        try
+        {
+            using (cancellationToken.UnsafeRegister(static o => ((RunOptions)o!).Terminate = true, options))
+            {
+                try
+                {
+                    return Run(ordered, options);
+                }
+                catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+                {
+                    throw new OperationCanceledException($"model '{Name}': the run was stopped because its request was cancelled or timed out.", cancellationToken);
+                }
+            }
+        }
+        finally
+        {
+            // Disposing the registration waited for a callback in flight, so the flag is settled here.
+            if (options.Terminate)
+            {
+                try
+                {
+                    options.Terminate = false;
+                }
+                catch (OnnxRuntimeException)
+                {
+                    reusable = false;
+                }
+            }
+            // Added before the run's lease is released, so the disposal of this generation (after its last run) finds it.
+            if (reusable) _cancellableRunOptions.Add(options);
+            else options.Dispose();
+        }
+    }
+
+    private InferenceTensor[] Run(IReadOnlyList<InferenceTensor> ordered, RunOptions runOptions)
+    {
+        if (_presizedOutputs is { } tails && ordered.Count > 0 && ordered[0].Shape is [> 0, ..]) return RunPresized(ordered, tails, runOptions);
         var values = new List<OrtValue>(ordered.Count);
         try
         {
             foreach (var input in ordered) values.Add(TensorTypes.ToOrtValue(input));
-            using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
+            using var results = _session.Run(runOptions, _inputNames, values, _outputNames);
             var outputs = new InferenceTensor[_outputNames.Length];
             int i = 0;
             foreach (var value in results)
@@ -260,7 +309,7 @@ internal sealed class LoadedModel : ModelGeneration
     /// Runs with the outputs allocated here as managed arrays that ONNX Runtime writes into: no native output buffer,
     /// no per-output type and shape queries, and no copy out (about 1 µs of a 11 µs run of the benchmark's MLP).
     /// </summary>
-    private InferenceTensor[] RunPresized(IReadOnlyList<InferenceTensor> ordered, long[][] tails)
+    private InferenceTensor[] RunPresized(IReadOnlyList<InferenceTensor> ordered, long[][] tails, RunOptions runOptions)
     {
         long rows = ordered[0].Shape[0];
         var outputs = new InferenceTensor[tails.Length];
@@ -279,7 +328,7 @@ internal sealed class LoadedModel : ModelGeneration
                 outputs[o] = new InferenceTensor(spec.Name, spec.ElementType, shape, TensorTypes.Allocate(spec.ElementType, count));
                 values[ordered.Count + o] = TensorTypes.ToOrtValue(outputs[o]);
             }
-            _session.Run(_runOptions, _inputNames, new ArraySegment<OrtValue>(values, 0, ordered.Count), _outputNames,
+            _session.Run(runOptions, _inputNames, new ArraySegment<OrtValue>(values, 0, ordered.Count), _outputNames,
                 new ArraySegment<OrtValue>(values, ordered.Count, tails.Length));
             return outputs;
         }
@@ -293,5 +342,6 @@ internal sealed class LoadedModel : ModelGeneration
     {
         _session.Dispose();
         _runOptions.Dispose();
+        while (_cancellableRunOptions.TryTake(out var options)) options.Dispose();
     }
 }

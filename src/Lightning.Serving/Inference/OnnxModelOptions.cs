@@ -17,6 +17,7 @@ public sealed class OnnxModelOptions
     /// How long, in microseconds, the batcher may wait for more requests after the first one of a batch (default 0: take
     /// what is queued now; at most 10,000,000). It waits only while other requests for the model are arriving (being
     /// read and parsed), so it never waits for nobody; and a request that finds the model idle runs at once, unbatched.
+    /// Waits are timed in whole milliseconds, rounded up.
     /// </summary>
     public long MaxQueueDelayMicroseconds { get; set; }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
@@ -108,6 +109,9 @@ internal sealed class ServedModel : IDisposable
     /// <summary>Test hook: runs on the caller's thread as a request starts an inline run.</summary>
     internal Action? InlineRunStarting { get; set; }
 
+    /// <summary>Test hook: runs in the batch loop as it starts waiting for more requests to join the batch.</summary>
+    internal Action? WaitingForPartners { get; set; }
+
     /// <summary>Test hook: runs in the batch loop after a batch is formed, before it runs; an exception from it is a loop fault.</summary>
     internal Action<int>? BatchFormed { get; set; }
 
@@ -115,6 +119,11 @@ internal sealed class ServedModel : IDisposable
     internal long Dropped => Interlocked.Read(ref _dropped);
 
     private long _dropped;
+
+    /// <summary>Test hook: runs ONNX Runtime stopped part-way because their request's timeout expired or its caller went away.</summary>
+    internal long StoppedRuns => Interlocked.Read(ref _stoppedRuns);
+
+    private long _stoppedRuns;
 
     /// <summary>Requests waiting in the queue.</summary>
     internal int QueueLength => _queue.Reader.Count;
@@ -204,7 +213,7 @@ internal sealed class ServedModel : IDisposable
         if (!_loopHealthy) throw new InferenceUnavailableException($"model '{Name}' is restarting its batch loop after a fault; retry shortly.");
         cancellationToken.ThrowIfCancellationRequested();
         var (ordered, rows, key) = model.Validate(inputs, outputs, Options.MaxBatchSize);
-        if (TryRunInline(model, ordered, rows, outputs, out var inline)) return inline;
+        if (TryRunInline(model, ordered, rows, outputs, cancellationToken, out var inline)) return inline;
         var pending = new Pending(inputs, outputs, cancellationToken) { Model = model, Ordered = ordered, Rows = rows, Key = key };
         Interlocked.Increment(ref _waiting);
         if (!_queue.Writer.TryWrite(pending))
@@ -342,7 +351,10 @@ internal sealed class ServedModel : IDisposable
                     // Nothing queued and nothing on its way: waiting longer only adds latency.
                     if (Volatile.Read(ref _arriving) == 0) break;
                     var more = reader.WaitToReadAsync().AsTask();
-                    var timeout = Task.Delay(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
+                    // Timers count whole milliseconds and Task.Delay truncates, so a wait under 1 ms would not wait at all:
+                    // round up, and let the loop check the deadline again.
+                    var timeout = Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(remaining * 1000.0 / Stopwatch.Frequency)));
+                    WaitingForPartners?.Invoke();
                     var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
                     if (woke == timeout || (woke == more && !more.Result)) break;
                 }
@@ -368,7 +380,8 @@ internal sealed class ServedModel : IDisposable
     /// Runs the request on the caller's thread when the model is idle: no run in progress or batch forming, nothing
     /// queued. That skips the two thread hops through the batcher; requests that come meanwhile queue and merge as before.
     /// </summary>
-    private bool TryRunInline(LoadedModel model, InferenceTensor[] ordered, long rows, IReadOnlyList<string>? outputs, out Task<InferenceTensor[]> result)
+    private bool TryRunInline(LoadedModel model, InferenceTensor[] ordered, long rows, IReadOnlyList<string>? outputs,
+        CancellationToken cancellationToken, out Task<InferenceTensor[]> result)
     {
         result = null!;
         // Retired meanwhile: the batcher validates the request again against the generation that replaced it.
@@ -392,7 +405,18 @@ internal sealed class ServedModel : IDisposable
         try
         {
             InlineRunStarting?.Invoke();
-            result = Task.FromResult(Select(Count(model, rows, () => model.Run(ordered)), outputs));
+            // Expired while it was read and parsed: it never runs.
+            if (cancellationToken.IsCancellationRequested)
+            {
+                result = Task.FromCanceled<InferenceTensor[]>(cancellationToken);
+                return true;
+            }
+            result = Task.FromResult(Select(Count(model, rows, () => model.Run(ordered, cancellationToken)), outputs));
+        }
+        catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _stoppedRuns);
+            result = Task.FromCanceled<InferenceTensor[]>(ex.CancellationToken);
         }
         catch (Exception ex)
         {
@@ -429,15 +453,27 @@ internal sealed class ServedModel : IDisposable
             return;
         }
         InferenceTensor[] outputs;
+        var everyoneGone = WhenAllCancelled(batch, out var registrations);
         try
         {
             var merged = new InferenceTensor[model.Inputs.Count];
             for (int i = 0; i < merged.Length; i++)
                 merged[i] = TensorTypes.Concat([.. batch.Select(p => p.Ordered[i])]);
-            outputs = Count(model, batch.Sum(p => p.Rows), () => model.Run(merged));
+            outputs = Count(model, batch.Sum(p => p.Rows), () => model.Run(merged, everyoneGone?.Token ?? default));
             long total = batch.Sum(p => p.Rows);
             if (outputs.Any(o => o.Shape.Length == 0 || o.Shape[0] != total))
                 throw new InvalidOperationException("an output's dim 0 does not follow the batch.");
+        }
+        catch (OperationCanceledException) when (everyoneGone is { IsCancellationRequested: true })
+        {
+            // Every caller of the batch went away or timed out, and each task already ended as cancelled.
+            Interlocked.Increment(ref _stoppedRuns);
+            foreach (var pending in batch)
+            {
+                pending.Registration.Dispose();
+                pending.Completion.TrySetCanceled(pending.Cancellation);
+            }
+            return;
         }
         catch (Exception ex)
         {
@@ -445,6 +481,12 @@ internal sealed class ServedModel : IDisposable
             _logger.LogDebug(ex, "Model '{Model}': a merged run of {Count} requests failed; running them one by one.", Name, batch.Count);
             foreach (var pending in batch) RunOne(model, pending);
             return;
+        }
+        finally
+        {
+            // Disposing each registration waits for its callback in flight, so none cancels the source after its disposal.
+            foreach (var registration in registrations) registration.Dispose();
+            everyoneGone?.Dispose();
         }
         long start = 0;
         foreach (var pending in batch)
@@ -454,6 +496,26 @@ internal sealed class ServedModel : IDisposable
             pending.Registration.Dispose();
             pending.Completion.TrySetResult(Select(mine, pending.Outputs));
         }
+    }
+
+    /// <summary>
+    /// A source cancelled once every request of a merged batch is cancelled: the run serves the ones still waiting, so
+    /// only the last one leaving stops it. Null when some request cannot be cancelled.
+    /// </summary>
+    private static CancellationTokenSource? WhenAllCancelled(List<Pending> batch, out CancellationTokenRegistration[] registrations)
+    {
+        registrations = [];
+        foreach (var pending in batch)
+            if (!pending.Cancellation.CanBeCanceled) return null;
+        var all = new CancellationTokenSource();
+        var left = new StrongBox<int>(batch.Count);
+        registrations = new CancellationTokenRegistration[batch.Count];
+        for (int i = 0; i < batch.Count; i++)
+            registrations[i] = batch[i].Cancellation.UnsafeRegister(_ =>
+            {
+                if (Interlocked.Decrement(ref left.Value) == 0) all.Cancel();
+            }, null);
+        return all;
     }
 
     private void RunOne(LoadedModel model, Pending pending)
@@ -467,9 +529,16 @@ internal sealed class ServedModel : IDisposable
                 pending.Completion.TrySetCanceled(pending.Cancellation);
                 return;
             }
-            var outputs = Count(model, pending.Rows, () => model.Run(pending.Ordered));
+            var outputs = Count(model, pending.Rows, () => model.Run(pending.Ordered, pending.Cancellation));
             pending.Registration.Dispose();
             pending.Completion.TrySetResult(Select(outputs, pending.Outputs));
+        }
+        catch (OperationCanceledException) when (pending.Cancellation.IsCancellationRequested)
+        {
+            // The caller's task already ended as cancelled, when its token fired.
+            Interlocked.Increment(ref _stoppedRuns);
+            pending.Registration.Dispose();
+            pending.Completion.TrySetCanceled(pending.Cancellation);
         }
         catch (Exception ex)
         {
@@ -478,13 +547,26 @@ internal sealed class ServedModel : IDisposable
     }
 
     /// <summary>
-    /// What a failed run answers: ONNX Runtime's InvalidArgument is about the request's values (an index out of range
-    /// for a Gather, say), so it is the client's 400; anything else is the server's.
+    /// What a failed run answers. The request passed validation against the model's signature, so a node that fails on
+    /// it (ONNX Runtime's InvalidArgument, such as a Gather index out of range, or a kernel's failure, such as a Reshape
+    /// the rows do not fit) failed on values or sizes the signature cannot express: the client's 400. Running out of
+    /// memory is the server's state, a 503 to retry; anything else is the server's 500.
     /// </summary>
-    private Exception RunFailure(Exception ex) =>
-        ex is Microsoft.ML.OnnxRuntime.OnnxRuntimeException && ex.Message.Contains("[ErrorCode:InvalidArgument]", StringComparison.Ordinal)
-            ? new InferenceRequestException($"model '{Name}' cannot run the request's data: {ex.Message}")
-            : new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex);
+    private Exception RunFailure(Exception ex)
+    {
+        if (ex is OutOfMemoryException || (ex is Microsoft.ML.OnnxRuntime.OnnxRuntimeException && IsOutOfMemory(ex.Message)))
+            return new InferenceUnavailableException($"model '{Name}' ran out of memory on the request; retry later or send fewer rows: {ex.Message}");
+        if (ex is Microsoft.ML.OnnxRuntime.OnnxRuntimeException &&
+            (ex.Message.Contains("[ErrorCode:InvalidArgument]", StringComparison.Ordinal) ||
+             ex.Message.Contains("Non-zero status code returned while running", StringComparison.Ordinal)))
+            return new InferenceRequestException($"model '{Name}' cannot run the request's data: {ex.Message}");
+        return new InferenceRunException($"model '{Name}' failed to run the request: {ex.Message}", ex);
+    }
+
+    private static bool IsOutOfMemory(string message) =>
+        message.Contains("out of memory", StringComparison.OrdinalIgnoreCase) ||
+        message.Contains("Failed to allocate memory", StringComparison.Ordinal) ||
+        message.Contains("bad_alloc", StringComparison.Ordinal);
 
     private InferenceTensor[] Count(LoadedModel model, long rows, Func<InferenceTensor[]> run)
     {

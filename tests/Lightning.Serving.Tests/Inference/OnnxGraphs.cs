@@ -51,6 +51,42 @@ internal static class OnnxGraphs
         return Write(path, graph);
     }
 
+    /// <summary>
+    /// <c>y = x · W₀ · W · W · …</c>: FP32 <c>[batch, 8]</c> → <c>[batch, width]</c> through <paramref name="depth"/> MatMul
+    /// nodes of <c>width × width</c>, so a run of many rows takes long and ONNX Runtime can stop it between nodes.
+    /// </summary>
+    public static string MatMulChain(string path, int width, int depth)
+    {
+        var nodes = new List<NodeProto> { Node("MatMul", ["x", "w0"], ["h0"]) };
+        for (int i = 1; i <= depth; i++) nodes.Add(Node("MatMul", ["h" + (i - 1), "w"], [i == depth ? "y" : "h" + i]));
+        var graph = Graph([Value("x", "FP32", "batch", 8)], [Value("y", "FP32", "batch", width)], [.. nodes]);
+        graph.Initializer.Add(Filled("w0", [8, width], 1f / 8));
+        graph.Initializer.Add(Filled("w", [width, width], 1f / width));
+        return Write(path, graph);
+    }
+
+    /// <summary>
+    /// <c>y = Reshape(x, [-1, 3])</c>, FP32 <c>[batch, 2]</c> → <c>[rows, 3]</c>: only a multiple of 3 rows fits, which
+    /// the signature cannot say, so ONNX Runtime fails while running on other row counts.
+    /// </summary>
+    public static string ReshapeToThrees(string path)
+    {
+        var shape = new TensorProto { Name = "shape", DataType = (int)TensorProto.Types.DataType.Int64 };
+        shape.Dims.Add(2);
+        shape.Int64Data.Add([-1, 3]);
+        var graph = Graph([Value("x", "FP32", "batch", 2)], [Value("y", "FP32", "rows", 3)], Node("Reshape", ["x", "shape"], ["y"]));
+        graph.Initializer.Add(shape);
+        return Write(path, graph);
+    }
+
+    private static TensorProto Filled(string name, long[] dims, float value)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        tensor.Dims.Add(dims);
+        tensor.FloatData.Add(Enumerable.Repeat(value, (int)dims.Aggregate(1L, (a, b) => a * b)));
+        return tensor;
+    }
+
     private static GraphProto Graph(ValueInfoProto[] inputs, ValueInfoProto[] outputs, params NodeProto[] nodes)
     {
         var graph = new GraphProto { Name = "test" };
