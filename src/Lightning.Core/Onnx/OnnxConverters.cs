@@ -19,9 +19,7 @@ public static class OnnxConverters
 
     static OnnxConverters()
     {
-        LayerConverters.Register(Add);
-        ActivationConverters.Register(Add);
-        RecurrentConverters.Register(Add);
+        BuiltInConverters.Register(Add);
     }
 
     /// <summary>

@@ -149,6 +149,64 @@ public class OnnxExportErrorTests
             [graph.Node("Relu", [inputs[0]])];
     }
 
+    public static TheoryData<string, string> Refusals => new()
+    {
+        { "divisor_override", "AvgPool2d '0' sets divisor_override = 3, which ONNX AveragePool cannot express" },
+        { "adaptive", "AdaptiveMaxPool2d '0' pools [2, 3, 7, 7] to [2, 2]; ONNX has no adaptive pooling" },
+        { "glu odd", "GLU '0' halves axis -1 of [2, 5]; that axis must have a fixed, even size" },
+        { "pairwise p 0", "PairwiseDistance the exported module has p = 0; the exporter writes p > 0" },
+        { "3-D attn_mask", "attn_mask has shape [4, 3, 3]; TorchSharp's attention takes a 2-D [target, source] mask" },
+        { "float key padding", "key_padding_mask is Float32; it must be Bool (true marks padding)" },
+        { "embedding bag offsets", "EmbeddingBag the exported module is exported for 2-D input [bags, bag size] with no offsets" },
+        { "float indices", "Embedding '0' takes integer indices; the input is Float32" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Refusals))]
+    public void ToOnnx_WhatOnnxCannotExpress_IsRefusedWithTheLayerPathValueAndWhatIsAllowed(string what, string message)
+    {
+        using var directory = new TempDirectory();
+        var path = directory.Combine("m.onnx");
+        Action export = what switch
+        {
+            "divisor_override" => () => nn.Sequential(nn.AvgPool2d(2, divisor_override: 3)).ToOnnx(path, randn(2, 3, 4, 4)),
+            "adaptive" => () => nn.Sequential(nn.AdaptiveMaxPool2d([2, 2])).ToOnnx(path, randn(2, 3, 7, 7)),
+            "glu odd" => () => nn.Sequential(nn.GLU(-1)).ToOnnx(path, randn(2, 5)),
+            "pairwise p 0" => () => nn.PairwiseDistance(0).ToOnnx(path, [randn(2, 4), randn(2, 4)]),
+            "3-D attn_mask" => () => nn.MultiheadAttention(4, 2).ToOnnx(path, [randn(3, 2, 4), randn(3, 2, 4), randn(3, 2, 4), zeros(2, 3, ScalarType.Bool), zeros(4, 3, 3)],
+                new OnnxExportOptions { DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>>() }),
+            "float key padding" => () => nn.MultiheadAttention(4, 2).ToOnnx(path, [randn(3, 2, 4), randn(3, 2, 4), randn(3, 2, 4), zeros(2, 3)],
+                new OnnxExportOptions { DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>>() }),
+            "embedding bag offsets" => () => nn.EmbeddingBag(10, 4).ToOnnx(path, [tensor(new long[] { 1, 2, 3, 4 }), tensor(new long[] { 0, 2 })],
+                new OnnxExportOptions { DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>>() }),
+            _ => () => nn.Sequential(nn.Embedding(10, 4)).ToOnnx(path, randn(2, 3)),
+        };
+
+        var error = Assert.ThrowsAny<Exception>(export);
+
+        Assert.True(error is NotSupportedException or ArgumentException, $"{error.GetType().Name}: {error.Message}");
+        Assert.Contains(message, error.Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(directory.Path));
+    }
+
+    [OnnxCheckerFact]
+    public void OnnxChecker_ModelWithAnUndefinedInput_IsRejected()
+    {
+        using var directory = new TempDirectory();
+        var path = directory.Combine("broken.onnx");
+        var model = new Lightning.Onnx.Proto.ModelProto { IrVersion = 8, Graph = new Lightning.Onnx.Proto.GraphProto { Name = "broken" } };
+        model.OpsetImport.Add(new Lightning.Onnx.Proto.OperatorSetIdProto { Domain = "", Version = 17 });
+        var node = new Lightning.Onnx.Proto.NodeProto { OpType = "Relu", Name = "relu" };
+        node.Input.Add("missing");
+        node.Output.Add("y");
+        model.Graph.Node.Add(node);
+        File.WriteAllBytes(path, Google.Protobuf.MessageExtensions.ToByteArray(model));
+
+        var error = Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => OnnxChecker.AssertValid(path));
+
+        Assert.Contains("The ONNX checker rejects broken.onnx", error.Message);
+    }
+
     private sealed class Doubler() : nn.Module<Tensor, Tensor>(nameof(Doubler))
     {
         public override Tensor forward(Tensor x) => x * 2;

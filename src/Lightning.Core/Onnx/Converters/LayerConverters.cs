@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace Lightning.Onnx.Converters;
 
-/// <summary>Converters for TorchSharp's containers, linear, convolution, normalization, shape, embedding and pooling layers.</summary>
+/// <summary>Converters for TorchSharp's containers, linear and bilinear, convolution, batch and layer normalization, dropout and shape layers.</summary>
 internal static class LayerConverters
 {
     public static void Register(Action<Type, OnnxConverter<nn.Module>> add)
@@ -16,6 +16,7 @@ internal static class LayerConverters
             return x;
         });
         Add<Linear>(add, Linear);
+        add(typeof(Bilinear), (m, g, inputs) => [Bilinear((Bilinear)m, g, inputs)]);
         Add<Convolution>(add, Convolution);
         Add<ConvolutionTranspose>(add, ConvolutionTranspose);
         Add<BatchNorm>(add, BatchNorm);
@@ -24,13 +25,12 @@ internal static class LayerConverters
         Add<Dropout>(add, (_, _, x) => x);
         Add<Dropout1d>(add, (_, _, x) => x);
         Add<Dropout2d>(add, (_, _, x) => x);
+        Add<Dropout3d>(add, (_, _, x) => x);
+        Add<AlphaDropout>(add, (_, _, x) => x);
+        Add<FeatureAlphaDropout>(add, (_, _, x) => x);
         Add<Identity>(add, (_, _, x) => x);
         Add<Flatten>(add, Flatten);
         Add<Unflatten>(add, (m, g, x) => g.ReshapeLike(x, m.forward));
-        Add<Embedding>(add, Embedding);
-        Add<MaxPool2d>(add, MaxPool2d);
-        Add<AvgPool2d>(add, AvgPool2d);
-        Add<AdaptiveAvgPool2d>(add, AdaptiveAvgPool2d);
     }
 
     /// <summary>Registers a converter of a single-input, single-output layer.</summary>
@@ -43,6 +43,14 @@ internal static class LayerConverters
                     $"{typeof(TModule).Name} {OnnxGraph.DisplayPath(graph.ModulePath)} takes one input; it was called with {inputs.Count}.", nameof(inputs));
             return [convert((TModule)module, graph, inputs[0])];
         });
+
+    /// <summary>Gives <paramref name="output"/> the shape of the layer's own forward on <paramref name="inputs"/> (for layers with several inputs).</summary>
+    internal static OnnxValue WithSample(OnnxGraph g, OnnxValue output, IReadOnlyList<OnnxValue> inputs, Func<IReadOnlyList<Tensor>, Tensor> forward)
+    {
+        var (sample, probe) = g.Evaluate(forward, inputs);
+        output.SetSamples(sample, probe);
+        return output;
+    }
 
     internal static Dictionary<string, object> Attributes(params (string Name, object Value)[] attributes) =>
         attributes.ToDictionary(a => a.Name, a => a.Value);
@@ -66,13 +74,26 @@ internal static class LayerConverters
         return bias is null ? y : g.Node("Add", [y, bias]);
     }
 
+    private static OnnxValue Bilinear(Bilinear bilinear, OnnxGraph g, IReadOnlyList<OnnxValue> inputs)
+    {
+        if (inputs.Count != 2)
+            throw new ArgumentException(
+                $"Bilinear {OnnxGraph.DisplayPath(g.ModulePath)} takes two inputs; it was called with {inputs.Count}.", nameof(inputs));
+        // y = x1ᵀ A x2 + b for each output feature, over any leading axes.
+        var y = g.Node("Einsum", [inputs[0], g.Initializer(bilinear.weight, "weight"), inputs[1]], Attributes(("equation", "...i,oij,...j->...o")));
+        y = bilinear.bias is null ? y : g.Node("Add", [y, g.Initializer(bilinear.bias, "bias")]);
+        return WithSample(g, y, inputs, s => bilinear.forward(s[0], s[1]));
+    }
+
     private static OnnxValue Convolution(Convolution conv, OnnxGraph g, OnnxValue x)
     {
         int dims = conv.kernel_size.Length;
-        RequireRank(g, x, conv.GetType().Name, dims == 1 ? "[batch, channels, length]" : "[batch, channels, height, width]", dims + 2);
-        if (conv.padding_mode != PaddingModes.Zeros)
-            throw new NotSupportedException(
-                $"{conv.GetType().Name} {OnnxGraph.DisplayPath(g.ModulePath)} pads with {conv.padding_mode}; the exporter supports zero padding only.");
+        RequireRank(g, x, conv.GetType().Name, dims switch
+        {
+            1 => "[batch, channels, length]",
+            2 => "[batch, channels, height, width]",
+            _ => "[batch, channels, depth, height, width]",
+        }, dims + 2);
         var kernel = conv.kernel_size;
         var dilation = Expand(conv.dilation, dims, 1);
         long[] begin, end;
@@ -87,6 +108,13 @@ internal static class LayerConverters
         {
             begin = end = Expand(conv.padding_type == Padding.Valid ? null : conv.padding, dims, 0);
         }
+        if (conv.padding_mode is not (PaddingModes.Zeros or PaddingModes.Constant) && (begin.Any(p => p > 0) || end.Any(p => p > 0)))
+        {
+            // Reflect, replicate and circular padding happen before a convolution that pads no more.
+            var torchOrder = Enumerable.Range(0, dims).Reverse().SelectMany(i => new[] { begin[i], end[i] }).ToArray();
+            x = PaddingConverters.Pad(g, x, torchOrder, conv.padding_mode, 0);
+            begin = end = new long[dims];
+        }
         return g.Node("Conv", [x, g.Initializer(conv.weight, "weight"), conv.bias is null ? null : g.Initializer(conv.bias, "bias")],
             Attributes(("kernel_shape", kernel), ("strides", Expand(conv.stride, dims, 1)), ("pads", (long[])[.. begin, .. end]),
                 ("dilations", dilation), ("group", conv.groups)));
@@ -95,7 +123,7 @@ internal static class LayerConverters
     private static OnnxValue ConvolutionTranspose(ConvolutionTranspose conv, OnnxGraph g, OnnxValue x)
     {
         int dims = conv.kernel_size.Length;
-        RequireRank(g, x, conv.GetType().Name, "[batch, channels, height, width]", dims + 2);
+        RequireRank(g, x, conv.GetType().Name, "[batch, channels, …spatial]", dims + 2);
         var padding = Expand(conv.padding, dims, 0);
         // The weight is [in, out / groups, kernel…] in both PyTorch and ONNX.
         return g.Node("ConvTranspose", [x, g.Initializer(conv.weight, "weight"), conv.bias is null ? null : g.Initializer(conv.bias, "bias")],
@@ -103,11 +131,12 @@ internal static class LayerConverters
                 ("dilations", Expand(conv.dilation, dims, 1)), ("group", conv.groups), ("output_padding", Expand(conv.output_padding, dims, 0))));
     }
 
-    private static OnnxValue BatchNorm(BatchNorm norm, OnnxGraph g, OnnxValue x)
+    internal static OnnxValue BatchNorm(NormBase norm, OnnxGraph g, OnnxValue x)
     {
         var type = norm.GetType().Name;
         if (norm is BatchNorm1d) RequireRank(g, x, type, "[batch, features] or [batch, channels, length]", 2, 3);
         else if (norm is BatchNorm2d) RequireRank(g, x, type, "[batch, channels, height, width]", 4);
+        else if (norm is BatchNorm3d) RequireRank(g, x, type, "[batch, channels, depth, height, width]", 5);
         if (!norm.track_running_stats || norm.running_mean is null || norm.running_var is null)
             throw new NotSupportedException(
                 $"{type} {OnnxGraph.DisplayPath(g.ModulePath)} has no running statistics (track_running_stats = false), so eval mode " +
@@ -128,15 +157,20 @@ internal static class LayerConverters
                 $"LayerNorm {OnnxGraph.DisplayPath(g.ModulePath)} normalizes the last {normalized.Length} axes; its input has rank {x.Rank} ({x.ShapeText}).", "inputSample");
         var scale = norm.weight is null ? g.Initializer(ones(normalized), "weight") : g.Initializer(norm.weight, "weight");
         var shift = norm.bias is null ? null : g.Initializer(norm.bias, "bias");
+        return LayerNormalization(g, x, scale, shift, normalized.Length, norm.eps, x.ElementType);
+    }
+
+    /// <summary>Normalizes the last <paramref name="axes"/> axes of <paramref name="x"/> and applies the affine transform, as <c>layer_norm</c>.</summary>
+    internal static OnnxValue LayerNormalization(OnnxGraph g, OnnxValue x, OnnxValue scale, OnnxValue? shift, int axes, double eps, ScalarType type)
+    {
         if (g.Opset >= 17)
-            return g.Node("LayerNormalization", [x, scale, shift],
-                Attributes(("axis", (long)-normalized.Length), ("epsilon", norm.eps)));
+            return g.Node("LayerNormalization", [x, scale, shift], Attributes(("axis", (long)-axes), ("epsilon", eps)));
 
         // LayerNormalization arrived in opset 17; before it, the same arithmetic in elementary ops.
-        var axes = Enumerable.Range(0, normalized.Length).Select(i => (long)(i - normalized.Length)).ToArray();
-        var centered = g.Node("Sub", [x, g.Node("ReduceMean", [x], Attributes(("axes", axes)))]);
-        var variance = g.Node("ReduceMean", [g.Node("Mul", [centered, centered])], Attributes(("axes", axes)));
-        var y = g.Node("Div", [centered, g.Node("Sqrt", [g.Node("Add", [variance, g.Scalar(norm.eps, x)])])]);
+        var last = Enumerable.Range(0, axes).Select(i => (long)(i - axes)).ToArray();
+        var centered = g.Node("Sub", [x, g.Reduce("ReduceMean", x, last, keepDims: true)]);
+        var variance = g.Reduce("ReduceMean", g.Node("Mul", [centered, centered]), last, keepDims: true);
+        var y = g.Node("Div", [centered, g.Node("Sqrt", [g.Node("Add", [variance, g.Scalar(eps, type)])])]);
         y = g.Node("Mul", [y, scale]);
         return shift is null ? y : g.Node("Add", [y, shift]);
     }
@@ -153,50 +187,7 @@ internal static class LayerConverters
         return g.ReshapeLike(x, flatten.forward);
     }
 
-    private static OnnxValue Embedding(Embedding embedding, OnnxGraph g, OnnxValue x)
-    {
-        if (x.ElementType is not (ScalarType.Int64 or ScalarType.Int32))
-            throw new ArgumentException(
-                $"Embedding {OnnxGraph.DisplayPath(g.ModulePath)} takes integer indices; the input is {x.ElementType}.", "inputSample");
-        return g.Node("Gather", [g.Initializer(embedding.weight!, "weight"), x], Attributes(("axis", 0L)));
-    }
-
-    private static OnnxValue MaxPool2d(MaxPool2d pool, OnnxGraph g, OnnxValue x)
-    {
-        RequireRank(g, x, "MaxPool2d", "[batch, channels, height, width]", 4);
-        var padding = Expand(pool.padding, 2, 0);
-        return g.Node("MaxPool", [x], Attributes(("kernel_shape", pool.kernel_size), ("strides", Expand(pool.stride ?? pool.kernel_size, 2, 1)),
-            ("pads", (long[])[.. padding, .. padding]), ("dilations", Expand(pool.dilation, 2, 1)), ("ceil_mode", pool.ceil_mode)));
-    }
-
-    private static OnnxValue AvgPool2d(AvgPool2d pool, OnnxGraph g, OnnxValue x)
-    {
-        RequireRank(g, x, "AvgPool2d", "[batch, channels, height, width]", 4);
-        if (pool.divisor_override is not null)
-            throw new NotSupportedException(
-                $"AvgPool2d {OnnxGraph.DisplayPath(g.ModulePath)} sets divisor_override, which ONNX AveragePool cannot express.");
-        var padding = Expand(pool.padding, 2, 0);
-        return g.Node("AveragePool", [x], Attributes(("kernel_shape", pool.kernel_size), ("strides", Expand(pool.stride ?? pool.kernel_size, 2, 1)),
-            ("pads", (long[])[.. padding, .. padding]), ("ceil_mode", pool.ceil_mode), ("count_include_pad", pool.count_include_pad)));
-    }
-
-    private static OnnxValue AdaptiveAvgPool2d(AdaptiveAvgPool2d pool, OnnxGraph g, OnnxValue x)
-    {
-        RequireRank(g, x, "AdaptiveAvgPool2d", "[batch, channels, height, width]", 4);
-        var output = Expand(pool.output_size, 2, 1);
-        if (output is [1, 1])
-            return g.Node("GlobalAveragePool", [x]);
-        // Other sizes are a plain average pool when the input size is fixed and divisible, as PyTorch's exporter.
-        var input = x.Shape.Skip(2).ToArray();
-        if (input.Any(s => s is null) || input.Select((s, i) => s!.Value % output[i]).Any(r => r != 0))
-            throw new NotSupportedException(
-                $"AdaptiveAvgPool2d {OnnxGraph.DisplayPath(g.ModulePath)} pools {x.ShapeText} to [{string.Join(", ", output)}]; the exporter " +
-                "supports output size 1×1, or fixed input sizes divisible by the output size.");
-        var kernel = input.Select((s, i) => s!.Value / output[i]).ToArray();
-        return g.Node("AveragePool", [x], Attributes(("kernel_shape", kernel), ("strides", kernel)));
-    }
-
-    private static long[] Expand(long[]? values, int dims, long fallback) => values switch
+    internal static long[] Expand(long[]? values, int dims, long fallback) => values switch
     {
         null or [] => [.. Enumerable.Repeat(fallback, dims)],
         [var single] => [.. Enumerable.Repeat(single, dims)],

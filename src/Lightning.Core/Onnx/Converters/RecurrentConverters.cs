@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Lightning.Onnx.Converters;
 
 /// <summary>
-/// LSTM and GRU as one ONNX LSTM/GRU node per layer. Each layer's weights go into ONNX's layout (directions stacked,
+/// LSTM, GRU and RNN as one ONNX LSTM/GRU/RNN node per layer. Each layer's weights go into ONNX's layout (directions stacked,
 /// gates reordered, input and recurrent biases concatenated); outputs come back in PyTorch's layout.
 /// </summary>
 internal static class RecurrentConverters
@@ -17,13 +17,14 @@ internal static class RecurrentConverters
 
     public static void Register(Action<Type, OnnxConverter<nn.Module>> add)
     {
-        add(typeof(LSTM), (module, graph, inputs) => Convert(module, graph, inputs, isLstm: true));
-        add(typeof(GRU), (module, graph, inputs) => Convert(module, graph, inputs, isLstm: false));
+        add(typeof(LSTM), (module, graph, inputs) => Convert(module, graph, inputs, "LSTM"));
+        add(typeof(GRU), (module, graph, inputs) => Convert(module, graph, inputs, "GRU"));
+        add(typeof(RNN), (module, graph, inputs) => Convert(module, graph, inputs, "RNN"));
     }
 
-    private static IReadOnlyList<OnnxValue> Convert(nn.Module rnn, OnnxGraph g, IReadOnlyList<OnnxValue> inputs, bool isLstm)
+    private static IReadOnlyList<OnnxValue> Convert(nn.Module rnn, OnnxGraph g, IReadOnlyList<OnnxValue> inputs, string type)
     {
-        var type = isLstm ? "LSTM" : "GRU";
+        bool isLstm = type == "LSTM";
         int states = isLstm ? 2 : 1;
         if (inputs.Count != 1 && inputs.Count != 1 + states)
             throw new ArgumentException(
@@ -37,7 +38,8 @@ internal static class RecurrentConverters
         bool batchFirst = Field<bool>(rnn, "_batch_first");
         int directions = Field<bool>(rnn, "_bidirectional") ? 2 : 1;
         var parameters = rnn.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
-        var gates = isLstm ? s_lstmGates : s_gruGates;
+        var gates = GatesOf(type);
+        var nonlinearity = type == "RNN" ? Nonlinearity((RNN)rnn, g, parameters, hidden, layers, batchFirst, directions) : null;
 
         // The node runs time-major; batch-first input is transposed in and out (ONNX's layout attribute needs opset 14).
         var sequence = batchFirst ? g.Transpose(x, 1, 0, 2) : x;
@@ -54,7 +56,8 @@ internal static class RecurrentConverters
             var initial = inputs.Skip(1).Select(state => Slice(g, state, layer * directions, (layer + 1) * directions)).ToArray();
 
             var attributes = Attributes(("hidden_size", hidden), ("direction", directions == 2 ? "bidirectional" : "forward"));
-            if (!isLstm) attributes["linear_before_reset"] = 1L;
+            if (type == "GRU") attributes["linear_before_reset"] = 1L;
+            if (nonlinearity is not null) attributes["activations"] = Enumerable.Repeat(nonlinearity, directions).ToArray();
             var outputs = g.Node(type, [sequence, w, r, b, null, .. initial], isLstm ? 3 : 2, attributes);
 
             // Y is [sequence, directions, batch, hidden]; PyTorch concatenates the directions into the features.
@@ -78,11 +81,26 @@ internal static class RecurrentConverters
             var (y, h, c) = lstm.forward(s[0], s.Count == 3 ? (s[1], s[2]) : null);
             return [y, h, c];
         }
-        var (output, hidden) = ((GRU)rnn).forward(s[0], s.Count == 2 ? s[1] : null);
+        var (output, hidden) = rnn is GRU gru ? gru.forward(s[0], s.Count == 2 ? s[1] : null) : ((RNN)rnn).forward(s[0], s.Count == 2 ? s[1] : null);
         return [output, hidden];
     }
 
-    private static Tensor Reorder(Tensor weight, int[] gates)
+    /// <summary>ONNX's name of the RNN's nonlinearity, which TorchSharp keeps inside libtorch: tanh or ReLU, whichever reproduces its forward.</summary>
+    private static string Nonlinearity(RNN rnn, OnnxGraph g, Dictionary<string, Tensor> parameters, long hidden, long layers, bool batchFirst, int directions)
+    {
+        var first = parameters["weight_ih_l0"];
+        using var input = randn([3, 2, first.size(1)], first.dtype, first.device, generator: new Generator(17, first.device));
+        bool bias = parameters.ContainsKey("bias_ih_l0");
+        return SettingProbe.Identify(rnn, g, parameters,
+            new[] { ("Tanh", nn.NonLinearities.Tanh), ("Relu", nn.NonLinearities.ReLU) }.Select(c => (c.Item1,
+                (Func<nn.Module>)(() => nn.RNN(first.size(1), hidden, layers, c.Item2, bias, batchFirst, 0, directions == 2)))),
+            m => ((RNN)m).forward(input, null).Item1, "nonlinearity", "tanh or ReLU", "");
+    }
+
+    /// <summary>Where ONNX's <paramref name="op"/> (LSTM, GRU, RNN) takes each of PyTorch's stacked gates.</summary>
+    internal static int[] GatesOf(string op) => op switch { "LSTM" => s_lstmGates, "GRU" => s_gruGates, _ => [0] };
+
+    internal static Tensor Reorder(Tensor weight, int[] gates)
     {
         var chunks = weight.detach().chunk(gates.Length, 0);
         return cat(gates.Select(i => chunks[i]).ToArray());
