@@ -39,8 +39,8 @@ internal static class OnnxTestModels
         return path;
     }
 
-    /// <summary>Runs the model on one FP32 input on ONNX Runtime directly.</summary>
-    public static float[] Reference(string path, float[] data, long[] shape)
+    /// <summary>Runs the model on one input (FP32, INT64, …) on ONNX Runtime directly; the output is FP32.</summary>
+    public static float[] Reference<T>(string path, T[] data, long[] shape) where T : unmanaged
     {
         using var session = new InferenceSession(path);
         using var input = OrtValue.CreateTensorValueFromMemory(data, shape);
