@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
@@ -48,9 +49,10 @@ public static class TestModels
         return condition();
     }
 
-    public static ServiceProvider Services(Action<PredictionEnginePoolBuilder<SizeInput, ScoreOutput>> configure)
+    public static ServiceProvider Services(Action<PredictionEnginePoolBuilder<SizeInput, ScoreOutput>> configure, ILoggerProvider? logs = null)
     {
         var services = new ServiceCollection();
+        if (logs is not null) services.AddLogging(b => b.AddProvider(logs));
         configure(services.AddPredictionEnginePool<SizeInput, ScoreOutput>());
         return services.BuildServiceProvider();
     }
