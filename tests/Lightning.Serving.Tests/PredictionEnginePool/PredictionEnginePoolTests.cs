@@ -98,7 +98,7 @@ public sealed class PredictionEnginePoolTests : IDisposable
         Assert.True(TestModels.IsA(oldEngine.Predict(s_example).Score));
 
         TestModels.ReplaceAtomically(path, TestModels.B);
-        Assert.True(TestModels.WaitUntil(() => pool.GetModelInfo().Version == 2), "the rename-over was not reloaded");
+        Assert.True(Wait.Until(() => pool.GetModelInfo().Version == 2), "the rename-over was not reloaded");
 
         var newEngine = pool.GetPredictionEngine();
         Assert.NotSame(oldEngine, newEngine);
@@ -193,7 +193,7 @@ public sealed class PredictionEnginePoolTests : IDisposable
         Assert.True(TestModels.IsA(pool.Predict(s_example).Score));
 
         File.WriteAllBytes(path, TestModels.B);
-        Assert.True(TestModels.WaitUntil(() => pool.GetModelInfo().Version == 2), "the next good write was not reloaded");
+        Assert.True(Wait.Until(() => pool.GetModelInfo().Version == 2), "the next good write was not reloaded");
         Assert.True(TestModels.IsB(pool.Predict(s_example).Score));
     }
 

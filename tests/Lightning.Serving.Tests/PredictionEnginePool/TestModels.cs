@@ -37,18 +37,6 @@ public static class TestModels
         File.Move(temp, path, overwrite: true);
     }
 
-    /// <summary>Waits, bounded, until the condition holds.</summary>
-    public static bool WaitUntil(Func<bool> condition, int timeoutMs = 10_000)
-    {
-        var deadline = Environment.TickCount64 + timeoutMs;
-        while (Environment.TickCount64 < deadline)
-        {
-            if (condition()) return true;
-            Thread.Sleep(20);
-        }
-        return condition();
-    }
-
     public static ServiceProvider Services(Action<PredictionEnginePoolBuilder<SizeInput, ScoreOutput>> configure, ILoggerProvider? logs = null)
     {
         var services = new ServiceCollection();
