@@ -4,12 +4,22 @@ using static TorchSharp.torch;
 namespace Lightning.Testing;
 
 /// <summary>
-/// Why a test cannot run here, or null when it can: one check per real component a test needs. The attributes that
-/// turn these into "Skipped" with the reason (<see cref="NoCudaTheoryAttribute"/>, …) read them; CI installs every
-/// component, so there only the GPU checks skip.
+/// Why a test cannot run here, or null when it can: one check per real component a test needs.
+/// <see cref="RequiresFactAttribute"/> and <see cref="RequiresTheoryAttribute"/> turn these into "Skipped" with the
+/// reason; .ci/run installs every component, so there only the GPU checks skip.
 /// </summary>
 public static class Requires
 {
+    /// <summary>Why <paramref name="component"/> is missing here, or null when it is present.</summary>
+    public static string? Reason(Component component) => component switch
+    {
+        Component.NoCuda => NoCuda,
+        Component.FashionMnist => FashionMnist,
+        Component.Mpich => Mpich,
+        Component.Strace => Strace,
+        _ => throw new ArgumentOutOfRangeException(nameof(component), component, null),
+    };
+
     /// <summary>Null on a machine without CUDA; the reason otherwise.</summary>
     public static string? NoCuda => cuda.is_available() ? "this checks what happens without CUDA, and TorchSharp finds a CUDA device here" : null;
 

@@ -128,7 +128,7 @@ public class PrecisionTests
         Assert.True(Math.Abs(mixed - full) / full < 0.02, $"bf16-mixed {mixed} vs 32-true {full}");
     }
 
-    [NoCudaTheory]
+    [RequiresTheory(Component.NoCuda)]
     [InlineData("cuda")]
     [InlineData("gpu")]
     public void CudaWithoutCuda_SaysWhatIsAvailable(string accelerator)
