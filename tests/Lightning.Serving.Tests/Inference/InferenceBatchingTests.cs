@@ -14,6 +14,15 @@ public sealed class InferenceBatchingTests : IDisposable
 
     private static float[] Row(int i) => [i, -i * 0.5f, 1 + i, 2 - i];
 
+    /// <summary>Posts a request and waits until it is queued, so the queue holds the requests in the order of the calls.</summary>
+    private static async Task<Task<(HttpResponseMessage Response, JsonNode? Body)>> PostQueuedAsync(InferenceTestServer server, ServedModel model, string route, string body)
+    {
+        var queued = model.QueueLength + 1;
+        var task = server.PostAsync(route, body);
+        await Wait.UntilAsync(() => model.QueueLength == queued, $"request {queued} to queue");
+        return task;
+    }
+
     [Fact]
     public async Task Infer_ConcurrentRequestsQueued_MergedIntoOneRunWithSingleRunResults()
     {
@@ -105,14 +114,11 @@ public sealed class InferenceBatchingTests : IDisposable
         model.RunGate = gate.Task;
         // Rows per request: 1, 2, 1, 2, …: 15 rows in 10 requests; a request never splits across runs.
         int[] rows = [1, 2, 1, 2, 1, 2, 1, 2, 1, 2];
-        // Queued one at a time, so the queue's order is known.
         var tasks = new List<(float[] data, int r, Task<(HttpResponseMessage Response, JsonNode? Body)> task)>();
         for (int i = 0; i < rows.Length; i++)
         {
             var data = Enumerable.Range(0, rows[i]).SelectMany(k => Row(i * 10 + k)).ToArray();
-            tasks.Add((data, rows[i], server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(data, rows[i]))));
-            var queued = i + 1;
-            await Wait.UntilAsync(() => model.QueueLength == queued, $"request {i} to queue");
+            tasks.Add((data, rows[i], await PostQueuedAsync(server, model, "/v2/models/linear/infer", OnnxTestModels.InferBody(data, rows[i]))));
         }
         model.RunGate = null;
         gate.SetResult();
@@ -149,15 +155,12 @@ public sealed class InferenceBatchingTests : IDisposable
         model.RunGate = gate.Task;
         // Three of width 2, then three of width 3: rows of different widths cannot share one tensor.
         int[] widths = [2, 2, 2, 3, 3, 3];
-        // Queued one at a time, so the queue's order is known.
         var tasks = new List<(float[] data, int w, Task<(HttpResponseMessage Response, JsonNode? Body)> task)>();
         for (int i = 0; i < widths.Length; i++)
         {
             var data = Enumerable.Range(0, widths[i]).Select(k => (float)(i * 10 + k)).ToArray();
             var body = System.Text.Json.JsonSerializer.Serialize(new { inputs = new[] { new { name = "x", shape = new long[] { 1, widths[i] }, datatype = "FP32", data } } });
-            tasks.Add((data, widths[i], server.PostAsync("/v2/models/identity/infer", body)));
-            var queued = i + 1;
-            await Wait.UntilAsync(() => model.QueueLength == queued, $"request {i} to queue");
+            tasks.Add((data, widths[i], await PostQueuedAsync(server, model, "/v2/models/identity/infer", body)));
         }
         model.RunGate = null;
         gate.SetResult();
