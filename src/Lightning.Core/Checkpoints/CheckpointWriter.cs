@@ -232,7 +232,9 @@ internal sealed class CheckpointWriter
                         owner = ready;
                         break;
                     }
-                    Monitor.Wait(Gate, Busy.Min(writer => writer._jobs[0].Due - writer.Now));
+                    // Each clock is read again here and may have passed a due time since Ready: never a negative wait.
+                    var wait = Busy.Min(writer => writer._jobs[0].Due - writer.Now);
+                    Monitor.Wait(Gate, wait > TimeSpan.Zero ? wait : TimeSpan.Zero);
                 }
                 next = owner._jobs[0];
                 owner._jobs.RemoveAt(0);
