@@ -130,7 +130,7 @@ public sealed class InferenceEndpointsTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var output = body!["outputs"]![0]!;
         Assert.Equal("[1,5,3]", output["shape"]!.ToJsonString());
-        OnnxTestModels.AssertClose(OnnxTestModels.Reference(_embedding, new long[] { 0, 1, 2, 3, 9 }, [1, 5]), OnnxTestModels.Floats(output["data"]));
+        OnnxTestModels.AssertClose(OnnxTestModels.ReferenceInt64(_embedding, [0, 1, 2, 3, 9], [1, 5]), OnnxTestModels.Floats(output["data"]));
     }
 
     [Fact]
