@@ -17,8 +17,7 @@ public class FabricTests
 
         manual_seed(3);
         var trained = new BoringModel();
-        new Trainer(new TrainerOptions { MaxEpochs = 1, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-            EnableCheckpointing = false, Loggers = [] }).Fit(trained, batches);
+        new Trainer(TestTrainer.Quiet(root) with { MaxEpochs = 1 }).Fit(trained, batches);
 
         manual_seed(3);
         var model = new BoringModel();

@@ -44,12 +44,36 @@ internal sealed class CheckpointWriter
     // Linux file names are case-sensitive; the usual Windows and macOS file systems are not.
     private static readonly StringComparer FileNames = OperatingSystem.IsLinux() ? StringComparer.Ordinal : StringComparer.OrdinalIgnoreCase;
 
+    private readonly TimeProvider _time;
     private readonly List<Job> _jobs = [];
     private readonly Dictionary<string, HashSet<string>> _folders = new(FileNames);
     private readonly HashSet<string> _swept = new(FileNames);
     private Job? _running;
     private bool _flushing;
     private Exception? _failure;
+
+    /// <summary>A writer on the system clock.</summary>
+    public CheckpointWriter() : this(TimeProvider.System) { }
+
+    /// <summary>A writer whose delay runs on <paramref name="time"/> (tests step a manual clock and call <see cref="Wake"/>).</summary>
+    internal CheckpointWriter(TimeProvider time) => _time = time;
+
+    private DateTime Now => _time.GetUtcNow().UtcDateTime;
+
+    /// <summary>True when no job of this writer is queued or running (each finished job is already recorded).</summary>
+    internal bool Idle
+    {
+        get
+        {
+            lock (Gate) return !Pending;
+        }
+    }
+
+    /// <summary>Makes the writer thread look at the clocks again (after a test moved its manual clock).</summary>
+    internal static void Wake()
+    {
+        lock (Gate) Monitor.PulseAll(Gate);
+    }
 
     /// <summary>Queues writing a file with <paramref name="write"/>; <paramref name="discard"/> runs instead if the write is dropped.</summary>
     public void Write(string path, Action<string> write, Action discard)
@@ -148,7 +172,7 @@ internal sealed class CheckpointWriter
             // nothing on disk. Only jobs on other files lie between the two, so no file's own jobs change order.
             var dropped = DropUnwrittenWrite(path);
             if (dropped is { } place) _jobs.Insert(place.Index, new Job(path, run, discard, place.Due));
-            else _jobs.Add(new Job(path, run, discard, DateTime.UtcNow + Delay));
+            else _jobs.Add(new Job(path, run, discard, Now + Delay));
             if (!Busy.Contains(this)) Busy.Add(this);
             _thread ??= StartThread();
             if (_asleep || TooManyHeld) Monitor.PulseAll(Gate);
@@ -202,14 +226,15 @@ internal sealed class CheckpointWriter
                         _asleep = false;
                         continue;
                     }
-                    var now = DateTime.UtcNow;
-                    var ready = Busy.Find(writer => writer.Ready(now));
+                    var ready = Busy.Find(writer => writer.Ready(writer.Now));
                     if (ready is not null)
                     {
                         owner = ready;
                         break;
                     }
-                    Monitor.Wait(Gate, Busy.Min(writer => writer._jobs[0].Due) - now);
+                    // Each clock is read again here and may have passed a due time since Ready: never a negative wait.
+                    var wait = Busy.Min(writer => writer._jobs[0].Due - writer.Now);
+                    Monitor.Wait(Gate, wait > TimeSpan.Zero ? wait : TimeSpan.Zero);
                 }
                 next = owner._jobs[0];
                 owner._jobs.RemoveAt(0);

@@ -41,6 +41,9 @@ internal sealed class UriModelLoader : ModelLoader, IDisposable, IModelSource
 
     public string Source => _uri?.ToString() ?? "";
 
+    /// <summary>True once a poll is scheduled: after a start that got an ETag, never after one that got none.</summary>
+    internal bool Polling => Volatile.Read(ref _timer) is not null;
+
     /// <summary>The ETag of the model serving now; null when the server sent none.</summary>
     internal string? ETag => _eTag;
 

@@ -64,20 +64,14 @@ public class EmaWeightAveragingTests
         var beforeValidation = new List<Dictionary<string, Tensor>>();
         var afterValidation = new List<Dictionary<string, Tensor>>();
         var ema = new EmaWeightAveraging(decay: 0.8);
-        var trainer = new Trainer(new TrainerOptions
-        {
-            MaxEpochs = 2, NumSanityValSteps = 0, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-            EnableCheckpointing = false, Loggers = [],
-            Callbacks =
-            [
+        var trainer = new Trainer(TestTrainer.Quiet(root,
                 new LambdaCallback(onValidationStart: (_, m) => beforeValidation.Add(Snapshot(m))),
                 ema,
                 new LambdaCallback(
                     onTrainBatchEnd: (_, m, _, _, _) => stepWeights.Add(Snapshot(m)),
                     onValidationBatchStart: (_, m, _, _) => validated.Add(Snapshot(m)),
-                    onValidationEnd: (_, m) => afterValidation.Add(Snapshot(m))),
-            ],
-        });
+                    onValidationEnd: (_, m) => afterValidation.Add(Snapshot(m))))
+            with { MaxEpochs = 2, NumSanityValSteps = 0 });
 
         trainer.Fit(model, RandomBatches.Create(3, seed: 3), RandomBatches.Create(1, seed: 4));
 

@@ -75,12 +75,7 @@ public class LambdaCallbackTests
                 Assert.Same(t.Optimizers[0], optimizer);
                 Note(t, m, "before_optimizer_step");
             });
-        var trainer = new Trainer(new TrainerOptions
-        {
-            MaxEpochs = 1, NumSanityValSteps = 1, DefaultRootDir = root.Path,
-            EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
-            Callbacks = [callback],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root, callback) with { MaxEpochs = 1, NumSanityValSteps = 1 });
 
         trainer.Fit(model, train, val);
 
@@ -129,10 +124,7 @@ public class LambdaCallbackTests
                 calls.Add("predict_epoch_end");
             },
             onPredictEnd: (_, _) => calls.Add("predict_end"));
-        var trainer = new Trainer(new TrainerOptions
-        {
-            DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, Loggers = [], Callbacks = [callback],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root, callback) with { EnableCheckpointing = true });
         var model = new EvaluatedModel();
 
         trainer.Test(model, RandomBatches.Create(2));
@@ -155,12 +147,7 @@ public class LambdaCallbackTests
     {
         using var root = new TempDirectory();
         Exception? seen = null;
-        var trainer = new Trainer(new TrainerOptions
-        {
-            MaxEpochs = 1, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-            EnableCheckpointing = false, Loggers = [],
-            Callbacks = [new LambdaCallback(onException: (_, _, exception) => seen = exception)],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root) with { MaxEpochs = 1, Callbacks = [new LambdaCallback(onException: (_, _, exception) => seen = exception)] });
 
         var thrown = Assert.Throws<InvalidOperationException>(() => trainer.Fit(new FailingModel(), RandomBatches.Create(3)));
 
@@ -178,11 +165,7 @@ public class LambdaCallbackTests
             onTrainEpochEnd: (t, _) => t.SaveCheckpoint(path),
             onSaveCheckpoint: (_, _, checkpoint) => saved.Add(checkpoint),
             onLoadCheckpoint: (_, _, checkpoint) => loaded.Add(checkpoint));
-        TrainerOptions Options(int epochs) => new()
-        {
-            MaxEpochs = epochs, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-            EnableCheckpointing = false, Loggers = [], Callbacks = [callback],
-        };
+        TrainerOptions Options(int epochs) => TestTrainer.Quiet(root, callback) with { MaxEpochs = epochs };
 
         new Trainer(Options(1)).Fit(new BoringModel(), RandomBatches.Create(2));
         Assert.Single(saved);

@@ -39,7 +39,7 @@ public class ModelCheckpointTests
         var ranked = losses.Select((loss, epoch) => (loss, epoch)).OrderBy(e => mode == "min" ? e.loss : -e.loss).ToList();
         var expected = ranked.Take(k).Select(e => Name(e.epoch, e.loss)).Order(StringComparer.Ordinal).ToArray();
         Assert.Equal(expected, Files(checkpoint.DirPath!));
-        Assert.Equal(checkpoint.FormatCheckpointName(Metrics(ranked[0].epoch, ranked[0].loss)), checkpoint.BestModelPath);
+        Assert.Equal(Path.Combine(root.Combine("ckpt"), Name(ranked[0].epoch, ranked[0].loss)), checkpoint.BestModelPath);
         Assert.Equal(ranked[0].loss, checkpoint.BestModelScore!.Value, 6);
         Assert.Equal(expected, checkpoint.BestKModels.Keys.Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray());
         Assert.Equal(Name(ranked[k - 1].epoch, ranked[k - 1].loss), Path.GetFileName(checkpoint.KthBestModelPath));

@@ -34,14 +34,23 @@ public class OnExceptionCheckpointTests
     {
         using var root = new TempDirectory();
         const int batches = 6;
+        var data = RandomBatches.Create(batches);
         var callback = new OnExceptionCheckpoint(root.Combine("crash"), filename: "failed");
-        Assert.Throws<InvalidOperationException>(() =>
-            new Trainer(Options(root, 1, callback)).Fit(new FailingModel(FailAt), RandomBatches.Create(batches)));
+        manual_seed(4);
+        Assert.Throws<InvalidOperationException>(() => new Trainer(Options(root, 1, callback)).Fit(new FailingModel(FailAt), data));
 
-        var trainer = new Trainer(Options(root, 1));
-        trainer.Fit(new BoringModel(), RandomBatches.Create(batches), ckptPath: root.Combine("crash", "failed.ckpt"));
+        var resumed = new RecordingModel();
+        new Trainer(Options(root, 1)).Fit(resumed, data, ckptPath: root.Combine("crash", "failed.ckpt"));
+        manual_seed(4);
+        var uninterrupted = new RecordingModel();
+        new Trainer(Options(root, 1)).Fit(uninterrupted, data);
 
-        Assert.Equal(batches, trainer.GlobalStep);
+        // The independent reference is one run that never failed: the resumed run trains only the batches the failed
+        // one did not reach, and ends with the same weights.
+        Assert.Equal(Enumerable.Range(FailAt, batches - FailAt), resumed.Trained);
+        Assert.Equal(Enumerable.Range(0, batches), uninterrupted.Trained);
+        foreach (var (name, expected) in uninterrupted.state_dict())
+            AssertClose(expected, resumed.state_dict()[name], name);
     }
 
     [Fact]
@@ -62,6 +71,17 @@ public class OnExceptionCheckpointTests
         Assert.ThrowsAny<ArgumentException>(() => new OnExceptionCheckpoint(null!));
         Assert.ThrowsAny<ArgumentException>(() => new OnExceptionCheckpoint("dir", filename: " "));
         Assert.Contains("not a path", Assert.Throws<ArgumentException>(() => new OnExceptionCheckpoint("dir", filename: "a/b")).Message);
+    }
+
+    private sealed class RecordingModel : BoringModel
+    {
+        public List<int> Trained { get; } = [];
+
+        public override Tensor? TrainingStep(Tensor batch, int batchIdx)
+        {
+            Trained.Add(batchIdx);
+            return base.TrainingStep(batch, batchIdx);
+        }
     }
 
     private sealed class FailingModel(int failAt) : BoringModel

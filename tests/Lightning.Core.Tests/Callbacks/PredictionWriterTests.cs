@@ -70,10 +70,7 @@ public class PredictionWriterTests
 
     private static IReadOnlyList<Tensor> Predict(TempDirectory root, PredictionWriter writer, int batches)
     {
-        var trainer = new Trainer(new TrainerOptions
-        {
-            DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, Loggers = [], Callbacks = [writer],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root) with { EnableCheckpointing = true, Callbacks = [writer] });
         return trainer.Predict(new PredictingModel(), RandomBatches.Create(batches, batchSize: 3, seed: 5));
     }
 

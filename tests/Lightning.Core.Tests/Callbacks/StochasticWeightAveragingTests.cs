@@ -181,11 +181,7 @@ public class StochasticWeightAveragingTests
     public void Fit_WithoutAnEpochLimit_FailsNamingMaxEpochs()
     {
         using var root = new TempDirectory();
-        var trainer = new Trainer(new TrainerOptions
-        {
-            MaxEpochs = -1, MaxSteps = 4, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-            EnableCheckpointing = false, Loggers = [], Callbacks = [new StochasticWeightAveraging(0.1)],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root) with { MaxEpochs = -1, MaxSteps = 4, Callbacks = [new StochasticWeightAveraging(0.1)] });
 
         var error = Assert.Throws<InvalidOperationException>(() => trainer.Fit(new BoringModel(), RandomBatches.Create(2)));
 

@@ -41,28 +41,30 @@ public class CheckpointWriterTests
     [Fact]
     public void AFileSavedMoreOftenThanTheDelay_StillReachesDisk_AsDoAFileRotatedLikeTopK()
     {
-        // last.ckpt saved every 50 ms, and a top-k file deleted and replaced by a new name each time: while the saves go
-        // on, last.ckpt must be written (it keeps its first save's turn), not postponed by each new save.
+        // last.ckpt saved every quarter of the delay, and a top-k file deleted and replaced by a new name each time: while
+        // the saves go on, last.ckpt must be written one delay after its first save (it keeps that save's turn), not
+        // postponed by each new save. The writer's clock is a manual one, so "while" means no other time passes.
         using var root = new TempDirectory();
         var last = root.Combine("last.ckpt");
-        var writer = new CheckpointWriter();
+        var clock = new ManualClock();
+        var writer = new CheckpointWriter(clock);
         var written = 0;
         string? previous = null;
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        for (int save = 0; Volatile.Read(ref written) == 0 && clock.Elapsed < CheckpointWriter.Delay * 10; save++)
+        for (int save = 0; save <= 4; save++)
         {
             var topK = root.Combine($"step={save}.ckpt");
             writer.Write(topK, p => File.WriteAllText(p, "top-k"), () => { });
             if (previous is not null) writer.Delete(previous);
             previous = topK;
             writer.Write(last, p => { File.WriteAllText(p, "last"); Interlocked.Increment(ref written); }, () => { });
-            Thread.Sleep(50);
+            if (save < 4) clock.Advance(CheckpointWriter.Delay / 4);
         }
-        var elapsed = clock.Elapsed;
-        writer.Flush();
+        // The first save is now one delay old; the last one is new, and no wall-clock time matters.
+        CheckpointWriter.Wake();
 
-        Assert.True(written > 0 && elapsed < CheckpointWriter.Delay * 10,
-            $"last.ckpt was not written during {elapsed.TotalSeconds:0.0} s of saves every 50 ms");
+        Assert.True(Wait.Until(() => Volatile.Read(ref written) > 0), "last.ckpt was not written one delay after its first save");
+        writer.Flush();
+        Assert.Equal(["last.ckpt", "step=4.ckpt"], Directory.EnumerateFiles(root.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal));
     }
 
     [Fact]
@@ -93,16 +95,20 @@ public class CheckpointWriterTests
         var mine = root.Combine("epoch=0.ckpt");
         var outside = root.Combine("outside.ckpt");
         File.WriteAllText(before, "old");
-        var writer = new CheckpointWriter();
+        var clock = new ManualClock();
+        var writer = new CheckpointWriter(clock);
 
         Assert.True(writer.Exists(before));
         Assert.False(writer.Exists(mine));
         File.WriteAllText(outside, "written by someone else during the stage");
         writer.Write(mine, p => File.WriteAllText(p, "state"), () => { });
         writer.Delete(before);
-        var deadline = DateTime.UtcNow + CheckpointWriter.Delay + TimeSpan.FromSeconds(30);
-        while ((!File.Exists(mine) || File.Exists(before)) && DateTime.UtcNow < deadline) Thread.Sleep(20);
-        Thread.Sleep(100); // the writer records a job just after it ran
+        clock.Advance(CheckpointWriter.Delay);
+        CheckpointWriter.Wake();
+        // Idle: both jobs ran and were recorded, without a flush (which would list the folder again).
+        Assert.True(Wait.Until(() => writer.Idle), "the queued jobs did not run once due");
+        Assert.True(File.Exists(mine));
+        Assert.False(File.Exists(before));
 
         Assert.Equal((true, false, false), (writer.Exists(mine), writer.Exists(before), writer.Exists(outside)));
         writer.Flush();
@@ -114,13 +120,17 @@ public class CheckpointWriterTests
     {
         using var root = new TempDirectory();
         var path = root.Combine("epoch=0.ckpt");
-        var writer = new CheckpointWriter();
+        var clock = new ManualClock();
+        var writer = new CheckpointWriter(clock);
 
         writer.Write(path, p => File.WriteAllText(p, "state"), () => { });
-        var deadline = DateTime.UtcNow + CheckpointWriter.Delay + TimeSpan.FromSeconds(30);
-        while (!File.Exists(path) && DateTime.UtcNow < deadline) Thread.Sleep(20);
+        // Not due yet on the writer's clock, so nothing can have run: the job waits for later ones that make it pointless.
+        Assert.False(writer.Idle);
+        clock.Advance(CheckpointWriter.Delay);
+        CheckpointWriter.Wake();
 
-        Assert.True(File.Exists(path), $"not written {CheckpointWriter.Delay + TimeSpan.FromSeconds(30)} after it was queued");
+        Assert.True(Wait.Until(() => writer.Idle), "not written once due");
+        Assert.Equal("state", File.ReadAllText(path));
         writer.Flush();
     }
 
@@ -129,12 +139,13 @@ public class CheckpointWriterTests
     {
         using var root = new TempDirectory();
         using var firstWritten = new ManualResetEventSlim();
-        var writer = new CheckpointWriter();
+        // The writer's clock never moves: only the number of held writes can start them.
+        var writer = new CheckpointWriter(new ManualClock());
 
         for (int i = 0; i <= CheckpointWriter.MaxHeldWrites; i++)
             writer.Write(root.Combine($"epoch={i}.ckpt"), p => { File.WriteAllText(p, "state"); firstWritten.Set(); }, () => { });
 
-        Assert.True(firstWritten.Wait(CheckpointWriter.Delay * 0.9), $"{CheckpointWriter.MaxHeldWrites + 1} queued writes all waited for the delay");
+        Assert.True(firstWritten.Wait(Wait.DefaultTimeout), $"{CheckpointWriter.MaxHeldWrites + 1} queued writes all waited for the delay");
         writer.Flush();
         Assert.Equal(CheckpointWriter.MaxHeldWrites + 1, Directory.EnumerateFiles(root.Path).Count());
     }

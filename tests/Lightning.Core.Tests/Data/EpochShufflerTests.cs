@@ -14,11 +14,7 @@ public class EpochShufflerTests
         // One batch per epoch: it holds the epoch's whole order.
         using var loader = utils.data.DataLoader(utils.data.TensorDataset(items, items), 12, new EpochShuffler(12, seed: 5));
         var module = new OrderRecorder();
-        var trainer = new Trainer(new TrainerOptions
-        {
-            MaxEpochs = 3, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false,
-            EnableCheckpointing = false, Loggers = [],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root) with { MaxEpochs = 3 });
 
         trainer.Fit(module, loader);
 

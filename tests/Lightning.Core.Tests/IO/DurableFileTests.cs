@@ -70,7 +70,7 @@ public class DurableFileTests
         }
     }
 
-    [Fact]
+    [RequiresFact(Component.Strace)]
     public void ACheckpointSave_FlushesTheFileBeforeTheRename_AndTheFolderAfterIt()
     {
         // strace (Debian: apt-get install strace; .ci/run installs it) shows the system calls of a real save.

@@ -92,11 +92,7 @@ public class TensorBoardLoggerTests
     private static void Fit(TempDirectory root, TensorBoardLogger logger, HparamModel model, int epochs, params Callback[] callbacks)
     {
         manual_seed(3);
-        var trainer = new Trainer(new TrainerOptions
-        {
-            DefaultRootDir = root.Path, Accelerator = "cpu", MaxEpochs = epochs, EnableProgressBar = false, EnableModelSummary = false,
-            EnableCheckpointing = false, Loggers = [logger], LogEveryNSteps = 1, Callbacks = callbacks,
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root) with { Accelerator = "cpu", MaxEpochs = epochs, Loggers = [logger], LogEveryNSteps = 1, Callbacks = callbacks });
         var batches = RandomBatches.Create(4, batchSize: 4, features: 8, seed: 2);
         trainer.Fit(model, batches, batches);
     }

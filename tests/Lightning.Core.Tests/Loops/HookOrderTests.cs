@@ -11,12 +11,7 @@ public class HookOrderTests
     {
         using var root = new TempDirectory();
         var calls = new List<string>();
-        var trainer = new Trainer(new TrainerOptions
-        {
-            MaxEpochs = 1, LimitTrainBatches = 2, LimitValBatches = 1, NumSanityValSteps = 1, DefaultRootDir = root.Path,
-            EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false, Loggers = [],
-            Callbacks = [new RecordingCallback(calls)],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root) with { MaxEpochs = 1, LimitTrainBatches = 2, LimitValBatches = 1, NumSanityValSteps = 1, Callbacks = [new RecordingCallback(calls)] });
 
         trainer.Fit(new RecordingModel(calls), RandomBatches.Create(4), RandomBatches.Create(2));
 
@@ -54,11 +49,7 @@ public class HookOrderTests
     {
         using var root = new TempDirectory();
         var calls = new List<string>();
-        var trainer = new Trainer(new TrainerOptions
-        {
-            DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, Loggers = [],
-            Callbacks = [new RecordingCallback(calls)],
-        });
+        var trainer = new Trainer(TestTrainer.Quiet(root) with { EnableCheckpointing = true, Callbacks = [new RecordingCallback(calls)] });
         var model = new RecordingModel(calls);
 
         trainer.Test(model, RandomBatches.Create(1));

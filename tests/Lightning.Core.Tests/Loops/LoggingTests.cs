@@ -1,4 +1,5 @@
 using System.Globalization;
+using Lightning.Callbacks;
 using Lightning.Loggers;
 using Lightning.Testing;
 using static TorchSharp.torch;
@@ -122,10 +123,14 @@ public class LoggingTests
     {
         using var root = new TempDirectory();
         var model = new LoggingModel(epochEnd: m => m.Log("epoch_metric", 7.0));
-        var trainer = new Trainer(Options(root) with { MaxEpochs = 1, Loggers = [] });
+        // A monitoring callback runs its on_train_epoch_end after the module's, so it must already see the value.
+        var checkpoint = new ModelCheckpoint(root.Combine("ckpt"), monitor: "epoch_metric", saveOnTrainEpochEnd: true);
+        // With a logger (the default one), as Lightning only fills LoggedMetrics when there is one.
+        var trainer = new Trainer(Options(root) with { MaxEpochs = 1, EnableCheckpointing = true, Callbacks = [checkpoint] });
         trainer.Fit(model, RandomBatches.Create(1));
+        Assert.Equal(7.0, checkpoint.BestModelScore);
         Assert.Equal(7.0, trainer.CallbackMetrics["epoch_metric"]);
-        Assert.Equal(7.0, trainer.LoggedMetrics.GetValueOrDefault("epoch_metric", 7.0));
+        Assert.Equal(7.0, trainer.LoggedMetrics["epoch_metric"]);
     }
 
     [Fact]

@@ -15,7 +15,7 @@ public class MetricDdpTests(MetricDdpTests.Run run) : IClassFixture<MetricDdpTes
 {
     public static TheoryData<string> Keys => new(MetricSamples.NewMetrics().Keys);
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [MemberData(nameof(Keys))]
     public void EveryRank_EqualsOneProcessOverAllSamples(string key)
     {
@@ -33,7 +33,7 @@ public class MetricDdpTests(MetricDdpTests.Run run) : IClassFixture<MetricDdpTes
         foreach (var rank in new[] { 0, 1 }) Assert.Equal(expected, run.Values(rank)[key], 9);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void ConfusionMatrices_ComputedInAHook_SumEveryRank()
     {
         using var samples = new MetricSamples();

@@ -49,13 +49,17 @@ public class DataParallelTests
     public void LoggedValues_AreReducedAcrossReplicas()
     {
         using var root = new TempDirectory();
-        var batches = RandomBatches.Create(1, batchSize: 6, features: 16, seed: 2);
+        // 7 rows split in unequal chunks: only a mean weighted by chunk size equals the mean over the whole batch.
+        var batches = RandomBatches.Create(1, batchSize: 7, features: 16, seed: 2);
         var parallel = Train(Quiet(root) with { Strategy = "dp", Devices = 3 }, batches);
         var single = Train(Quiet(root), batches);
 
-        Assert.Equal(single.Trainer.CallbackMetrics["input_mean"], parallel.Trainer.CallbackMetrics["input_mean"], 6);
-        Assert.Equal(new[] { 2, 2, 2 }, parallel.Model.ReplicaBatchSizes);
-        Assert.Equal(new[] { 6 }, single.Model.ReplicaBatchSizes);
+        Assert.Equal(batches[0].mean().ToDouble(), single.Trainer.CallbackMetrics["input_mean"], 6);
+        Assert.Equal(batches[0].mean().ToDouble(), parallel.Trainer.CallbackMetrics["input_mean"], 6);
+        var sizes = parallel.Model.ReplicaBatchSizes.ToArray();
+        Assert.Equal(7, sizes.Sum());
+        Assert.True(sizes.Distinct().Count() > 1, $"the replicas' chunks should differ in size: {string.Join(", ", sizes)}");
+        Assert.Equal(new[] { 7 }, single.Model.ReplicaBatchSizes);
     }
 
     [Fact]

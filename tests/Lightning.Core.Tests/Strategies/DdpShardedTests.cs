@@ -25,7 +25,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         return data;
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [MemberData(nameof(RunsAtTwoAndThreeRanks))]
     public void Sharded_ReachesTheWeightsOfDdp(int ranks, string run)
     {
@@ -39,7 +39,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         }
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [InlineData(2)]
     [InlineData(3)]
     public void TheComparedRuns_DifferFromEachOther(int ranks)
@@ -51,7 +51,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
             Assert.True(Gap(adam, Weights(folder, $"{run}-ddp_sharded", 0)) > 1e-3, $"{run} ended where plain Adam did");
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [InlineData(2)]
     [InlineData(3)]
     public void FabricLoop_SavedAndLoadedHalfway_MatchesDdp(int ranks)
@@ -76,7 +76,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         }
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [InlineData(2)]
     [InlineData(3)]
     public void Overflow_SeenByOneShardOnly_SkipsTheStepOnEveryRank(int ranks)
@@ -92,7 +92,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         }
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [InlineData(3, 1e-6)]
     [InlineData(2, 0)]
     public void SavedAtTwoRanks_ResumedAtM_MatchesTheUninterruptedRun(int ranks, double tolerance)
@@ -103,7 +103,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
             Regressor.AssertClose(straight, Weights(runs.Checkpoints, $"resumed-{ranks}", rank), tolerance);
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [InlineData("ddp_sharded")]
     [InlineData("single_device")]
     public void SavedAtTwoRanks_ResumesInOneProcess(string strategy)
@@ -118,7 +118,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Regressor.AssertClose(Weights(runs.Checkpoints, "straight", 0), Regressor.ParseWeights(model.WeightsText()), 0);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void ShardedCheckpoint_IsAFileBesideAFolderOfOneShardPerRank_AndLoadsAsAWholeModule()
     {
         var shards = Directory.GetDirectories(OptimizerShardFiles.Folder(runs.CheckpointFile));
@@ -129,7 +129,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Regressor.AssertClose(Weights(runs.Checkpoints, "half", 0), Regressor.ParseWeights(model.WeightsText()), 0);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void ShardedCheckpoint_WithAShardMissing_IsRefusedNamingIt()
     {
         using var copy = new TempDirectory();
@@ -145,7 +145,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Assert.Contains("missing or incomplete", error.Message);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void DeadRank_EndsEveryRankWithAnErrorWithinTheTimeout()
     {
         // Rank 1 leaves at step 3; rank 0 waits in a collective until DistributedTimeout (5 s) and names it.
@@ -154,7 +154,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Assert.Contains("rank 1 did not arrive", output);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void Step7Line_OnFourGpus_RunsOneShardedRankPerGpu()
     {
         // Trainer(devices=4, accelerator="gpu", strategy="deepspeed_stage_2", precision=16) with four CUDA devices
@@ -167,7 +167,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
             Assert.Equal($"cuda DdpShardedStrategy 4 {rank} {rank} cuda:{rank} 16-mixed", File.ReadAllText(folder.Combine($"gpus.rank{rank}.txt")));
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [InlineData("ddp_sharded")]
     [InlineData("zero_stage_2")]
     [InlineData("deepspeed_stage_2")]
@@ -178,7 +178,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Assert.Equal((0, 1), (trainer.GlobalRank, trainer.WorldSize));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void OneProcess_TrainsAsOneDevice()
     {
         // World size 1: one shard holding everything, stepped by the rebuilt optimizer; clipping and the scheduler still apply.
@@ -193,7 +193,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Regressor.AssertClose(Train("single_device"), Train("ddp_sharded"), 1e-6);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void AnOptimizerThatIsNotElementwise_IsRefusedNamingIt()
     {
         using var root = new TempDirectory();
@@ -204,7 +204,7 @@ public class DdpShardedTests(DdpShardedTests.Runs runs) : IClassFixture<DdpShard
         Assert.Contains("use \"ddp\"", error.Message);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void UnknownStrategyName_ListsTheShardedOne()
     {
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(new TrainerOptions { Strategy = "deepspeed" }));

@@ -18,7 +18,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Loggers = [], NumSanityValSteps = 0,
     };
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void TwoRanksOnBatchesOfB_MatchOneProcessOnBatchesOf2B()
     {
         using var root = new TempDirectory();
@@ -30,7 +30,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Regressor.AssertClose(run.Weights("fp32", 0), run.Weights("fp32", 1), 0);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void TwoRanksWithGradientAccumulation_MatchOneProcessOnBatchesOf2B()
     {
         using var root = new TempDirectory();
@@ -41,7 +41,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Regressor.AssertClose(run.Weights("accumulate", 0), run.Weights("accumulate", 1), 0);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void TwoRanksInBf16Mixed_StayWithinBf16RoundingOfOneProcess()
     {
         using var root = new TempDirectory();
@@ -53,7 +53,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Regressor.AssertClose(run.Weights("bf16", 0), run.Weights("bf16", 1), 0);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void InjectedSampler_GivesDisjointShardsThatCoverEachEpoch_ReshuffledPerEpoch()
     {
         var seen = new[] { run.Rows("sampler", 0), run.Rows("sampler", 1) };
@@ -68,7 +68,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.NotEqual(seen[0].Take(11), seen[0].Skip(11));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void EvaluationMetricsWithSyncDist_EqualSingleProcess()
     {
         using var root = new TempDirectory();
@@ -87,7 +87,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         }
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void Checkpoint_IsWrittenOnceByRankZero_AndLogsOnce()
     {
         var folder = Path.Combine(run.Folder, "ckpt");
@@ -97,14 +97,14 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.Equal(run.Read("checkpoint", 0), run.Read("checkpoint", 1));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void ResumedDdpRun_EqualsTheUninterruptedRun()
     {
         Regressor.AssertClose(run.Weights("straight", 0), run.Weights("resumed", 0), 0);
         Regressor.AssertClose(run.Weights("resumed", 0), run.Weights("resumed", 1), 0);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void DdpCheckpoint_ResumesInOneProcess()
     {
         using var root = new TempDirectory();
@@ -117,21 +117,21 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.Equal(2, trainer.CurrentEpoch);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void StopAskedForByOneRank_StopsEveryRankAtTheSameStep()
     {
         Assert.Equal("3 1", run.Read("stopped", 0)); // 3 steps; the stopped epoch counts as done
         Assert.Equal("3 1", run.Read("stopped", 1));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void DataModule_PreparesOnLocalRankZeroOnly_AndSetsUpOnEveryRank()
     {
         Assert.Equal("1 1", run.Read("prepared", 0));
         Assert.Equal("0 1", run.Read("prepared", 1));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void KilledRank_MakesTheOthersExitNonZeroInBoundedTime()
     {
         using var folder = new TempDirectory();
@@ -149,7 +149,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.True(killed.Elapsed < TimeSpan.FromSeconds(60));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void FourGpus_AutoRunsDdp_OneRankPerGpu()
     {
         // Trainer(devices=4, accelerator="gpu") with four CUDA devices injected: started as one process, it relaunches
@@ -201,7 +201,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         throw new DirectoryNotFoundException($"No Lightning.sln above {AppContext.BaseDirectory}.");
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void ExitedRank_IsNamedByTheSurvivor_WhichExitsNonZeroWithinTheTimeoutPlus10Seconds()
     {
         // Rank 1 returns from its process at step 3 (exit code 0, no error of its own); rank 0 waits in the next
@@ -231,7 +231,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         return output;
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void HungRank_MakesTheOthersFailOnTheCollectiveTimeout()
     {
         using var folder = new TempDirectory();
@@ -241,7 +241,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.Contains("did not complete within 00:00:05", mpiexec.Output());
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void FabricCollectives_ReduceGatherAndBroadcastAcrossRanks()
     {
         foreach (var rank in new[] { 0, 1 })
@@ -257,7 +257,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         }
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void FabricLoopOnTwoRanks_MatchesOneProcessOnBatchesOf2B()
     {
         manual_seed(11);
@@ -277,7 +277,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Regressor.AssertClose(run.Weights("fabric-weights", 0), run.Weights("fabric-weights", 1), 0);
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void DdpWithOneDevice_RunsInThisProcessWithoutMpi()
     {
         using var root = new TempDirectory();
@@ -287,7 +287,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.Equal((0, 1, true, 4L), (trainer.GlobalRank, trainer.WorldSize, trainer.IsGlobalZero, trainer.GlobalStep));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void NumNodesWithoutDdp_FailsNamingTheOption()
     {
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(new TrainerOptions { NumNodes = 2 }));
@@ -295,7 +295,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(new TrainerOptions { Strategy = "ddp", NumNodes = 0 }));
     }
 
-    [Fact]
+    [RequiresFact(Component.Mpich)]
     public void DdpOnSeveralDevicesWithoutMpiexec_FailsNamingThePackage()
     {
         // Without mpiexec on PATH the trainer cannot relaunch itself under it.
@@ -313,7 +313,7 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         }
     }
 
-    [Theory]
+    [RequiresTheory(Component.Mpich)]
     [InlineData(21, 2)]
     [InlineData(20, 3)]
     [InlineData(5, 4)]

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Lightning.Serving.Tests.Endpoints;
 
+[Collection(LoadCollection.Name)]
 public sealed class PredictReloadUnderLoadTests
 {
     [Fact]
@@ -67,7 +68,7 @@ public sealed class PredictReloadUnderLoadTests
             while (Volatile.Read(ref done) < at && !load.All(t => t.IsCompleted)) await Task.Delay(5);
             TestModels.ReplaceAtomically(path, swap % 2 == 1 ? TestModels.B : TestModels.A);
             var version = swap + 1;
-            Assert.True(TestModels.WaitUntil(() => pool.GetModelInfo().Version >= version), $"swap {swap} was not reloaded");
+            Assert.True(Wait.Until(() => pool.GetModelInfo().Version >= version), $"swap {swap} was not reloaded");
         }
         await Task.WhenAll(load);
 

@@ -23,6 +23,7 @@ namespace Lightning.Serving.Tests.Endpoints;
 /// answer may be a 5xx other than 503 (gRPC: Internal, Unknown, DataLoss), the server stays live, and the process's
 /// managed heap stays bounded while it runs (the test prints the peaks).
 /// </summary>
+[Collection(LoadCollection.Name)]
 public sealed class ServingFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const int RestBodies = 20_000;

@@ -20,16 +20,6 @@ public sealed class ServingHardeningTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static async Task WaitUntil(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
-            await Task.Delay(10);
-        }
-    }
-
     [Theory]
     [InlineData("""{"id":"\ud800","inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}""", "\"id\"")]
     [InlineData("""{"inputs":[{"name":"in\udc00put","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}""", "\"name\" of inputs[0]")]
@@ -101,7 +91,7 @@ public sealed class ServingHardeningTests : IDisposable
             throw new InvalidOperationException("injected batch fault");
         };
         var queued = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1));
-        await WaitUntil(() => model.QueueLength == 1, "the request to queue");
+        await Wait.UntilAsync(() => model.QueueLength == 1, "the request to queue");
         model.RunGate = null;
         gate.SetResult();
         await faulted.Task.WaitAsync(TimeSpan.FromSeconds(10));
@@ -111,14 +101,14 @@ public sealed class ServingHardeningTests : IDisposable
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Contains("the batcher restarted, retry the request", body!["error"]!.GetValue<string>());
         Assert.Equal(1, model.LoopFaults);
-        await WaitUntil(() => model.IsReady, "the loop to restart");
+        await Wait.UntilAsync(() => model.IsReady, "the loop to restart");
         var (ready, _) = await server.GetAsync("/v2/health/ready");
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
         // The restarted loop runs queued requests again.
         gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
         var again = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1));
-        await WaitUntil(() => model.QueueLength == 1, "the second request to queue");
+        await Wait.UntilAsync(() => model.QueueLength == 1, "the second request to queue");
         model.RunGate = null;
         gate.SetResult();
         Assert.Equal(HttpStatusCode.OK, (await again).Response.StatusCode);
@@ -136,10 +126,10 @@ public sealed class ServingHardeningTests : IDisposable
         model.RunGate = gate.Task;
         model.BatchFormed = _ => throw new InvalidOperationException("injected batch fault");
         var queued = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([1, 2, 3, 4], 1));
-        await WaitUntil(() => model.QueueLength == 1, "the request to queue");
+        await Wait.UntilAsync(() => model.QueueLength == 1, "the request to queue");
         model.RunGate = null;
         gate.SetResult();
-        await WaitUntil(() => model.LoopFaults >= 1, "the fault");
+        await Wait.UntilAsync(() => model.LoopFaults >= 1, "the fault");
 
         var (ready, readyBody) = await server.GetAsync("/v2/models/linear/ready");
         var (serverReady, _) = await server.GetAsync("/v2/health/ready");
@@ -165,7 +155,7 @@ public sealed class ServingHardeningTests : IDisposable
         using var content = new StringContent(OnnxTestModels.InferBody([1, 2, 3, 4], 1), Encoding.UTF8, "application/json");
         var abandoned = server.Client.PostAsync("/v2/models/linear/infer", content, abandon.Token);
         var kept = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody([5, 6, 7, 8], 1));
-        await WaitUntil(() => model.QueueLength == 2, "two queued requests");
+        await Wait.UntilAsync(() => model.QueueLength == 2, "two queued requests");
 
         abandon.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => abandoned);
@@ -173,7 +163,7 @@ public sealed class ServingHardeningTests : IDisposable
         gate.SetResult();
 
         Assert.Equal(HttpStatusCode.OK, (await kept).Response.StatusCode);
-        await WaitUntil(() => model.Dropped == 1, "the abandoned request to be dropped");
+        await Wait.UntilAsync(() => model.Dropped == 1, "the abandoned request to be dropped");
         Assert.Equal(1, model.RunCount);
     }
 
@@ -193,7 +183,7 @@ public sealed class ServingHardeningTests : IDisposable
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Contains("request timeout expired", json!["error"]!.GetValue<string>());
-        await WaitUntil(() => model.Dropped == 1, "the expired request to be dropped");
+        await Wait.UntilAsync(() => model.Dropped == 1, "the expired request to be dropped");
         Assert.Equal(0, model.RunCount);
     }
 
@@ -260,7 +250,7 @@ public sealed class ServingHardeningTests : IDisposable
         model.RunGate = gate.Task;
         var first = server.PostAsync("/v2/models/cumsum/infer", """{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}""");
         var second = server.PostAsync("/v2/models/cumsum/infer", """{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[10,20]}]}""");
-        await WaitUntil(() => model.QueueLength == 2, "two queued requests");
+        await Wait.UntilAsync(() => model.QueueLength == 2, "two queued requests");
         model.RunGate = null;
         gate.SetResult();
 

@@ -14,14 +14,13 @@ public sealed class InferenceBatchingTests : IDisposable
 
     private static float[] Row(int i) => [i, -i * 0.5f, 1 + i, 2 - i];
 
-    private static async Task WaitUntil(Func<bool> condition, string what)
+    /// <summary>Posts a request and waits until it is queued, so the queue holds the requests in the order of the calls.</summary>
+    private static async Task<Task<(HttpResponseMessage Response, JsonNode? Body)>> PostQueuedAsync(InferenceTestServer server, ServedModel model, string route, string body)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
-            await Task.Delay(10);
-        }
+        var queued = model.QueueLength + 1;
+        var task = server.PostAsync(route, body);
+        await Wait.UntilAsync(() => model.QueueLength == queued, $"request {queued} to queue");
+        return task;
     }
 
     [Fact]
@@ -40,7 +39,7 @@ public sealed class InferenceBatchingTests : IDisposable
             var data = Enumerable.Range(0, rows).SelectMany(r => Row(i * 10 + r)).ToArray();
             return (data, rows, task: server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(data, rows)));
         }).ToList();
-        await WaitUntil(() => model.QueueLength == n, $"{n} queued requests");
+        await Wait.UntilAsync(() => model.QueueLength == n, $"{n} queued requests");
         model.RunGate = null;
         gate.SetResult();
 
@@ -60,33 +59,120 @@ public sealed class InferenceBatchingTests : IDisposable
     public async Task Infer_ConcurrentRequestsWithQueueDelay_FewerRunsThanRequests()
     {
         var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
+        // The longest delay allowed (10 s): the batch ends when the last arrival is in, not by the clock.
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
         {
             o.WatchForChanges = false;
-            o.MaxQueueDelayMicroseconds = 50_000;
+            o.MaxQueueDelayMicroseconds = 10_000_000;
             o.MaxBatchSize = 64;
         }));
         const int n = 16;
         var model = server.Model("linear");
+        var formed = new System.Collections.Concurrent.ConcurrentQueue<int>();
+        model.BatchFormed = formed.Enqueue;
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
-        // A request that never finishes arriving (a slow client) keeps each forming batch waiting out its 50 ms delay.
+        var tasks = new List<Task<(HttpResponseMessage Response, JsonNode? Body)>>();
+        // A request still arriving (a slow client) keeps the forming batch open while the others come one by one.
         using (model.Arrive())
         {
-            var tasks = new List<Task<(HttpResponseMessage Response, JsonNode? Body)>> { server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(0), 1)) };
-            await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+            tasks.Add(server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(0), 1)));
+            await Wait.UntilAsync(() => model.QueueLength == 1, "the first request to queue");
             model.RunGate = null;
             gate.SetResult();
-            // The rest come one by one while the first one's batch is forming.
-            for (int i = 1; i < n; i++) tasks.Add(server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(i), 1)));
-            for (int i = 0; i < n; i++)
+            await Wait.UntilAsync(() => model.QueueLength == 0, "the batcher to take the first request");
+            for (int i = 1; i < n; i++)
             {
-                var (response, body) = await tasks[i];
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
+                tasks.Add(server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(i), 1)));
+                var joined = i + 1;
+                await Wait.UntilAsync(() => model.Forming == joined, $"request {i} to join the forming batch");
             }
         }
-        Assert.True(server.Model("linear").RunCount < n, $"{server.Model("linear").RunCount} runs for {n} requests");
+        for (int i = 0; i < n; i++)
+        {
+            var (response, body) = await tasks[i];
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
+        }
+        Assert.Equal([n], formed);
+        Assert.Equal(1, model.RunCount);
+    }
+
+    [Fact]
+    public async Task Infer_MoreQueuedRowsThanMaxBatchSize_SplitIntoRunsOfAtMostMaxBatchSize()
+    {
+        var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o =>
+        {
+            o.WatchForChanges = false;
+            o.MaxBatchSize = 4;
+        }));
+        var model = server.Model("linear");
+        var formed = new System.Collections.Concurrent.ConcurrentQueue<int>();
+        model.BatchFormed = formed.Enqueue;
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        // Rows per request: 1, 2, 1, 2, …: 15 rows in 10 requests; a request never splits across runs.
+        int[] rows = [1, 2, 1, 2, 1, 2, 1, 2, 1, 2];
+        var tasks = new List<(float[] data, int r, Task<(HttpResponseMessage Response, JsonNode? Body)> task)>();
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var data = Enumerable.Range(0, rows[i]).SelectMany(k => Row(i * 10 + k)).ToArray();
+            tasks.Add((data, rows[i], await PostQueuedAsync(server, model, "/v2/models/linear/infer", OnnxTestModels.InferBody(data, rows[i]))));
+        }
+        model.RunGate = null;
+        gate.SetResult();
+
+        foreach (var (data, r, task) in tasks)
+        {
+            var (response, body) = await task;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, data, [r, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
+        }
+        // Greedy in queue order: 1+2 (the next 1 would still fit: 1+2+1 = 4), then 2+1, 2+1, … up to 4 rows each.
+        var expected = new List<int>();
+        int batch = 0, batchRows = 0;
+        foreach (var r in rows)
+        {
+            if (batchRows + r > 4) { expected.Add(batch); (batch, batchRows) = (0, 0); }
+            batch++;
+            batchRows += r;
+        }
+        expected.Add(batch);
+        Assert.Equal(expected, formed);
+        Assert.Equal(expected.Count, model.RunCount);
+    }
+
+    [Fact]
+    public async Task Infer_RequestsOfDifferentShapesInOneQueue_RunInSeparateBatchesWithTheirOwnAnswers()
+    {
+        var path = OnnxGraphs.IdentityAnyWidth(_dir.Combine("identity.onnx"));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("identity", path, o => o.WatchForChanges = false));
+        var model = server.Model("identity");
+        var formed = new System.Collections.Concurrent.ConcurrentQueue<int>();
+        model.BatchFormed = formed.Enqueue;
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        // Three of width 2, then three of width 3: rows of different widths cannot share one tensor.
+        int[] widths = [2, 2, 2, 3, 3, 3];
+        var tasks = new List<(float[] data, int w, Task<(HttpResponseMessage Response, JsonNode? Body)> task)>();
+        for (int i = 0; i < widths.Length; i++)
+        {
+            var data = Enumerable.Range(0, widths[i]).Select(k => (float)(i * 10 + k)).ToArray();
+            var body = System.Text.Json.JsonSerializer.Serialize(new { inputs = new[] { new { name = "x", shape = new long[] { 1, widths[i] }, datatype = "FP32", data } } });
+            tasks.Add((data, widths[i], await PostQueuedAsync(server, model, "/v2/models/identity/infer", body)));
+        }
+        model.RunGate = null;
+        gate.SetResult();
+
+        foreach (var (data, w, task) in tasks)
+        {
+            var (response, body) = await task;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal($"[1,{w}]", body!["outputs"]![0]!["shape"]!.ToJsonString());
+            Assert.Equal(data, OnnxTestModels.Floats(body["outputs"]![0]!["data"]));
+        }
+        Assert.Equal([3, 3], formed);
     }
 
     [Fact]
@@ -119,15 +205,15 @@ public sealed class InferenceBatchingTests : IDisposable
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
         var first = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(1), 1));
-        await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+        await Wait.UntilAsync(() => model.QueueLength == 1, "the first request to queue");
 
         // A second request is on its way (as if its body were being read) when the batcher takes the first.
         var arriving = model.Arrive();
         model.RunGate = null;
         gate.SetResult();
-        await WaitUntil(() => model.QueueLength == 0, "the batcher to take the first request");
+        await Wait.UntilAsync(() => model.QueueLength == 0, "the batcher to take the first request");
         var second = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(2), 1));
-        await WaitUntil(() => model.Forming == 2, "the batcher to add the second request");
+        await Wait.UntilAsync(() => model.Forming == 2, "the batcher to add the second request");
         // The last arrival is in: the batch runs now, not after the 10 s delay.
         arriving.Dispose();
 
@@ -148,7 +234,7 @@ public sealed class InferenceBatchingTests : IDisposable
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
         var first = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(1), 1));
-        await WaitUntil(() => model.QueueLength == 1, "the first request to queue");
+        await Wait.UntilAsync(() => model.QueueLength == 1, "the first request to queue");
 
         var (response, body) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(2), 1));
 
@@ -171,7 +257,7 @@ public sealed class InferenceBatchingTests : IDisposable
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
         var inFlight = Enumerable.Range(0, 6).Select(i => server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(i), 1))).ToList();
-        await WaitUntil(() => model.QueueLength == 6, "6 queued requests");
+        await Wait.UntilAsync(() => model.QueueLength == 6, "6 queued requests");
 
         server.App.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
         var (refused, body) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(9), 1));

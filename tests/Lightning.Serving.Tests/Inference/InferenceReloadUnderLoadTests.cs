@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Lightning.Serving.Tests.Inference;
 
+[Collection(LoadCollection.Name)]
 public sealed class InferenceReloadUnderLoadTests
 {
     [Fact]
@@ -60,8 +61,8 @@ public sealed class InferenceReloadUnderLoadTests
             File.Move(temp, path, overwrite: true);
             var generation = swap + 1;
             // Awaited, not slept on: a blocked pool thread would starve the clients and Kestrel on a small machine.
-            Assert.True(await Eventually(() => model.Current!.Generation >= generation), $"swap {swap} was not reloaded");
-            Assert.True(await Eventually(() => servedByNew() > answersBefore), $"no answer came from the model of swap {swap}");
+            await Wait.UntilAsync(() => model.Current!.Generation >= generation, $"swap {swap} to be reloaded");
+            await Wait.UntilAsync(() => servedByNew() > answersBefore, $"an answer from the model of swap {swap}");
         }
         Volatile.Write(ref swapsDone, true);
         await Task.WhenAll(load);
@@ -71,17 +72,6 @@ public sealed class InferenceReloadUnderLoadTests
         Assert.True(first > 0 && second > 0, $"{first} answers from the first model, {second} from the second");
         // Four swaps end on the first model again.
         Assert.Equal(swaps + 1, model.Current!.Generation);
-    }
-
-    private static async Task<bool> Eventually(Func<bool> condition, int timeoutMs = 30_000)
-    {
-        var deadline = Environment.TickCount64 + timeoutMs;
-        while (!condition())
-        {
-            if (Environment.TickCount64 > deadline) return false;
-            await Task.Delay(20);
-        }
-        return true;
     }
 
     private static bool Close(float[] expected, float[] actual) =>

@@ -29,6 +29,10 @@ internal static class OnnxGraphs
     public static string Identity(string path, string datatype, int width = 3) =>
         Write(path, Graph([Value("x", datatype, "batch", width)], [Value("y", datatype, "batch", width)], Node("Identity", ["x"], ["y"])));
 
+    /// <summary><c>y = Identity(x)</c>, FP32 <c>[batch, width]</c> with both dims variable: requests of several widths can share a queue.</summary>
+    public static string IdentityAnyWidth(string path) =>
+        Write(path, Graph([Value("x", "FP32", "batch", 0, "width")], [Value("y", "FP32", "batch", 0, "width")], Node("Identity", ["x"], ["y"])));
+
     /// <summary><c>y = Identity(x)</c> and <c>z = Neg(x)</c>, FP32 <c>[batch, 2]</c>.</summary>
     public static string TwoOutputs(string path) =>
         Write(path, Graph([Value("x", "FP32", "batch", 2)], [Value("y", "FP32", "batch", 2), Value("z", "FP32", "batch", 2)],
@@ -104,11 +108,11 @@ internal static class OnnxGraphs
         return node;
     }
 
-    private static ValueInfoProto Value(string name, string datatype, string batchName, int width)
+    private static ValueInfoProto Value(string name, string datatype, string batchName, int width, string? widthName = null)
     {
         var shape = new TensorShapeProto();
         shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = batchName });
-        shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = width });
+        shape.Dim.Add(widthName is null ? new TensorShapeProto.Types.Dimension { DimValue = width } : new TensorShapeProto.Types.Dimension { DimParam = widthName });
         return new ValueInfoProto
         {
             Name = name,

@@ -40,7 +40,13 @@ internal static class OnnxTestModels
     }
 
     /// <summary>Runs the model on one FP32 input on ONNX Runtime directly.</summary>
-    public static float[] Reference(string path, float[] data, long[] shape)
+    public static float[] Reference(string path, float[] data, long[] shape) => Run(path, data, shape);
+
+    /// <summary>Runs the model on one INT64 input (ids) on ONNX Runtime directly; the output is FP32.</summary>
+    public static float[] ReferenceInt64(string path, long[] data, long[] shape) => Run(path, data, shape);
+
+    // Not a public generic: a collection expression such as [1, 2, 3, 4] would then infer int instead of float.
+    private static float[] Run<T>(string path, T[] data, long[] shape) where T : unmanaged
     {
         using var session = new InferenceSession(path);
         using var input = OrtValue.CreateTensorValueFromMemory(data, shape);

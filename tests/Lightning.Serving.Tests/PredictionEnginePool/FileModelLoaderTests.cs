@@ -48,7 +48,7 @@ public sealed class FileModelLoaderTests : IDisposable
 
         File.WriteAllBytes(path, TestModels.B);
 
-        Assert.True(TestModels.WaitUntil(() => token.HasChanged), "writing the file did not fire the token");
+        Assert.True(Wait.Until(() => token.HasChanged), "writing the file did not fire the token");
         Assert.NotSame(before, loader.GetModel());
     }
 
@@ -63,7 +63,7 @@ public sealed class FileModelLoaderTests : IDisposable
 
         TestModels.ReplaceAtomically(path, TestModels.B);
 
-        Assert.True(TestModels.WaitUntil(() => token.HasChanged), "renaming over the file did not fire the token");
+        Assert.True(Wait.Until(() => token.HasChanged), "renaming over the file did not fire the token");
     }
 
     [Fact]
@@ -82,6 +82,6 @@ public sealed class FileModelLoaderTests : IDisposable
         Assert.False(token.HasChanged);
         Assert.Same(model, loader.GetModel());
         File.WriteAllBytes(path, TestModels.B);
-        Assert.True(TestModels.WaitUntil(() => token.HasChanged), "the write after a failed reload did not fire the token");
+        Assert.True(Wait.Until(() => token.HasChanged), "the write after a failed reload did not fire the token");
     }
 }

@@ -1,5 +1,7 @@
 using Lightning.Testing;
+using Lightning.Serving.Tests.Inference;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.ML;
 
@@ -96,7 +98,7 @@ public sealed class PredictionEnginePoolTests : IDisposable
         Assert.True(TestModels.IsA(oldEngine.Predict(s_example).Score));
 
         TestModels.ReplaceAtomically(path, TestModels.B);
-        Assert.True(TestModels.WaitUntil(() => pool.GetModelInfo().Version == 2), "the rename-over was not reloaded");
+        Assert.True(Wait.Until(() => pool.GetModelInfo().Version == 2), "the rename-over was not reloaded");
 
         var newEngine = pool.GetPredictionEngine();
         Assert.NotSame(oldEngine, newEngine);
@@ -179,16 +181,19 @@ public sealed class PredictionEnginePoolTests : IDisposable
     public void FailedReload_CorruptFile_KeepsOldModelThenRecovers()
     {
         var path = WriteModel(TestModels.A);
-        using var services = TestModels.Services(b => b.FromFile(path));
+        var logs = new LogCollector();
+        using var services = TestModels.Services(b => b.FromFile(path), logs);
         var pool = services.GetRequiredService<PredictionEnginePool<SizeInput, ScoreOutput>>();
 
         File.WriteAllBytes(path, TestModels.Corrupt);
-        Thread.Sleep(600);
+        // The loader says when it tried the corrupt file and gave up: only then is "the old model still serves" a result.
+        Assert.True(logs.WaitFor(e => e.Level == LogLevel.Error && e.Message.StartsWith($"Reloading model file {path} failed"), TimeSpan.FromSeconds(30)),
+            "the corrupt file was never tried");
         Assert.Equal(1, pool.GetModelInfo().Version);
         Assert.True(TestModels.IsA(pool.Predict(s_example).Score));
 
         File.WriteAllBytes(path, TestModels.B);
-        Assert.True(TestModels.WaitUntil(() => pool.GetModelInfo().Version == 2), "the next good write was not reloaded");
+        Assert.True(Wait.Until(() => pool.GetModelInfo().Version == 2), "the next good write was not reloaded");
         Assert.True(TestModels.IsB(pool.Predict(s_example).Score));
     }
 

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
@@ -36,21 +37,10 @@ public static class TestModels
         File.Move(temp, path, overwrite: true);
     }
 
-    /// <summary>Waits, bounded, until the condition holds.</summary>
-    public static bool WaitUntil(Func<bool> condition, int timeoutMs = 10_000)
-    {
-        var deadline = Environment.TickCount64 + timeoutMs;
-        while (Environment.TickCount64 < deadline)
-        {
-            if (condition()) return true;
-            Thread.Sleep(20);
-        }
-        return condition();
-    }
-
-    public static ServiceProvider Services(Action<PredictionEnginePoolBuilder<SizeInput, ScoreOutput>> configure)
+    public static ServiceProvider Services(Action<PredictionEnginePoolBuilder<SizeInput, ScoreOutput>> configure, ILoggerProvider? logs = null)
     {
         var services = new ServiceCollection();
+        if (logs is not null) services.AddLogging(b => b.AddProvider(logs));
         configure(services.AddPredictionEnginePool<SizeInput, ScoreOutput>());
         return services.BuildServiceProvider();
     }

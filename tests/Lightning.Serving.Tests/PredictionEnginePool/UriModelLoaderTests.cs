@@ -1,3 +1,4 @@
+using Lightning.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -30,7 +31,7 @@ public sealed class UriModelLoaderTests
         server.Bytes = TestModels.B;
         server.ETag = "\"v2\"";
 
-        Assert.True(TestModels.WaitUntil(() => token.HasChanged), "a new ETag did not fire the token");
+        Assert.True(Wait.Until(() => token.HasChanged), "a new ETag did not fire the token");
         Assert.NotSame(before, loader.GetModel());
         Assert.Equal("\"v2\"", loader.ETag);
     }
@@ -43,7 +44,7 @@ public sealed class UriModelLoaderTests
         loader.Start(server.Uri, TimeSpan.FromMilliseconds(10));
         var token = loader.GetReloadToken();
 
-        Assert.True(TestModels.WaitUntil(() => Volatile.Read(ref server.Heads) >= 3), "the URI was not polled");
+        Assert.True(Wait.Until(() => Volatile.Read(ref server.Heads) >= 3), "the URI was not polled");
 
         Assert.False(token.HasChanged);
         Assert.Equal(1, Volatile.Read(ref server.Gets));
@@ -57,8 +58,9 @@ public sealed class UriModelLoaderTests
         using var loader = NewLoader();
 
         loader.Start(server.Uri, TimeSpan.FromMilliseconds(10));
-        await Task.Delay(200);
 
+        // Start decides before it returns: no ETag, so no poll is ever scheduled (rather than "none came within 200 ms").
+        Assert.False(loader.Polling);
         Assert.NotNull(loader.GetModel());
         Assert.Equal(0, Volatile.Read(ref server.Heads));
     }
@@ -74,13 +76,13 @@ public sealed class UriModelLoaderTests
 
         server.Bytes = TestModels.Corrupt;
         server.ETag = "\"broken\"";
-        Assert.True(TestModels.WaitUntil(() => Volatile.Read(ref server.Gets) >= 3), "the broken model was not retried");
+        Assert.True(Wait.Until(() => Volatile.Read(ref server.Gets) >= 3), "the broken model was not retried");
         Assert.False(token.HasChanged);
         Assert.Same(model, loader.GetModel());
 
         server.Bytes = TestModels.B;
         server.ETag = "\"v3\"";
-        Assert.True(TestModels.WaitUntil(() => token.HasChanged), "the good model after a broken one was not loaded");
+        Assert.True(Wait.Until(() => token.HasChanged), "the good model after a broken one was not loaded");
     }
 
     [Fact]
@@ -96,7 +98,7 @@ public sealed class UriModelLoaderTests
         server.Bytes = TestModels.B;
         server.ETag = "\"v2\"";
 
-        Assert.True(TestModels.WaitUntil(() => pool.GetModelInfo("remote").Version == 2), "the pool did not pick up the new model");
+        Assert.True(Wait.Until(() => pool.GetModelInfo("remote").Version == 2), "the pool did not pick up the new model");
         Assert.True(TestModels.IsB(pool.Predict("remote", example).Score));
     }
 
