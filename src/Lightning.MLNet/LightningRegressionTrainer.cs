@@ -18,13 +18,15 @@ namespace Lightning.MLNet;
 public sealed class LightningRegressionTrainer : IEstimator<LightningTransformer>
 {
     private readonly Func<LightningModule<IList<Tensor>>> _moduleFactory;
+    private readonly MLContextLink _context;
 
-    internal LightningRegressionTrainer(Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options)
+    internal LightningRegressionTrainer(Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options, MLContextLink context)
     {
         ArgumentNullException.ThrowIfNull(moduleFactory);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _moduleFactory = moduleFactory;
+        _context = context;
         Options = options;
     }
 
@@ -37,10 +39,10 @@ public sealed class LightningRegressionTrainer : IEstimator<LightningTransformer
     /// </summary>
     /// <param name="input">The training rows.</param>
     /// <exception cref="ArgumentOutOfRangeException">A column is missing or has the wrong type; the message names it.</exception>
-    public LightningTransformer Fit(IDataView input) => LightningFit.Fit(_moduleFactory, Options, input, multiclass: false);
+    public LightningTransformer Fit(IDataView input) => LightningFit.Fit(_moduleFactory, Options, input, HeadKind.Regression, _context);
 
     /// <summary>The columns <see cref="Fit"/>'s model adds to <paramref name="inputSchema"/>.</summary>
     /// <param name="inputSchema">The input's schema shape.</param>
     /// <exception cref="ArgumentOutOfRangeException">A column is missing or has the wrong type; the message names it.</exception>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => LightningFit.OutputShape(inputSchema, Options, multiclass: false);
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => LightningFit.OutputShape(inputSchema, Options, HeadKind.Regression);
 }
