@@ -1,6 +1,8 @@
 using Lightning.Onnx;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -111,7 +113,7 @@ internal static class LightningFit
         // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
         // model's own, removed when the transformer is disposed, keeps that file from leaking.
         var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
-        var mlContext = new MLContext(seed) { TempFilePath = tempDirectory, GpuDeviceId = context.GpuDeviceId, FallbackToCpu = context.FallbackToCpu };
+        var mlContext = new MLContext(seed) { TempFilePath = tempDirectory, GpuDeviceId = ScoringDevice(context), FallbackToCpu = context.FallbackToCpu };
         var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [featureColumnName], new MemoryStream(rowModel)).Fit(data);
         var scored = onnx.Transform(data);
         var portableRest = rest?.Invoke(mlContext).Fit(scored);
@@ -123,6 +125,23 @@ internal static class LightningFit
         }
         return new LightningTransformer(onnx, scalarRest ?? portableRest, portableRest, rowModel, batchedModel, module, ownsModule,
             checkpointPath, featureColumnName, featureCount, classCount, transformBatchSize, tempDirectory);
+    }
+
+    /// <summary>
+    /// The CUDA device OnnxTransformer scores on: the context's <c>GpuDeviceId</c> where ONNX Runtime has its CUDA
+    /// provider; else the CPU (with a log line) when <c>FallbackToCpu</c> is true, or an error. (OnnxTransformer's own
+    /// fallback misses a package built without the provider: it fails on the missing native entry point.)
+    /// </summary>
+    private static int? ScoringDevice(MLContextLink context)
+    {
+        if (context.GpuDeviceId is not { } device || OrtEnv.Instance().GetAvailableProviders().Contains("CUDAExecutionProvider"))
+            return context.GpuDeviceId;
+        var missing = $"MLContext.GpuDeviceId is {device}, but ONNX Runtime here has no CUDA execution provider (the CPU package Microsoft.ML.OnnxRuntime)";
+        if (!context.FallbackToCpu)
+            throw new InvalidOperationException($"{missing}. Set MLContext.FallbackToCpu = true to score on the CPU instead, or GpuDeviceId = null.");
+        using var channel = context.Start("Lightning");
+        channel?.Info(MessageSensitivity.None, $"{missing}; scoring on the CPU, as MLContext.FallbackToCpu is true.");
+        return null;
     }
 
     private static byte[] Export(PredictionHead head, Tensor sample, string featureColumnName, string[] outputNames,

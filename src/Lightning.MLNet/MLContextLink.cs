@@ -10,7 +10,7 @@ namespace Lightning.MLNet;
 /// </summary>
 /// <remarks>
 /// ML.NET keeps a catalog's environment internal (its own trainers reach it through <c>[BestFriend]</c> access), so it is
-/// read here by reflection: the catalogs' <c>Environment</c> property, and on it the context's GPU settings. A test fails
+/// read here by reflection: the catalogs' <c>IInternalCatalog.Environment</c>, and on it the context's GPU settings. A test fails
 /// when an ML.NET update moves them.
 /// </remarks>
 internal sealed class MLContextLink
@@ -38,13 +38,8 @@ internal sealed class MLContextLink
     public static MLContextLink None { get; } = new(null);
 
     /// <summary>The link of the context <paramref name="catalog"/> (an ML.NET catalog or trainers catalog) belongs to.</summary>
-    public static MLContextLink Of(object catalog)
-    {
-        for (var type = catalog.GetType(); type is not null; type = type.BaseType)
-            if (type.GetProperty("Environment", Instance | BindingFlags.DeclaredOnly)?.GetValue(catalog) is IHostEnvironment environment)
-                return new MLContextLink(environment);
-        return None;
-    }
+    public static MLContextLink Of(object catalog) =>
+        Property(catalog, "Environment")?.GetValue(catalog) is IHostEnvironment environment ? new MLContextLink(environment) : None;
 
     /// <summary>A channel of the context's log named <paramref name="name"/>; its messages reach <c>MLContext.Log</c>.</summary>
     public IChannel? Start(string name) => Environment?.Start(name);
