@@ -22,6 +22,7 @@ public static class OnnxConverters
         LayerConverters.Register(Add);
         ActivationConverters.Register(Add);
         RecurrentConverters.Register(Add);
+        AttentionConverters.Register(Add);
     }
 
     /// <summary>

@@ -146,7 +146,10 @@ public sealed class OnnxGraph
     public OnnxValue Constant(params long[] values) => Initializer(tensor(values, ScalarType.Int64), "constant");
 
     /// <summary>A scalar constant of <paramref name="like"/>'s element type, for arithmetic with it.</summary>
-    public OnnxValue Scalar(double value, OnnxValue like) => Initializer(tensor(value, like.ElementType), "constant");
+    public OnnxValue Scalar(double value, OnnxValue like) => Scalar(value, like.ElementType);
+
+    /// <summary>A scalar constant of element type <paramref name="type"/>.</summary>
+    public OnnxValue Scalar(double value, ScalarType type) => Initializer(tensor(value, type), "constant");
 
     /// <summary>Elementwise <c>a + b</c> with broadcasting (ONNX <c>Add</c>).</summary>
     public OnnxValue Add(OnnxValue a, OnnxValue b) => Node("Add", [a, b], evaluate: s => s[0] + s[1]);
@@ -164,6 +167,93 @@ public sealed class OnnxGraph
     /// <summary>Permutes dimensions (ONNX <c>Transpose</c>, as <c>permute</c>).</summary>
     public OnnxValue Transpose(OnnxValue x, params long[] perm) =>
         Node("Transpose", [x], new Dictionary<string, object> { ["perm"] = perm }, s => s[0].permute(perm));
+
+    /// <summary>Elementwise <c>a / b</c> with broadcasting (ONNX <c>Div</c>).</summary>
+    public OnnxValue Div(OnnxValue a, OnnxValue b) => Node("Div", [a, b], evaluate: s => s[0] / s[1]);
+
+    /// <summary>Matrix product with batch broadcasting (ONNX <c>MatMul</c>, as <c>torch.matmul</c>).</summary>
+    public OnnxValue MatMul(OnnxValue a, OnnxValue b) => Node("MatMul", [a, b], evaluate: s => s[0].matmul(s[1]));
+
+    /// <summary>Softmax along <paramref name="axis"/> (ONNX <c>Softmax</c>).</summary>
+    public OnnxValue Softmax(OnnxValue x, long axis = -1) =>
+        Node("Softmax", [x], new Dictionary<string, object> { ["axis"] = axis }, s => s[0].softmax(axis));
+
+    /// <summary>Log-softmax along <paramref name="axis"/> (ONNX <c>LogSoftmax</c>).</summary>
+    public OnnxValue LogSoftmax(OnnxValue x, long axis = -1) =>
+        Node("LogSoftmax", [x], new Dictionary<string, object> { ["axis"] = axis }, s => s[0].log_softmax(axis));
+
+    /// <summary>The mean over <paramref name="axes"/> (ONNX <c>ReduceMean</c>; its axes are an attribute before opset 18, an input from it).</summary>
+    public OnnxValue Mean(OnnxValue x, long[] axes, bool keepDims = false) =>
+        Reduce("ReduceMean", x, axes, keepDims, evaluate: s => s[0].mean(axes, keepDims));
+
+    /// <summary>The sum over <paramref name="axes"/> (ONNX <c>ReduceSum</c>, whose axes are an input from opset 13).</summary>
+    public OnnxValue Sum(OnnxValue x, long[] axes, bool keepDims = false) =>
+        Node("ReduceSum", [x, Constant(axes)], new Dictionary<string, object> { ["keepdims"] = keepDims ? 1L : 0L },
+            s => s[0].sum(axes, keepDims));
+
+    /// <summary>
+    /// Adds an ONNX reduction (ReduceMean, ReduceMax, …) in the form <see cref="Opset"/> wants: axes as an attribute
+    /// before opset 18 and as an input from it (ReduceSum took the input form at 13).
+    /// </summary>
+    public OnnxValue Reduce(string opType, OnnxValue x, long[] axes, bool keepDims, Func<IReadOnlyList<Tensor>, Tensor>? evaluate = null)
+    {
+        ArgumentNullException.ThrowIfNull(axes);
+        var attributes = new Dictionary<string, object> { ["keepdims"] = keepDims ? 1L : 0L };
+        if (opType == "ReduceSum" || Opset >= 18)
+            return Node(opType, [x, Constant(axes)], attributes, evaluate);
+        attributes["axes"] = axes;
+        return Node(opType, [x], attributes, evaluate);
+    }
+
+    /// <summary>
+    /// <c>x</c> sliced along <paramref name="axis"/> from <paramref name="start"/> to <paramref name="end"/> (exclusive;
+    /// <see cref="long.MaxValue"/> for the end) with <paramref name="step"/> (ONNX <c>Slice</c>, as <c>x[.., start..end]</c>).
+    /// </summary>
+    public OnnxValue Slice(OnnxValue x, long axis, long start, long end, long step = 1) =>
+        Node("Slice", [x, Constant(start), Constant(end), Constant(axis), Constant(step)],
+            evaluate: s => s[0].slice(axis, start, Math.Min(end, s[0].size((int)axis)), step));
+
+    /// <summary>
+    /// <c>x</c> sliced along <paramref name="axis"/> up to a size known at run time, e.g. a positional table cut to
+    /// the sequence length: <c>Slice(table, 0, graph.Size(x, 1))</c>.
+    /// </summary>
+    public OnnxValue Slice(OnnxValue x, long axis, OnnxValue end) =>
+        Node("Slice", [x, Constant(0), end, Constant(axis)],
+            evaluate: s => s[0].slice(axis, 0, Math.Min(s[2][0].item<long>(), s[0].size((int)axis)), 1));
+
+    /// <summary>The size of <paramref name="axis"/> of <paramref name="x"/> as a 1-D int64 tensor of one element, read at run time.</summary>
+    public OnnxValue Size(OnnxValue x, long axis) =>
+        Node("Gather", [Node("Shape", [x], evaluate: s => tensor(s[0].shape, ScalarType.Int64)), Constant(axis)],
+            new Dictionary<string, object> { ["axis"] = 0L }, s => s[0].index_select(0, s[1]));
+
+    /// <summary>Inserts size-1 axes (ONNX <c>Unsqueeze</c>).</summary>
+    public OnnxValue Unsqueeze(OnnxValue x, params long[] axes) =>
+        Node("Unsqueeze", [x, Constant(axes)], evaluate: s =>
+        {
+            var y = s[0];
+            foreach (var axis in axes.Select(a => a < 0 ? a + s[0].dim() + axes.Length : a).Order()) y = y.unsqueeze(axis);
+            return y;
+        });
+
+    /// <summary>Removes size-1 axes (ONNX <c>Squeeze</c>).</summary>
+    public OnnxValue Squeeze(OnnxValue x, params long[] axes) =>
+        Node("Squeeze", [x, Constant(axes)], evaluate: s =>
+        {
+            var y = s[0];
+            foreach (var axis in axes.Select(a => a < 0 ? a + s[0].dim() : a).OrderDescending()) y = y.squeeze(axis);
+            return y;
+        });
+
+    /// <summary>Elementwise choice, <paramref name="whenTrue"/> where <paramref name="condition"/> holds (ONNX <c>Where</c>, as <c>torch.where</c>).</summary>
+    public OnnxValue Where(OnnxValue condition, OnnxValue whenTrue, OnnxValue whenFalse) =>
+        Node("Where", [condition, whenTrue, whenFalse], evaluate: s => where(s[0], s[1], s[2]));
+
+    /// <summary><paramref name="x"/> with <paramref name="value"/> where the boolean <paramref name="mask"/> holds (as <c>masked_fill</c>).</summary>
+    public OnnxValue MaskedFill(OnnxValue x, OnnxValue mask, double value) => Where(mask, Scalar(value, x), x);
+
+    /// <summary>Converts the element type (ONNX <c>Cast</c>).</summary>
+    public OnnxValue Cast(OnnxValue x, ScalarType type) =>
+        Node("Cast", [x], new Dictionary<string, object> { ["to"] = (long)ElementTypeOf(type, x.Name) }, s => s[0].to_type(type));
 
     /// <summary>
     /// Reshapes with ONNX's rules: 0 copies the input's size at that position (use it for the batch dimension, so the

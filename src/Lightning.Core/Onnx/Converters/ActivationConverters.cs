@@ -12,7 +12,7 @@ internal static class ActivationConverters
         Add<ReLU>(add, (_, g, x) => g.Node("Relu", [x]));
         Add<LeakyReLU>(add, (m, g, x) => g.Node("LeakyRelu", [x], Attributes(("alpha", m.negative_slope))));
         Add<ELU>(add, (m, g, x) => g.Node("Elu", [x], Attributes(("alpha", m.alpha))));
-        Add<GELU>(add, Gelu);
+        Add<GELU>(add, (m, g, x) => Gelu(g, x, m.approximate == GELU.Approximate.tanh, x.ElementType));
         // ONNX has Swish only from opset 24.
         Add<SiLU>(add, (_, g, x) => g.Node("Mul", [x, g.Node("Sigmoid", [x])]));
         Add<Sigmoid>(add, (_, g, x) => g.Node("Sigmoid", [x]));
@@ -21,9 +21,9 @@ internal static class ActivationConverters
         Add<LogSoftmax>(add, (m, g, x) => g.Node("LogSoftmax", [x], Attributes(("axis", m.dim))));
     }
 
-    private static OnnxValue Gelu(GELU gelu, OnnxGraph g, OnnxValue x)
+    /// <summary>GELU, exact or with the tanh approximation: the Gelu op from opset 20, PyTorch's formula before it.</summary>
+    internal static OnnxValue Gelu(OnnxGraph g, OnnxValue x, bool tanh, ScalarType type)
     {
-        bool tanh = gelu.approximate == GELU.Approximate.tanh;
         if (g.Opset >= 20)
             return g.Node("Gelu", [x], Attributes(("approximate", tanh ? "tanh" : "none")));
 
@@ -32,14 +32,14 @@ internal static class ActivationConverters
         if (tanh)
         {
             var cube = g.Node("Mul", [x, g.Node("Mul", [x, x])]);
-            var sum = g.Node("Add", [x, g.Node("Mul", [cube, g.Scalar(0.044715, x)])]);
-            inner = g.Node("Tanh", [g.Node("Mul", [sum, g.Scalar(Math.Sqrt(2 / Math.PI), x)])]);
+            var sum = g.Node("Add", [x, g.Node("Mul", [cube, g.Scalar(0.044715, type)])]);
+            inner = g.Node("Tanh", [g.Node("Mul", [sum, g.Scalar(Math.Sqrt(2 / Math.PI), type)])]);
         }
         else
         {
-            inner = g.Node("Erf", [g.Node("Mul", [x, g.Scalar(1 / Math.Sqrt(2), x)])]);
+            inner = g.Node("Erf", [g.Node("Mul", [x, g.Scalar(1 / Math.Sqrt(2), type)])]);
         }
-        var half = g.Node("Mul", [x, g.Scalar(0.5, x)]);
-        return g.Node("Mul", [half, g.Node("Add", [inner, g.Scalar(1, x)])]);
+        var half = g.Node("Mul", [x, g.Scalar(0.5, type)]);
+        return g.Node("Mul", [half, g.Node("Add", [inner, g.Scalar(1, type)])]);
     }
 }

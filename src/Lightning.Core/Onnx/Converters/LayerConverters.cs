@@ -128,15 +128,20 @@ internal static class LayerConverters
                 $"LayerNorm {OnnxGraph.DisplayPath(g.ModulePath)} normalizes the last {normalized.Length} axes; its input has rank {x.Rank} ({x.ShapeText}).", "inputSample");
         var scale = norm.weight is null ? g.Initializer(ones(normalized), "weight") : g.Initializer(norm.weight, "weight");
         var shift = norm.bias is null ? null : g.Initializer(norm.bias, "bias");
+        return LayerNormalization(g, x, scale, shift, normalized.Length, norm.eps, x.ElementType);
+    }
+
+    /// <summary>Normalizes the last <paramref name="axes"/> axes of <paramref name="x"/> and applies the affine transform, as <c>layer_norm</c>.</summary>
+    internal static OnnxValue LayerNormalization(OnnxGraph g, OnnxValue x, OnnxValue scale, OnnxValue? shift, int axes, double eps, ScalarType type)
+    {
         if (g.Opset >= 17)
-            return g.Node("LayerNormalization", [x, scale, shift],
-                Attributes(("axis", (long)-normalized.Length), ("epsilon", norm.eps)));
+            return g.Node("LayerNormalization", [x, scale, shift], Attributes(("axis", (long)-axes), ("epsilon", eps)));
 
         // LayerNormalization arrived in opset 17; before it, the same arithmetic in elementary ops.
-        var axes = Enumerable.Range(0, normalized.Length).Select(i => (long)(i - normalized.Length)).ToArray();
-        var centered = g.Node("Sub", [x, g.Node("ReduceMean", [x], Attributes(("axes", axes)))]);
-        var variance = g.Node("ReduceMean", [g.Node("Mul", [centered, centered])], Attributes(("axes", axes)));
-        var y = g.Node("Div", [centered, g.Node("Sqrt", [g.Node("Add", [variance, g.Scalar(norm.eps, x)])])]);
+        var last = Enumerable.Range(0, axes).Select(i => (long)(i - axes)).ToArray();
+        var centered = g.Node("Sub", [x, g.Reduce("ReduceMean", x, last, keepDims: true)]);
+        var variance = g.Reduce("ReduceMean", g.Node("Mul", [centered, centered]), last, keepDims: true);
+        var y = g.Node("Div", [centered, g.Node("Sqrt", [g.Node("Add", [variance, g.Scalar(eps, type)])])]);
         y = g.Node("Mul", [y, scale]);
         return shift is null ? y : g.Node("Add", [y, shift]);
     }
