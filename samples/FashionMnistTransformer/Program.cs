@@ -17,8 +17,8 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using static TorchSharp.torch;
 
-const int DefaultEpochs = 3;
-const int BatchSize = 256;
+const int DefaultEpochs = 5;
+const int BatchSize = 128;
 const int ServedImages = 8;
 int epochs = DefaultEpochs;
 if (!(args is [] || (args is ["--epochs", var e] && int.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out epochs) && epochs >= 1)))
@@ -43,7 +43,7 @@ mlContext.Log += (_, log) =>
 var logs = Directory.CreateTempSubdirectory("fashion-mnist-transformer-");
 var stepsPerEpoch = (train.GetRowCount()!.Value + BatchSize - 1) / BatchSize;
 var trainer = mlContext.MulticlassClassification.Trainers.Lightning(
-    () => new RowTransformer(width: 64, heads: 4, feedForward: 128, layers: 2, maxLr: 3e-3, totalSteps: epochs * stepsPerEpoch),
+    () => new RowTransformer(width: 48, heads: 4, feedForward: 96, layers: 2, maxLr: 2e-3, totalSteps: epochs * stepsPerEpoch),
     new LightningTrainerOptions
     {
         BatchSize = BatchSize,
