@@ -17,7 +17,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using static TorchSharp.torch;
 
-const int DefaultEpochs = 5;
+const int DefaultEpochs = 6;
 const int BatchSize = 128;
 const int ServedImages = 8;
 int epochs = DefaultEpochs;
