@@ -135,6 +135,7 @@ internal static class MlNetBenchmark
             new LightningTrainerOptions { BatchSize = BatchSize, TrainerOptions = options }).Fit(data);
         var saved = Path.Combine(root, "model.zip");
         mlContext.Model.Save(model, data.Schema, saved);
+        mlContext.ComponentCatalog.RegisterAssembly(typeof(LightningCatalog).Assembly);
         var rowByRow = mlContext.Model.Load(saved, out _);
 
         // The same module exported with a batch axis, run by ONNX Runtime on the same blocks of rows.

@@ -82,8 +82,9 @@ foreach (var (name, metrics, time, cpu) in results)
         $"{name,-28} {metrics.MicroAccuracy,9:0.0000} {metrics.MacroAccuracy,11:0.0000} {time.TotalSeconds,8:0.0} s {cpu.TotalSeconds,8:0.0} s"));
 
 // Written beside, flushed and renamed, so an interrupted save never leaves a truncated model.zip for a server to load.
+// Portable: the server (samples/ServingApi) loads it with Microsoft.ML and OnnxTransformer alone, without Lightning.MLNet.
 var path = Path.GetFullPath("model.zip");
-mlContext.Model.SaveDurably(lightningModel!, train.Schema, path);
+mlContext.Model.SaveDurably(lightningModel!, train.Schema, path, portable: true);
 (lightningModel as IDisposable)?.Dispose();
 logs.Delete(recursive: true);
 Console.WriteLine($"saved {path}");

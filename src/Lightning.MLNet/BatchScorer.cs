@@ -15,7 +15,7 @@ internal sealed class BatchScorer : IDisposable
     private readonly int[] _outputWidths;
     private long _runs;
 
-    /// <param name="model">The batched ONNX model: input [N, F] float32; outputs [N, width] float32 or int64.</param>
+    /// <param name="model">The batched ONNX model: input [N, F] float32; outputs [N, width] float32, int64 or bool.</param>
     /// <param name="featureCount">F.</param>
     public BatchScorer(byte[] model, int featureCount)
     {
@@ -44,7 +44,7 @@ internal sealed class BatchScorer : IDisposable
 
     /// <summary>
     /// Scores the first <paramref name="rows"/> rows of <paramref name="features"/> (row-major, F values each) and
-    /// copies each output into <paramref name="outputs"/> (float[] or long[], at least rows × width long).
+    /// copies each output into <paramref name="outputs"/> (float[], long[] or bool[], at least rows × width long).
     /// </summary>
     public void Run(float[] features, int rows, Array[] outputs)
     {
@@ -64,8 +64,11 @@ internal sealed class BatchScorer : IDisposable
                 case long[] values:
                     results[i].GetTensorDataAsSpan<long>()[..count].CopyTo(values);
                     break;
+                case bool[] values:
+                    results[i].GetTensorDataAsSpan<bool>()[..count].CopyTo(values);
+                    break;
                 default:
-                    throw new InvalidOperationException($"Output '{_outputNames[i]}' is {OutputTypes[i]}; the scorer copies float and int64 outputs.");
+                    throw new InvalidOperationException($"Output '{_outputNames[i]}' is {OutputTypes[i]}; the scorer copies float, int64 and bool outputs.");
             }
         }
     }

@@ -83,9 +83,16 @@ internal sealed class BatchedOnnxDataView : IDataView
             int block = parent._batchSize;
             _features = lead is null ? [] : new float[checked(block * scorer.FeatureCount)];
             _featureGetter = lead?.GetGetter<VBuffer<float>>(lead.Schema[parent._featureColumnName]);
-            _outputs = [.. scorer.OutputTypes.Select((type, i) => type == TensorElementType.Int64
-                ? (Array)new long[lead is null ? 0 : block * scorer.OutputWidths[i]]
-                : new float[lead is null ? 0 : block * scorer.OutputWidths[i]])];
+            _outputs = [.. scorer.OutputTypes.Select((type, i) =>
+            {
+                int length = lead is null ? 0 : block * scorer.OutputWidths[i];
+                return type switch
+                {
+                    TensorElementType.Int64 => (Array)new long[length],
+                    TensorElementType.Bool => new bool[length],
+                    _ => new float[length],
+                };
+            })];
         }
 
         public override DataViewSchema Schema => _parent.Schema;
@@ -138,6 +145,7 @@ internal sealed class BatchedOnnxDataView : IDataView
             {
                 float[] values => Getter(values, width),
                 long[] values => Getter(values, width),
+                bool[] values => Getter(values, width),
                 _ => throw new InvalidOperationException($"Column '{column.Name}' has an unsupported type."),
             };
             return getter as ValueGetter<TValue> ?? throw new InvalidOperationException(

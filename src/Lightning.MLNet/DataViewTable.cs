@@ -7,7 +7,8 @@ namespace Lightning.MLNet;
 /// <summary>
 /// The feature and label columns of an <see cref="IDataView"/>, read once through a row cursor (typed getters and one
 /// reused <see cref="VBuffer{T}"/>, so no value is boxed) into two tensors that every epoch's batches are gathered
-/// from. Rows with a missing label (key 0, or NaN) are skipped, as ML.NET's trainers do.
+/// from. Rows with a missing label (key 0, or NaN) are skipped, as ML.NET's trainers do. A Boolean label (binary
+/// classification) becomes a float32 target of 0 or 1.
 /// </summary>
 internal sealed class DataViewTable : IDisposable
 {
@@ -21,7 +22,7 @@ internal sealed class DataViewTable : IDisposable
     /// <summary>The features, float32 [rows, F].</summary>
     public Tensor Features { get; }
 
-    /// <summary>Zero-based class indices (int64 [rows], multiclass) or targets (float32 [rows], regression).</summary>
+    /// <summary>Zero-based class indices (int64 [rows], multiclass) or targets (float32 [rows], regression; 0/1 binary).</summary>
     public Tensor Labels { get; }
 
     public int Rows { get; }
@@ -32,8 +33,9 @@ internal sealed class DataViewTable : IDisposable
         Labels.Dispose();
     }
 
-    public static DataViewTable Read(IDataView data, string featureColumnName, int featureCount, string labelColumnName, bool classLabels)
+    public static DataViewTable Read(IDataView data, string featureColumnName, int featureCount, string labelColumnName, HeadKind task)
     {
+        bool classLabels = task == HeadKind.Multiclass, booleanLabels = task == HeadKind.Binary;
         var featureColumn = data.Schema[featureColumnName];
         var labelColumn = data.Schema[labelColumnName];
         var capacity = data.GetRowCount() is long n and > 0 and < int.MaxValue ? (int)n : 256;
@@ -45,16 +47,23 @@ internal sealed class DataViewTable : IDisposable
         using var cursor = data.GetRowCursor([featureColumn, labelColumn]);
         var featureGetter = cursor.GetGetter<VBuffer<float>>(featureColumn);
         ValueGetter<uint>? keyGetter = classLabels ? cursor.GetGetter<uint>(labelColumn) : null;
-        ValueGetter<float>? targetGetter = classLabels ? null : cursor.GetGetter<float>(labelColumn);
+        ValueGetter<float>? targetGetter = classLabels || booleanLabels ? null : cursor.GetGetter<float>(labelColumn);
+        ValueGetter<bool>? booleanGetter = booleanLabels ? cursor.GetGetter<bool>(labelColumn) : null;
         var buffer = default(VBuffer<float>);
         uint key = 0;
         float target = 0;
+        bool positive = false;
         while (cursor.MoveNext())
         {
             if (keyGetter is not null)
             {
                 keyGetter(ref key);
                 if (key == 0) continue;
+            }
+            else if (booleanGetter is not null)
+            {
+                booleanGetter(ref positive);
+                target = positive ? 1 : 0;
             }
             else
             {
@@ -95,7 +104,7 @@ internal sealed class DataViewTable : IDisposable
         for (int i = 0; i < values.Length; i++) target[indices[i]] = values[i];
     }
 
-    /// <summary>Batches of [features [b, F] float32, labels [b] (int64 classes or float32 targets)].</summary>
+    /// <summary>Batches of [features [b, F] float32, labels [b] (int64 classes or float32 targets, 0/1 for binary)].</summary>
     public IEnumerable<IList<Tensor>> Batches(int batchSize, Random? shuffle) => new BatchSequence(this, batchSize, shuffle);
 
     private sealed class BatchSequence(DataViewTable table, int batchSize, Random? shuffle) : IEnumerable<IList<Tensor>>

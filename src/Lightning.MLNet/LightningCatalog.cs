@@ -1,16 +1,20 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using static TorchSharp.torch;
 
 namespace Lightning.MLNet;
 
 /// <summary>
-/// Lightning on ML.NET's catalogs: the trainers <c>mlContext.Regression.Trainers.Lightning(...)</c> and
-/// <c>mlContext.MulticlassClassification.Trainers.Lightning(...)</c>, the transform <c>mlContext.Transforms.Lightning(...)</c>,
-/// and durable model saves <c>mlContext.Model.SaveDurably(...)</c>.
+/// Lightning on ML.NET's catalogs: the trainers <c>mlContext.Regression.Trainers.Lightning(...)</c>,
+/// <c>mlContext.BinaryClassification.Trainers.Lightning(...)</c> and <c>mlContext.MulticlassClassification.Trainers.Lightning(...)</c>,
+/// the transform <c>mlContext.Transforms.Lightning(...)</c>, and durable model saves <c>mlContext.Model.SaveDurably(...)</c>.
 /// </summary>
 /// <remarks>
 /// A trainer's module factory is called once per <c>Fit</c>, so two fits give independent models. The module must implement
 /// <see cref="Lightning.Onnx.IOnnxExportable"/>: the trained model is its ONNX export.
+/// The trainers and the transform follow the catalog's <see cref="MLContext"/>: training progress (each epoch's step and
+/// metrics) goes to <c>MLContext.Log</c>; with <c>MLContext.GpuDeviceId</c> set they train and score on that CUDA device,
+/// and where it is missing they use the CPU (with a log line) when <c>MLContext.FallbackToCpu</c> is true, else fail.
 /// </remarks>
 public static class LightningCatalog
 {
@@ -31,7 +35,27 @@ public static class LightningCatalog
         Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        return new LightningMulticlassTrainer(moduleFactory, options);
+        return new LightningMulticlassTrainer(moduleFactory, options, MLContextLink.Of(catalog));
+    }
+
+    /// <summary>A binary classification trainer for the module <paramref name="moduleFactory"/> makes, with default options.</summary>
+    /// <param name="catalog">The binary classification trainers catalog.</param>
+    /// <param name="moduleFactory">Makes a fresh module (features [batch, F] to one logit per row, [batch] or [batch, 1]).</param>
+    /// <param name="labelColumnName">The label column (Boolean).</param>
+    /// <param name="featureColumnName">The feature column (known-size vector of Single).</param>
+    public static LightningBinaryTrainer Lightning(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+        Func<LightningModule<IList<Tensor>>> moduleFactory, string labelColumnName = "Label", string featureColumnName = "Features") =>
+        Lightning(catalog, moduleFactory, new LightningTrainerOptions { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName });
+
+    /// <summary>A binary classification trainer for the module <paramref name="moduleFactory"/> makes.</summary>
+    /// <param name="catalog">The binary classification trainers catalog.</param>
+    /// <param name="moduleFactory">Makes a fresh module (features [batch, F] to one logit per row, [batch] or [batch, 1]).</param>
+    /// <param name="options">Columns, Trainer options, batch size, seed and validation data.</param>
+    public static LightningBinaryTrainer Lightning(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+        Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new LightningBinaryTrainer(moduleFactory, options, MLContextLink.Of(catalog));
     }
 
     /// <summary>A regression trainer for the module <paramref name="moduleFactory"/> makes, with default options.</summary>
@@ -51,7 +75,7 @@ public static class LightningCatalog
         Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        return new LightningRegressionTrainer(moduleFactory, options);
+        return new LightningRegressionTrainer(moduleFactory, options, MLContextLink.Of(catalog));
     }
 
     /// <summary>Maps the vector column <paramref name="inputColumnName"/> through <paramref name="module"/> into <paramref name="outputColumnName"/>.</summary>
@@ -70,7 +94,7 @@ public static class LightningCatalog
     public static LightningTransformEstimator Lightning(this TransformsCatalog catalog, nn.Module module, LightningTransformOptions options)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        return new LightningTransformEstimator(module, options);
+        return new LightningTransformEstimator(module, options, MLContextLink.Of(catalog));
     }
 
     /// <summary>
@@ -82,11 +106,30 @@ public static class LightningCatalog
     /// <param name="model">The trained model.</param>
     /// <param name="inputSchema">The schema of the data the model reads.</param>
     /// <param name="filePath">The model file (<c>model.zip</c>) to write or replace.</param>
-    public static void SaveDurably(this ModelOperationsCatalog catalog, ITransformer model, DataViewSchema inputSchema, string filePath)
+    /// <param name="portable">
+    /// False: the model as it scores here; loading it needs this assembly registered
+    /// (<c>mlContext.ComponentCatalog.RegisterAssembly(typeof(LightningCatalog).Assembly)</c>), as the Lightning trainers'
+    /// scalar outputs are a CustomMapping of it. True: each Lightning model in it is saved as its
+    /// <see cref="LightningTransformer.PortableModel"/> (one-slot vector outputs), so the file loads in a process that
+    /// references only Microsoft.ML and Microsoft.ML.OnnxTransformer.
+    /// </param>
+    public static void SaveDurably(this ModelOperationsCatalog catalog, ITransformer model, DataViewSchema inputSchema, string filePath,
+        bool portable = false)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrWhiteSpace(filePath);
-        global::Lightning.IO.DurableFile.Write(filePath, stream => catalog.Save(model, inputSchema, stream));
+        var saved = portable ? Portable(model) : model;
+        global::Lightning.IO.DurableFile.Write(filePath, stream => catalog.Save(saved, inputSchema, stream));
     }
+
+    /// <summary><paramref name="model"/> with each Lightning model in it (also inside chains) replaced by its portable form.</summary>
+    private static ITransformer Portable(ITransformer model) => model switch
+    {
+        LightningTransformer lightning => lightning.PortableModel,
+        // A TransformerChain<T> of any last transformer type, as an EstimatorChain's Fit makes it.
+        IEnumerable<ITransformer> chain when model.GetType().IsGenericType && model.GetType().GetGenericTypeDefinition() == typeof(TransformerChain<>) =>
+            new TransformerChain<ITransformer>([.. chain.Select(Portable)]),
+        _ => model,
+    };
 }

@@ -1,39 +1,53 @@
 using Lightning.Onnx;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Lightning.MLNet;
 
-/// <summary>What the regression and multiclass trainers share: read, train, export, wrap in OnnxTransformer.</summary>
+/// <summary>What the regression, binary and multiclass trainers share: read, train, export, wrap in OnnxTransformer.</summary>
 internal static class LightningFit
 {
     public const string ScoreColumnName = "Score";
+    public const string ProbabilityColumnName = "Probability";
     public const string PredictedLabelColumnName = "PredictedLabel";
 
+    /// <summary>The model's output columns for <paramref name="task"/>, in the order the exported graph returns them.</summary>
+    public static string[] OutputNames(HeadKind task) => task switch
+    {
+        HeadKind.Multiclass => [ScoreColumnName, PredictedLabelColumnName],
+        HeadKind.Binary => [ScoreColumnName, ProbabilityColumnName, PredictedLabelColumnName],
+        _ => [ScoreColumnName],
+    };
+
     public static LightningTransformer Fit(Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options,
-        IDataView data, bool multiclass)
+        IDataView data, HeadKind task, MLContextLink context)
     {
         ArgumentNullException.ThrowIfNull(data);
         var featureCount = SchemaChecks.CheckFeatures(data.Schema, options.FeatureColumnName);
-        var classCount = multiclass ? SchemaChecks.CheckKeyLabel(data.Schema, options.LabelColumnName) : 0;
-        if (!multiclass) SchemaChecks.CheckFloatLabel(data.Schema, options.LabelColumnName);
+        var classCount = SchemaChecks.CheckLabel(data.Schema, options.LabelColumnName, task);
         if (options.ValidationData is { } validation)
         {
             SchemaChecks.CheckFeatures(validation.Schema, options.FeatureColumnName, featureCount);
-            if (multiclass && SchemaChecks.CheckKeyLabel(validation.Schema, options.LabelColumnName) != classCount)
+            if (SchemaChecks.CheckLabel(validation.Schema, options.LabelColumnName, task) != classCount)
                 throw SchemaChecks.Mismatch(options.LabelColumnName, $"Key<UInt32, 0-{classCount - 1}> as in the training data",
                     validation.Schema[options.LabelColumnName].Type.ToString()!);
-            if (!multiclass) SchemaChecks.CheckFloatLabel(validation.Schema, options.LabelColumnName);
         }
 
         options.CancellationToken.ThrowIfCancellationRequested();
-        using var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass);
+        using var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, task);
         if (train.Rows == 0)
             throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
         using var val = options.ValidationData is { } v
-            ? DataViewTable.Read(v, options.FeatureColumnName, featureCount, options.LabelColumnName, multiclass) : null;
+            ? DataViewTable.Read(v, options.FeatureColumnName, featureCount, options.LabelColumnName, task) : null;
+
+        using var channel = context.Start("Lightning");
+        var log = channel is null ? null : new MLContextLogCallback(channel);
+        var trainerOptions = TrainerOptionsFor(options, context, log);
 
         manual_seed(options.Seed);
         var module = moduleFactory() ?? throw new InvalidOperationException("The module factory returned null.");
@@ -42,27 +56,55 @@ internal static class LightningFit
                 $"{module.GetType().Name} does not implement {nameof(IOnnxExportable)}; the Lightning trainers export the trained module to ONNX, " +
                 "so its ExportOnnx must describe its forward from features [batch, F] to scores.");
 
-        var trainer = new Trainer(options.ResolvedTrainerOptions);
+        log?.Info(FormattableString.Invariant(
+            $"training {module.GetType().Name} ({task}) on {train.Rows} rows of {featureCount} features, batch size {options.BatchSize}, accelerator {trainerOptions.Accelerator}"));
+        var trainer = new Trainer(trainerOptions);
         trainer.Fit(module, train.Batches(options.BatchSize, new Random(options.Seed)), val?.Batches(options.BatchSize, null));
+        // Exported on the CPU (the export sample is a CPU tensor), whatever device it trained on.
+        module.cpu();
 
         options.CancellationToken.ThrowIfCancellationRequested();
         var label = data.Schema[options.LabelColumnName];
-        return Wrap(module, ownsModule: true, multiclass ? HeadKind.Multiclass : HeadKind.Regression, classCount, data,
-            options.FeatureColumnName, featureCount, multiclass ? [ScoreColumnName, PredictedLabelColumnName] : [ScoreColumnName],
-            options.TransformBatchSize, options.Seed, trainer.CheckpointCallback?.BestModelPath,
-            multiclass ? mlContext => LabelValueMapping(mlContext, label, classCount)
-                ?? mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName, PredictedLabelColumnName,
-                    keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount))
-            : null);
+        return Wrap(module, ownsModule: true, task, classCount, data, options.FeatureColumnName, featureCount, OutputNames(task),
+            options.TransformBatchSize, options.Seed, trainer.CheckpointCallback?.BestModelPath, context,
+            task == HeadKind.Multiclass ? mlContext => LabelValueMapping(mlContext, label, classCount) ?? ClassNumberMapping(mlContext, classCount) : null);
     }
 
     /// <summary>
+    /// The Core trainer's options for this fit: the user's, plus the log callback, and the device that the context's
+    /// <c>GpuDeviceId</c> asks for (the CPU, with a log line, when CUDA is missing and <c>FallbackToCpu</c> is true).
+    /// </summary>
+    private static TrainerOptions TrainerOptionsFor(LightningTrainerOptions options, MLContextLink context, MLContextLogCallback? log)
+    {
+        var trainerOptions = options.ResolvedTrainerOptions;
+        if (log is not null) trainerOptions = trainerOptions with { Callbacks = [.. trainerOptions.Callbacks, log] };
+        if (context.GpuDeviceId is not { } device) return trainerOptions;
+        if (device < 0)
+            throw new ArgumentOutOfRangeException(nameof(MLContext.GpuDeviceId), device, $"MLContext.GpuDeviceId is {device}; it must be a CUDA device index (0 or more) or null.");
+        int available = cuda.is_available() ? cuda.device_count() : 0;
+        if (device < available) return trainerOptions with { Accelerator = "cuda", Devices = new[] { device } };
+        var missing = available == 0 ? "TorchSharp finds no CUDA device (a CPU build of libtorch, or no GPU)"
+            : $"TorchSharp finds {available} CUDA device(s), 0 to {available - 1}";
+        if (!context.FallbackToCpu)
+            throw new InvalidOperationException(
+                $"MLContext.GpuDeviceId is {device}, but {missing}. Set MLContext.FallbackToCpu = true to train on the CPU instead, or GpuDeviceId = null.");
+        log?.Info($"MLContext.GpuDeviceId is {device}, but {missing}; training on the CPU, as MLContext.FallbackToCpu is true.");
+        return trainerOptions with { Accelerator = "cpu", Devices = 1 };
+    }
+
+    /// <summary>The class number 1..K as a key of K values (the number itself as the key value).</summary>
+    private static IEstimator<ITransformer> ClassNumberMapping(MLContext mlContext, int classCount) =>
+        mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName, PredictedLabelColumnName,
+            keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: ClassKeys(mlContext, classCount));
+
+    /// <summary>
     /// Exports <paramref name="module"/> twice (one row per call for OnnxTransformer and the saved model; a batch axis
-    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: OnnxTransformer, then <paramref name="rest"/>.
+    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: OnnxTransformer, then (trainers) the scalar outputs
+    /// and <paramref name="rest"/>; the portable model is OnnxTransformer and <paramref name="rest"/> alone.
     /// </summary>
     public static LightningTransformer Wrap(nn.Module module, bool ownsModule, HeadKind kind, int classCount, IDataView data,
         string featureColumnName, int featureCount, string[] outputNames, int transformBatchSize, int seed, string? checkpointPath,
-        Func<MLContext, IEstimator<ITransformer>>? rest)
+        MLContextLink context, Func<MLContext, IEstimator<ITransformer>>? rest)
     {
         var rowModel = Export(new PredictionHead(module, kind, classCount, batched: false), zeros(featureCount), featureColumnName,
             outputNames, new Dictionary<int, string>());
@@ -71,11 +113,35 @@ internal static class LightningFit
         // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
         // model's own, removed when the transformer is disposed, keeps that file from leaking.
         var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
-        var mlContext = new MLContext(seed) { TempFilePath = tempDirectory };
+        var mlContext = new MLContext(seed) { TempFilePath = tempDirectory, GpuDeviceId = ScoringDevice(context), FallbackToCpu = context.FallbackToCpu };
         var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [featureColumnName], new MemoryStream(rowModel)).Fit(data);
-        var after = rest?.Invoke(mlContext).Fit(onnx.Transform(data));
-        return new LightningTransformer(onnx, after, rowModel, batchedModel, module, ownsModule, checkpointPath,
-            featureColumnName, featureCount, classCount, transformBatchSize, tempDirectory);
+        var scored = onnx.Transform(data);
+        var portableRest = rest?.Invoke(mlContext).Fit(scored);
+        ITransformer? scalarRest = null;
+        if (kind != HeadKind.Vector)
+        {
+            var scalars = ScalarOutputs.Estimator(mlContext, kind);
+            scalarRest = (rest is null ? scalars : scalars.Append(rest(mlContext))).Fit(scored);
+        }
+        return new LightningTransformer(onnx, scalarRest ?? portableRest, portableRest, rowModel, batchedModel, module, ownsModule,
+            checkpointPath, featureColumnName, featureCount, classCount, transformBatchSize, tempDirectory);
+    }
+
+    /// <summary>
+    /// The CUDA device OnnxTransformer scores on: the context's <c>GpuDeviceId</c> where ONNX Runtime has its CUDA
+    /// provider; else the CPU (with a log line) when <c>FallbackToCpu</c> is true, or an error. (OnnxTransformer's own
+    /// fallback misses a package built without the provider: it fails on the missing native entry point.)
+    /// </summary>
+    private static int? ScoringDevice(MLContextLink context)
+    {
+        if (context.GpuDeviceId is not { } device || OrtEnv.Instance().GetAvailableProviders().Contains("CUDAExecutionProvider"))
+            return context.GpuDeviceId;
+        var missing = $"MLContext.GpuDeviceId is {device}, but ONNX Runtime here has no CUDA execution provider (the CPU package Microsoft.ML.OnnxRuntime)";
+        if (!context.FallbackToCpu)
+            throw new InvalidOperationException($"{missing}. Set MLContext.FallbackToCpu = true to score on the CPU instead, or GpuDeviceId = null.");
+        using var channel = context.Start("Lightning");
+        channel?.Info(MessageSensitivity.None, $"{missing}; scoring on the CPU, as MLContext.FallbackToCpu is true.");
+        return null;
     }
 
     private static byte[] Export(PredictionHead head, Tensor sample, string featureColumnName, string[] outputNames,
@@ -153,21 +219,25 @@ internal static class LightningFit
         mlContext.Data.LoadFromEnumerable(Enumerable.Range(1, classCount).Select(k => new ClassKey { PredictedLabel = k }).ToList());
 
     /// <summary>
-    /// The estimators' output schema: the input plus Score (and PredictedLabel); SchemaShape keeps no vector sizes. SchemaShape columns cannot be made
-    /// outside ML.NET, so ML.NET's own column copies describe them: Score like the features (multiclass, a vector of
-    /// Single), PredictedLabel a one-slot vector of the key label (regression: Score a vector of the Single label).
+    /// The estimators' output schema: the input plus the task's columns; SchemaShape keeps no vector sizes. SchemaShape
+    /// columns cannot be made outside ML.NET, so ML.NET's own column copies describe them: a Score vector like the
+    /// features (multiclass), Single scalars (regression Score, binary Score and Probability), the Boolean label (binary
+    /// PredictedLabel) and the key label (multiclass PredictedLabel).
     /// </summary>
-    public static SchemaShape OutputShape(SchemaShape input, LightningTrainerOptions options, bool multiclass)
+    public static SchemaShape OutputShape(SchemaShape input, LightningTrainerOptions options, HeadKind task)
     {
         ArgumentNullException.ThrowIfNull(input);
-        SchemaChecks.CheckShape(input, options.FeatureColumnName, options.LabelColumnName, multiclass);
+        SchemaChecks.CheckShape(input, options.FeatureColumnName, options.LabelColumnName, task);
         var mlContext = new MLContext(options.Seed);
-        IEstimator<ITransformer> describe = multiclass
-            ? mlContext.Transforms.CopyColumns(ScoreColumnName, options.FeatureColumnName)
-                .Append(mlContext.Transforms.Conversion.ConvertType(PredictedLabelColumnName, options.LabelColumnName, DataKind.UInt32))
-                .Append(mlContext.Transforms.Concatenate(PredictedLabelColumnName, PredictedLabelColumnName))
-                .Append(mlContext.Transforms.Conversion.MapValueToKey(PredictedLabelColumnName))
-            : mlContext.Transforms.Concatenate(ScoreColumnName, options.LabelColumnName);
+        IEstimator<ITransformer> describe = task switch
+        {
+            HeadKind.Multiclass => mlContext.Transforms.CopyColumns(ScoreColumnName, options.FeatureColumnName)
+                .Append(mlContext.Transforms.CopyColumns(PredictedLabelColumnName, options.LabelColumnName)),
+            HeadKind.Binary => mlContext.Transforms.Conversion.ConvertType(ScoreColumnName, options.LabelColumnName, DataKind.Single)
+                .Append(mlContext.Transforms.Conversion.ConvertType(ProbabilityColumnName, options.LabelColumnName, DataKind.Single))
+                .Append(mlContext.Transforms.CopyColumns(PredictedLabelColumnName, options.LabelColumnName)),
+            _ => mlContext.Transforms.CopyColumns(ScoreColumnName, options.LabelColumnName),
+        };
         return describe.GetOutputSchema(input);
     }
 }

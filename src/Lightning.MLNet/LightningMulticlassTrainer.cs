@@ -5,7 +5,7 @@ namespace Lightning.MLNet;
 
 /// <summary>
 /// Trains a <see cref="LightningModule{TBatch}"/> as an ML.NET multiclass classifier: the module maps features [batch, F] to class scores [batch, K] (logits); its training batches are [features float32 [b, F], labels int64 [b] (key − 1)]. The model's <c>Score</c> holds the softmax of those scores and <c>PredictedLabel</c> the key of the largest.
-/// Made by <see cref="LightningCatalog"/>; <see cref="Fit"/> trains with the Core <see cref="Trainer"/>.
+/// Made by <see cref="LightningCatalog"/>; <c>Fit</c> trains with the Core <see cref="Trainer"/>.
 /// </summary>
 /// <remarks>
 /// <list type="table">
@@ -15,32 +15,10 @@ namespace Lightning.MLNet;
 /// <item><term>Exportable to ONNX</term><description>The model is ONNX (scored by ML.NET's OnnxTransformer).</description></item>
 /// </list>
 /// </remarks>
-public sealed class LightningMulticlassTrainer : IEstimator<LightningTransformer>
+public sealed class LightningMulticlassTrainer : LightningTrainerBase
 {
-    private readonly Func<LightningModule<IList<Tensor>>> _moduleFactory;
-
-    internal LightningMulticlassTrainer(Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options)
+    internal LightningMulticlassTrainer(Func<LightningModule<IList<Tensor>>> moduleFactory, LightningTrainerOptions options, MLContextLink context)
+        : base(moduleFactory, options, context, HeadKind.Multiclass)
     {
-        ArgumentNullException.ThrowIfNull(moduleFactory);
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        _moduleFactory = moduleFactory;
-        Options = options;
     }
-
-    /// <summary>The options this trainer was made with.</summary>
-    public LightningTrainerOptions Options { get; }
-
-    /// <summary>
-    /// Reads the feature and label columns, makes a fresh module (seeded with <see cref="LightningTrainerOptions.Seed"/>),
-    /// trains it on batches shuffled each epoch, exports it to ONNX and returns the model. Each call trains a new module.
-    /// </summary>
-    /// <param name="input">The training rows.</param>
-    /// <exception cref="ArgumentOutOfRangeException">A column is missing or has the wrong type; the message names it.</exception>
-    public LightningTransformer Fit(IDataView input) => LightningFit.Fit(_moduleFactory, Options, input, multiclass: true);
-
-    /// <summary>The columns <see cref="Fit"/>'s model adds to <paramref name="inputSchema"/>.</summary>
-    /// <param name="inputSchema">The input's schema shape.</param>
-    /// <exception cref="ArgumentOutOfRangeException">A column is missing or has the wrong type; the message names it.</exception>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => LightningFit.OutputShape(inputSchema, Options, multiclass: true);
 }

@@ -2,7 +2,7 @@ using Microsoft.ML;
 
 namespace Lightning.MLNet;
 
-/// <summary>Options of the Lightning regression and multiclass trainers (<see cref="LightningCatalog"/>).</summary>
+/// <summary>Options of the Lightning regression, binary and multiclass trainers (<see cref="LightningCatalog"/>).</summary>
 public sealed record LightningTrainerOptions
 {
     /// <summary>The default <see cref="BatchSize"/>.</summary>
@@ -15,8 +15,8 @@ public sealed record LightningTrainerOptions
     public string FeatureColumnName { get; init; } = "Features";
 
     /// <summary>
-    /// The label column: a key (multiclass; class <c>k</c> reaches the module as index <c>k - 1</c>) or a
-    /// <see cref="float"/> (regression). Default <c>"Label"</c>.
+    /// The label column: a key (multiclass; class <c>k</c> reaches the module as index <c>k - 1</c>), a
+    /// <see cref="float"/> (regression) or a <see cref="bool"/> (binary; it reaches the module as 1 or 0). Default <c>"Label"</c>.
     /// </summary>
     public string LabelColumnName { get; init; } = "Label";
 

@@ -21,13 +21,15 @@ namespace Lightning.MLNet;
 public sealed class LightningTransformEstimator : IEstimator<LightningTransformer>
 {
     private readonly nn.Module _module;
+    private readonly MLContextLink _context;
 
-    internal LightningTransformEstimator(nn.Module module, LightningTransformOptions options)
+    internal LightningTransformEstimator(nn.Module module, LightningTransformOptions options, MLContextLink context)
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _module = module;
+        _context = context;
         Options = options;
     }
 
@@ -43,7 +45,7 @@ public sealed class LightningTransformEstimator : IEstimator<LightningTransforme
         ArgumentNullException.ThrowIfNull(input);
         var featureCount = SchemaChecks.CheckFeatures(input.Schema, Options.InputColumnName);
         return LightningFit.Wrap(_module, ownsModule: false, HeadKind.Vector, classCount: 0, input, Options.InputColumnName, featureCount,
-            [Options.OutputColumnName], Options.TransformBatchSize, seed: 0, checkpointPath: null, rest: null);
+            [Options.OutputColumnName], Options.TransformBatchSize, seed: 0, checkpointPath: null, _context, rest: null);
     }
 
     /// <summary>The input columns plus the output column (a vector of Single).</summary>

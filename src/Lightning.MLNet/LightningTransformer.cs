@@ -8,46 +8,45 @@ namespace Lightning.MLNet;
 /// A module exported to ONNX as an ML.NET transformer: the model a Lightning trainer returns (<see cref="LightningCatalog"/>)
 /// or a Lightning transform (<see cref="LightningTransformEstimator"/>).
 /// <list type="bullet">
-/// <item>Trainers add <c>Score</c> (multiclass: the class probabilities, <c>Vector&lt;Single, K&gt;</c>; regression:
-/// <c>Vector&lt;Single, 1&gt;</c>) and, for multiclass, <c>PredictedLabel</c> (<c>Vector&lt;Key&lt;UInt32, 0-(K-1)&gt;, 1&gt;</c>,
-/// whose key values are the label's own, in the label's order, when the label key carries them (as after
-/// <c>MapValueToKey</c>; so <c>MapKeyToValue</c> gives the labels back), else the class numbers 1..K).</item>
+/// <item>Trainers add the columns ML.NET's own trainers add, of the same types, so the catalogs' <c>Evaluate</c>,
+/// <c>CrossValidate</c> and <c>PermutationFeatureImportance</c> take them as they are: regression <c>Score</c> (Single);
+/// binary <c>Score</c> (the logit, Single), <c>Probability</c> (its sigmoid, Single) and <c>PredictedLabel</c> (Boolean);
+/// multiclass <c>Score</c> (the class probabilities, <c>Vector&lt;Single, K&gt;</c>) and <c>PredictedLabel</c>
+/// (<c>Key&lt;UInt32, 0-(K-1)&gt;</c>, whose key values are the label's own, in the label's order, when the label key
+/// carries them (as after <c>MapValueToKey</c>; so <c>MapKeyToValue</c> gives the labels back), else the class numbers 1..K).</item>
 /// <item>A transform adds its output column, <c>Vector&lt;Single, D&gt;</c>: each row's module output, flattened.</item>
 /// </list>
-/// <c>PredictedLabel</c> and the regression <c>Score</c> are one-slot vectors rather than the scalars of ML.NET's own
-/// trainers: OnnxTransformer fails at run time on rank-0 outputs, and ML.NET has no built-in transform that a model
-/// can be saved with that turns a one-slot vector into a scalar (ConvertType, DropSlots, MapValue and Expression keep a
-/// vector a vector; only CustomMapping, whose loading needs this assembly, could). So <c>mlContext.Regression.Evaluate</c>
-/// does not take the regression <c>Score</c>; compute metrics from its single slot.
 /// </summary>
 /// <remarks>
 /// <para><see cref="Transform"/> scores the rows in blocks of <see cref="TransformBatchSize"/>, one ONNX Runtime call per
 /// block; a <see cref="PredictionEngine{TSrc, TDst}"/> (through <see cref="GetRowToRowMapper"/>) scores one row per call.</para>
-/// <para><c>mlContext.Model.Save</c> writes ML.NET's own transformer chain (OnnxTransformer with the ONNX bytes embedded,
-/// then ML.NET's key mapping), so <c>mlContext.Model.Load</c> reads it back in a process that references only Microsoft.ML
-/// and Microsoft.ML.OnnxTransformer; the loaded model is a <see cref="TransformerChain{TLastTransformer}"/> that scores
-/// row by row and gives the same values.</para>
+/// <para><c>mlContext.Model.Save</c> writes ML.NET's transformer chain: OnnxTransformer with the ONNX bytes embedded, then
+/// for a trainer a <c>CustomMapping</c> of this assembly that makes OnnxTransformer's one-slot vectors scalars
+/// (OnnxTransformer cannot make scalar columns) and ML.NET's key mapping. <c>mlContext.Model.Load</c> reads it back in a
+/// context that knows this assembly: call <c>mlContext.ComponentCatalog.RegisterAssembly(typeof(LightningCatalog).Assembly)</c>
+/// first. <see cref="PortableModel"/> is the same model without the CustomMapping (one-slot vector outputs); saved, it loads
+/// in a process that references only Microsoft.ML and Microsoft.ML.OnnxTransformer.</para>
 /// <para>Dispose it to release the ONNX Runtime sessions.</para>
 /// </remarks>
-public sealed class LightningTransformer : ITransformer, IDisposable
+public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<nn.Module>, IDisposable
 {
     private readonly ITransformer _onnx;
     private readonly ITransformer? _rest;
     private readonly TransformerChain<ITransformer> _chain;
+    private readonly TransformerChain<ITransformer> _portable;
     private readonly byte[] _onnxModel;
     private readonly BatchScorer _scorer;
     private readonly bool _ownsModule;
     private readonly string _tempDirectory;
 
-    internal LightningTransformer(ITransformer onnx, ITransformer? rest, byte[] onnxModel, byte[] batchedOnnxModel, nn.Module module,
-        bool ownsModule, string? checkpointPath, string featureColumnName, int featureCount, int classCount, int transformBatchSize,
-        string tempDirectory)
+    internal LightningTransformer(ITransformer onnx, ITransformer? rest, ITransformer? portableRest, byte[] onnxModel, byte[] batchedOnnxModel,
+        nn.Module module, bool ownsModule, string? checkpointPath, string featureColumnName, int featureCount, int classCount,
+        int transformBatchSize, string tempDirectory)
     {
         _onnx = onnx;
         _rest = rest;
-        // Flat, as an EstimatorChain's Fit makes it: the saved model is ML.NET's chain of its own transformers.
-        ITransformer[] parts = rest switch { null => [onnx], IEnumerable<ITransformer> chain => [onnx, .. chain], _ => [onnx, rest] };
-        _chain = new TransformerChain<ITransformer>(parts);
+        _chain = Flat(onnx, rest);
+        _portable = Flat(onnx, portableRest);
         _onnxModel = onnxModel;
         _scorer = new BatchScorer(batchedOnnxModel, featureCount);
         _ownsModule = ownsModule;
@@ -59,6 +58,14 @@ public sealed class LightningTransformer : ITransformer, IDisposable
         ClassCount = classCount;
         TransformBatchSize = transformBatchSize;
     }
+
+    // Flat, as an EstimatorChain's Fit makes it: the saved model is ML.NET's chain of transformers.
+    private static TransformerChain<ITransformer> Flat(ITransformer onnx, ITransformer? rest) => new(rest switch
+    {
+        null => [onnx],
+        IEnumerable<ITransformer> chain => [onnx, .. chain],
+        _ => [onnx, rest],
+    });
 
     /// <summary>
     /// The module: for a trainer's model the trained <see cref="LightningModule"/> (its state at the end of <c>Fit</c>, owned
@@ -80,6 +87,21 @@ public sealed class LightningTransformer : ITransformer, IDisposable
 
     /// <summary>The size of the feature vector the model takes.</summary>
     public int FeatureCount { get; }
+
+    /// <summary>The feature column's type, <c>Vector&lt;Single, FeatureCount&gt;</c> (what permutation feature importance permutes).</summary>
+    public DataViewType FeatureColumnType => new VectorDataViewType(NumberDataViewType.Single, FeatureCount);
+
+    /// <summary>The module, as ML.NET's prediction transformers expose their model parameters.</summary>
+    nn.Module IPredictionTransformer<nn.Module>.Model => Module;
+
+    /// <summary>
+    /// The model as ML.NET's own transformers only (OnnxTransformer, then ML.NET's key mapping): a trainer's outputs stay
+    /// OnnxTransformer's one-slot vectors (regression <c>Score</c> <c>Vector&lt;Single, 1&gt;</c>, multiclass
+    /// <c>PredictedLabel</c> <c>Vector&lt;Key, 1&gt;</c>, binary <c>Score</c>, <c>Probability</c> and <c>PredictedLabel</c> one
+    /// slot each). Save it (<c>mlContext.Model.Save(model.PortableModel, …)</c>) for a process that references only
+    /// Microsoft.ML and Microsoft.ML.OnnxTransformer. Owned by this transformer.
+    /// </summary>
+    public ITransformer PortableModel => _portable;
 
     /// <summary>The number of classes (multiclass), or 0 (regression and transforms).</summary>
     public int ClassCount { get; }
@@ -134,6 +156,7 @@ public sealed class LightningTransformer : ITransformer, IDisposable
     /// <summary>Releases the ONNX Runtime sessions, the module (when this transformer owns it) and the ONNX file OnnxTransformer scores from.</summary>
     public void Dispose()
     {
+        // Disposes OnnxTransformer, which the portable chain shares; its other parts (key mappings) hold nothing to release.
         _chain.Dispose();
         _scorer.Dispose();
         if (_ownsModule) Module.Dispose();

@@ -11,6 +11,11 @@ internal enum HeadKind
     Multiclass,
     /// <summary><c>Score</c> = the module's [batch] or [batch, 1] output.</summary>
     Regression,
+    /// <summary>
+    /// <c>Score</c> = the module's [batch] or [batch, 1] logit, <c>Probability</c> = its sigmoid and <c>PredictedLabel</c> =
+    /// logit &gt; 0 (Boolean).
+    /// </summary>
+    Binary,
     /// <summary>One column: the module's output, each row's values flattened.</summary>
     Vector,
 }
@@ -19,9 +24,11 @@ internal enum HeadKind
 /// The exported graph: the module's forward, then ML.NET's output conventions. Two forms of the same graph:
 /// <list type="bullet">
 /// <item>per row (<c>batched: false</c>), for OnnxTransformer and the saved model: features [F] as a batch of one, outputs
-/// of one row (multiclass <c>Score</c> [K], <c>PredictedLabel</c> [1]; regression <c>Score</c> [1]; vector [D]). ML.NET
+/// of one row (multiclass <c>Score</c> [K], <c>PredictedLabel</c> [1]; regression <c>Score</c> [1]; binary <c>Score</c>,
+/// <c>Probability</c>, <c>PredictedLabel</c> [1] each; vector [D]). ML.NET
 /// then sees Vector&lt;Single, K&gt; rather than the Vector&lt;Single, 1, K&gt; (or an unknown size) that a batch axis gives.
-/// Rank-0 outputs would give scalar columns, but OnnxTransformer's getter fails on them at run time.</item>
+/// Rank-0 outputs would give scalar columns, but OnnxTransformer's getter fails on them at run time; <see cref="ScalarOutputs"/>
+/// turns the one-slot vectors into scalars after it.</item>
 /// <item>batched (<c>batched: true</c>), for <see cref="BatchScorer"/>: features [N, F], outputs [N, …] of the same values.</item>
 /// </list>
 /// </summary>
@@ -70,6 +77,14 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
                     throw new InvalidOperationException(
                         $"{module.GetType().Name} returns scores of shape [{Format(shape)}]; a regression trainer expects [batch] or [batch, 1].");
                 return [batched ? graph.Reshape(scores, -1, 1) : graph.Reshape(scores, 1)];
+            case HeadKind.Binary:
+                if (!(shape.Count == 1 || (shape.Count == 2 && shape[1] == 1)))
+                    throw new InvalidOperationException(
+                        $"{module.GetType().Name} returns scores of shape [{Format(shape)}]; a binary classification trainer expects one logit per row, [batch] or [batch, 1].");
+                var logit = batched ? graph.Reshape(scores, -1, 1) : graph.Reshape(scores, 1);
+                var probability = graph.Node("Sigmoid", [logit], evaluate: s => s[0].sigmoid());
+                var positive = graph.Node("Greater", [logit, graph.Scalar(0, logit)], evaluate: s => s[0] > s[1]);
+                return [logit, probability, positive];
             default:
                 if (scores.ElementType != ScalarType.Float32)
                     throw new InvalidOperationException(

@@ -35,22 +35,36 @@ internal static class SchemaChecks
         return (int)key.Count;
     }
 
-    public static void CheckFloatLabel(DataViewSchema schema, string column)
+    /// <summary>The label a task trains on: a key (multiclass; returns its class count), Single (regression) or Boolean (binary; both return 0).</summary>
+    public static int CheckLabel(DataViewSchema schema, string column, HeadKind task)
     {
-        var col = schema.GetColumnOrNull(column) ?? throw Missing(column, "Single");
-        if (col.Type != NumberDataViewType.Single)
-            throw Mismatch(column, "Single", col.Type.ToString()!);
+        if (task == HeadKind.Multiclass) return CheckKeyLabel(schema, column);
+        var expected = LabelType(task);
+        var col = schema.GetColumnOrNull(column) ?? throw Missing(column, $"{expected} (the {TaskName(task)} label)");
+        if (col.Type != expected)
+            throw Mismatch(column, $"{expected} (the {TaskName(task)} label)", col.Type.ToString()!);
+        return 0;
     }
 
+    private static DataViewType LabelType(HeadKind task) => task == HeadKind.Binary ? BooleanDataViewType.Instance : NumberDataViewType.Single;
+
+    private static string TaskName(HeadKind task) => task switch
+    {
+        HeadKind.Binary => "binary classification",
+        HeadKind.Multiclass => "multiclass classification",
+        _ => "regression",
+    };
+
     /// <summary>Checks a schema shape as the estimators' GetOutputSchema sees it (no vector sizes there).</summary>
-    public static void CheckShape(SchemaShape shape, string featureColumn, string labelColumn, bool keyLabel)
+    public static void CheckShape(SchemaShape shape, string featureColumn, string labelColumn, HeadKind task)
     {
         CheckVectorShape(shape, featureColumn);
+        var expected = task == HeadKind.Multiclass ? "Key<UInt32>" : LabelType(task).ToString()!;
         if (!TryFind(shape, labelColumn, out var label))
-            throw Missing(labelColumn, keyLabel ? "Key<UInt32>" : "Single");
-        if (keyLabel ? !(label.IsKey && label.Kind == SchemaShape.Column.VectorKind.Scalar)
-                     : label.Kind != SchemaShape.Column.VectorKind.Scalar || label.ItemType != NumberDataViewType.Single)
-            throw Mismatch(labelColumn, keyLabel ? "Key<UInt32>" : "Single", Describe(label));
+            throw Missing(labelColumn, expected);
+        if (label.Kind != SchemaShape.Column.VectorKind.Scalar
+            || (task == HeadKind.Multiclass ? !label.IsKey : label.IsKey || label.ItemType != LabelType(task)))
+            throw Mismatch(labelColumn, expected, Describe(label));
     }
 
     /// <summary>Checks that <paramref name="column"/> of a schema shape is a known-size vector of Single.</summary>

@@ -11,7 +11,7 @@ namespace Lightning.MLNet.Tests;
 public sealed class BatchedTransformTests : IDisposable
 {
     private readonly TempDirectory _root = new();
-    private readonly MLContext _ml = new(seed: 0);
+    private readonly MLContext _ml = Contexts.New();
 
     public void Dispose() => _root.Dispose();
 
@@ -40,19 +40,30 @@ public sealed class BatchedTransformTests : IDisposable
         var score = scored.Schema["Score"];
         var label = scored.Schema.GetColumnOrNull("PredictedLabel");
         using var cursor = scored.GetRowCursor(label is { } l ? [score, l] : [score]);
-        var scoreGetter = cursor.GetGetter<VBuffer<float>>(score);
-        var labelGetter = label is { } c ? cursor.GetGetter<VBuffer<uint>>(c) : null;
+        // Multiclass: a vector Score; regression: a scalar one, read as one value.
+        var vectorGetter = score.Type is VectorDataViewType ? cursor.GetGetter<VBuffer<float>>(score) : null;
+        var scalarGetter = vectorGetter is null ? cursor.GetGetter<float>(score) : null;
+        var labelGetter = label is { } c ? cursor.GetGetter<uint>(c) : null;
         var scores = new List<float[]>();
         var labels = new List<uint>();
         VBuffer<float> s = default;
-        VBuffer<uint> k = default;
+        float value = 0;
+        uint k = 0;
         while (cursor.MoveNext())
         {
-            scoreGetter(ref s);
-            scores.Add(s.DenseValues().ToArray());
+            if (vectorGetter is not null)
+            {
+                vectorGetter(ref s);
+                scores.Add(s.DenseValues().ToArray());
+            }
+            else
+            {
+                scalarGetter!(ref value);
+                scores.Add([value]);
+            }
             if (labelGetter is null) continue;
             labelGetter(ref k);
-            labels.Add(k.GetValues()[0]);
+            labels.Add(k);
         }
         return ([.. scores], [.. labels]);
     }

@@ -7,7 +7,7 @@ using Microsoft.ML.Data;
 namespace Lightning.MLNet.Tests;
 
 /// <summary>
-/// The saved model.zip loads in a process that knows nothing of Lightning: a console app built here that references
+/// The portable model.zip (<c>SaveDurably(..., portable: true)</c>) loads in a process that knows nothing of Lightning: a console app built here that references
 /// only Microsoft.ML, Microsoft.ML.OnnxTransformer and ONNX Runtime's native CPU package (which OnnxTransformer needs).
 /// </summary>
 public sealed class CrossProcessLoadTests
@@ -94,12 +94,13 @@ public sealed class CrossProcessLoadTests
         foreach (var (transformer, data, name) in new (ITransformer, IDataView, string)[] { (model, train, "trainer"), (pipeline, named, "pipeline") })
         {
             var modelPath = root.Combine($"{name}.zip");
-            ml.Model.Save(transformer, data.Schema, modelPath);
+            // The portable save: the scalar outputs here are one-slot vectors there, with the same values.
+            ml.Model.SaveDurably(transformer, data.Schema, modelPath, portable: true);
             var scored = transformer.Transform(data);
             var predicted = scored.Schema["PredictedLabel"];
-            var labels = predicted.Type is VectorDataViewType { ItemType: TextDataViewType }
-                ? scored.GetColumn<VBuffer<ReadOnlyMemory<char>>>(predicted).Select(v => v.GetValues()[0].ToString()).ToArray()
-                : scored.GetColumn<VBuffer<uint>>(predicted).Select(v => v.GetValues()[0].ToString()).ToArray();
+            var labels = predicted.Type is TextDataViewType
+                ? scored.GetColumn<ReadOnlyMemory<char>>(predicted).Select(v => v.ToString()).ToArray()
+                : scored.GetColumn<uint>(predicted).Select(v => v.ToString()).ToArray();
             var scores = scored.GetColumn<VBuffer<float>>("Score").Select(v => v.DenseValues().ToArray()).ToArray();
             var expected = labels.Select((label, i) =>
                 label + " " + string.Join(" ", scores[i].Select(s => s.ToString("R", CultureInfo.InvariantCulture)))).ToArray();

@@ -40,7 +40,7 @@ public sealed class DataViewTableTests
             new SparseRow { Features = new VBuffer<float>(4, [9f, 10f, 11f, 12f]), Label = 0 },
         ]);
 
-        var table = DataViewTable.Read(data, "Features", 4, "Label", classLabels: true);
+        var table = DataViewTable.Read(data, "Features", 4, "Label", HeadKind.Multiclass);
 
         Assert.Equal(2, table.Rows);
         Assert.Equal([1f, 0f, 0f, 2f, 9f, 10f, 11f, 12f], table.Features.data<float>().ToArray());
@@ -56,7 +56,7 @@ public sealed class DataViewTableTests
             new TargetRow { Features = new VBuffer<float>(4, [9f, 10f, 11f, 12f]), Target = -1f },
         ]);
 
-        var table = DataViewTable.Read(data, "Features", 4, "Target", classLabels: false);
+        var table = DataViewTable.Read(data, "Features", 4, "Target", HeadKind.Regression);
 
         Assert.Equal(2, table.Rows);
         Assert.Equal([1f, 2f, 3f, 4f, 9f, 10f, 11f, 12f], table.Features.data<float>().ToArray());
@@ -67,7 +67,7 @@ public sealed class DataViewTableTests
     public void Batches_ShuffleEachEpochWithTheSeed_AndCoverEveryRowOnce()
     {
         var data = View(Enumerable.Range(0, 10).Select(i => new SparseRow { Features = new VBuffer<float>(4, [i, 0, 0, 0]), Label = (uint)(i % 3) }));
-        var table = DataViewTable.Read(data, "Features", 4, "Label", classLabels: true);
+        var table = DataViewTable.Read(data, "Features", 4, "Label", HeadKind.Multiclass);
 
         static List<float[]> Epochs(IEnumerable<IList<TorchSharp.torch.Tensor>> batches, int epochs) =>
             Enumerable.Range(0, epochs).Select(_ => batches.SelectMany(b => b[0][.., 0].contiguous().data<float>().ToArray()).ToArray()).ToList();

@@ -8,7 +8,7 @@ namespace Lightning.MLNet.Tests;
 public sealed class LightningTrainerTests : IDisposable
 {
     private readonly TempDirectory _root = new();
-    private readonly MLContext _ml = new(seed: 0);
+    private readonly MLContext _ml = Contexts.New();
 
     public void Dispose() => _root.Dispose();
 
@@ -56,15 +56,13 @@ public sealed class LightningTrainerTests : IDisposable
         var trainer = Classifier(epochs: 1);
         var shape = trainer.GetOutputSchema(ShapeOf(train.Schema));
         Assert.Contains(shape, c => c.Name == "Score" && c.Kind == SchemaShape.Column.VectorKind.Vector && c.ItemType == NumberDataViewType.Single);
-        Assert.Contains(shape, c => c.Name == "PredictedLabel" && c.IsKey && c.Kind == SchemaShape.Column.VectorKind.Vector);
+        Assert.Contains(shape, c => c.Name == "PredictedLabel" && c.IsKey && c.Kind == SchemaShape.Column.VectorKind.Scalar);
 
         using var model = trainer.Fit(train);
         var schema = model.GetOutputSchema(train.Schema);
         Assert.Equal(new VectorDataViewType(NumberDataViewType.Single, Data.ClassCount), schema["Score"].Type);
-        // OnnxTransformer fails on rank-0 outputs, so PredictedLabel is a one-slot vector of the key.
-        var predicted = Assert.IsType<VectorDataViewType>(schema["PredictedLabel"].Type);
-        Assert.Equal(1, predicted.Size);
-        var key = Assert.IsType<KeyDataViewType>(predicted.ItemType);
+        // A scalar key, as ML.NET's own multiclass trainers make it.
+        var key = Assert.IsType<KeyDataViewType>(schema["PredictedLabel"].Type);
         Assert.Equal((ulong)Data.ClassCount, key.Count);
         Assert.Equal(schema.Select(c => (c.Name, c.Type)), model.Transform(train).Schema.Select(c => (c.Name, c.Type)));
     }
@@ -75,7 +73,7 @@ public sealed class LightningTrainerTests : IDisposable
         var train = Data.View(_ml, Data.Rows(128, seed: 1));
         using var model = Classifier(epochs: 2).Fit(train);
         var scored = model.Transform(train);
-        var predicted = scored.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]).ToArray();
+        var predicted = scored.GetColumn<uint>("PredictedLabel").ToArray();
         var scores = Scores(scored);
         for (int i = 0; i < scores.Length; i++)
             Assert.Equal((uint)Array.IndexOf(scores[i], scores[i].Max()) + 1, predicted[i]);
@@ -104,7 +102,7 @@ public sealed class LightningTrainerTests : IDisposable
         try
         {
             var scored = model.Transform(_ml.Data.LoadFromEnumerable(test));
-            var predicted = scored.GetColumn<VBuffer<ReadOnlyMemory<char>>>("PredictedName").Select(v => v.GetValues()[0].ToString()).ToArray();
+            var predicted = scored.GetColumn<ReadOnlyMemory<char>>("PredictedName").Select(v => v.ToString()).ToArray();
             var accuracy = predicted.Zip(test, (p, r) => p == r.Name ? 1.0 : 0.0).Average();
             Assert.True(accuracy > 0.85, $"accuracy {accuracy}: {string.Join(",", predicted.Take(10))} vs {string.Join(",", test.Take(10).Select(r => r.Name))}");
             Assert.Equal(0.0, _ml.MulticlassClassification.Evaluate(scored).MicroAccuracy - accuracy, 6);
@@ -117,8 +115,7 @@ public sealed class LightningTrainerTests : IDisposable
 
     private sealed class NamedPrediction
     {
-        // A one-slot vector (OnnxTransformer cannot make scalars), so a string[] of one label, not a string.
-        public string[] PredictedLabel { get; set; } = [];
+        public string PredictedLabel { get; set; } = "";
 
         public float[] Score { get; set; } = [];
     }
@@ -141,13 +138,13 @@ public sealed class LightningTrainerTests : IDisposable
         try
         {
             var bulk = model.Transform(_ml.Data.LoadFromEnumerable(test));
-            var labels = bulk.GetColumn<VBuffer<ReadOnlyMemory<char>>>("PredictedLabel").Select(v => v.GetValues()[0].ToString()).ToArray();
+            var labels = bulk.GetColumn<ReadOnlyMemory<char>>("PredictedLabel").Select(v => v.ToString()).ToArray();
             var scores = Scores(bulk);
             using var engine = _ml.Model.CreatePredictionEngine<NamedRow, NamedPrediction>(loaded);
             for (int i = 0; i < test.Count; i++)
             {
                 var prediction = engine.Predict(test[i]);
-                Assert.Equal(labels[i], Assert.Single(prediction.PredictedLabel));
+                Assert.Equal(labels[i], prediction.PredictedLabel);
                 Assert.Equal(scores[i], prediction.Score, (a, b) => Math.Abs(a - b) <= 1e-6f);
             }
             Assert.All(labels, label => Assert.Contains(label, Names));
@@ -166,13 +163,13 @@ public sealed class LightningTrainerTests : IDisposable
         var trainer = _ml.Regression.Trainers.Lightning(() => new Mlp(Data.FeatureCount, 1, regression: true),
             Options(epochs: 30) with { LabelColumnName = nameof(Row.Target) });
         var shape = trainer.GetOutputSchema(ShapeOf(train.Schema));
-        Assert.Contains(shape, c => c.Name == "Score" && c.Kind == SchemaShape.Column.VectorKind.Vector && c.ItemType == NumberDataViewType.Single);
+        Assert.Contains(shape, c => c.Name == "Score" && c.Kind == SchemaShape.Column.VectorKind.Scalar && c.ItemType == NumberDataViewType.Single);
         Assert.DoesNotContain(shape, c => c.Name == "PredictedLabel");
         using var model = trainer.Fit(train);
 
         var scored = model.Transform(test);
-        Assert.Equal(new VectorDataViewType(NumberDataViewType.Single, 1), scored.Schema["Score"].Type);
-        var predictions = Scores(scored).Select(s => Assert.Single(s)).ToArray();
+        Assert.Equal(NumberDataViewType.Single, scored.Schema["Score"].Type);
+        var predictions = scored.GetColumn<float>("Score").ToArray();
         var targets = Data.Rows(200, seed: 2).Select(r => r.Target).ToArray();
         var mse = predictions.Zip(targets, (p, t) => (p - t) * (p - t)).Average();
         var variance = targets.Select(t => (t - targets.Average()) * (t - targets.Average())).Average();
@@ -194,8 +191,7 @@ public sealed class LightningTrainerTests : IDisposable
             var before = model.Transform(train);
             var after = loaded.Transform(train);
             Assert.Equal(Scores(before), Scores(after));
-            Assert.Equal(before.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]),
-                after.GetColumn<VBuffer<uint>>("PredictedLabel").Select(v => v.GetValues()[0]));
+            Assert.Equal(before.GetColumn<uint>("PredictedLabel"), after.GetColumn<uint>("PredictedLabel"));
             Assert.Equal(before.Schema.Select(c => (c.Name, c.Type)), after.Schema.Select(c => (c.Name, c.Type)));
         }
         finally

@@ -6,16 +6,21 @@ using static TorchSharp.torch;
 
 namespace Lightning.MLNet.Tests;
 
-/// <summary>A small MLP: cross entropy over class scores (multiclass) or MSE on one output (regression).</summary>
+/// <summary>
+/// A small MLP: cross entropy over class scores (multiclass), MSE on one output (regression) or the log loss of one logit
+/// (binary).
+/// </summary>
 internal sealed class Mlp : LightningModule<IList<Tensor>>, IOnnxExportable
 {
     private readonly nn.Module<Tensor, Tensor> net;
     private readonly bool regression;
+    private readonly bool binary;
 
-    public Mlp(int inputs, int outputs, bool regression = false, double lr = 0.01) : base(nameof(Mlp))
+    public Mlp(int inputs, int outputs, bool regression = false, double lr = 0.01, bool binary = false) : base(nameof(Mlp))
     {
         net = nn.Sequential(nn.Linear(inputs, 32), nn.ReLU(), nn.Linear(32, outputs));
         this.regression = regression;
+        this.binary = binary;
         Lr = lr;
         RegisterComponents();
     }
@@ -32,16 +37,20 @@ internal sealed class Mlp : LightningModule<IList<Tensor>>, IOnnxExportable
     public override Tensor TrainingStep(IList<Tensor> batch, int batchIdx)
     {
         OnStep?.Invoke();
-        var output = net.forward(batch[0]);
-        var loss = regression ? nn.functional.mse_loss(output.squeeze(1), batch[1]) : nn.functional.cross_entropy(output, batch[1]);
+        var loss = Loss(batch);
         Log("train_loss", loss);
         return loss;
     }
 
-    public override void ValidationStep(IList<Tensor> batch, int batchIdx)
+    public override void ValidationStep(IList<Tensor> batch, int batchIdx) => Log("val_loss", Loss(batch));
+
+    private Tensor Loss(IList<Tensor> batch)
     {
         var output = net.forward(batch[0]);
-        Log("val_loss", regression ? nn.functional.mse_loss(output.squeeze(1), batch[1]) : nn.functional.cross_entropy(output, batch[1]));
+        if (regression) return nn.functional.mse_loss(output.squeeze(1), batch[1]);
+        // The first output is the logit (a module of more outputs trains, so its export can be refused).
+        if (binary) return nn.functional.binary_cross_entropy_with_logits(output.select(1, 0), batch[1]);
+        return nn.functional.cross_entropy(output, batch[1]);
     }
 
     public override OptimizerConfiguration ConfigureOptimizers() => optim.Adam(parameters(), Lr);
@@ -57,6 +66,9 @@ public sealed class Row
     public uint Class { get; set; }
 
     public float Target { get; set; }
+
+    /// <summary>Whether class 0 scores above class 1: a linearly separable binary label.</summary>
+    public bool Positive { get; set; }
 }
 
 internal static class Data
@@ -83,6 +95,7 @@ internal static class Data
                 Features = x,
                 Class = (uint)Array.IndexOf(scores, scores.Max()),
                 Target = r.Zip(x, (a, b) => a * b).Sum() + 0.5f + (float)(random.NextDouble() - 0.5) * 0.05f,
+                Positive = scores[0] > scores[1],
             };
         }).ToList();
     }
@@ -93,6 +106,17 @@ internal static class Data
         var schema = SchemaDefinition.Create(typeof(Row));
         schema[nameof(Row.Class)].ColumnType = new KeyDataViewType(typeof(uint), ClassCount);
         return mlContext.Data.LoadFromEnumerable(rows, schema);
+    }
+}
+
+internal static class Contexts
+{
+    /// <summary>A seeded context that loads saved Lightning models (their scalar outputs are a CustomMapping of Lightning.MLNet).</summary>
+    public static MLContext New(int seed = 0)
+    {
+        var ml = new MLContext(seed);
+        ml.ComponentCatalog.RegisterAssembly(typeof(LightningCatalog).Assembly);
+        return ml;
     }
 }
 
