@@ -28,22 +28,21 @@ internal static class LightningFit
         IDataView data, HeadKind task, MLContextLink context)
     {
         ArgumentNullException.ThrowIfNull(data);
-        var featureCount = SchemaChecks.CheckFeatures(data.Schema, options.FeatureColumnName);
+        var inputs = SchemaChecks.CheckInputs(data.Schema, options.InputColumnNames);
         var classCount = SchemaChecks.CheckLabel(data.Schema, options.LabelColumnName, task);
         if (options.ValidationData is { } validation)
         {
-            SchemaChecks.CheckFeatures(validation.Schema, options.FeatureColumnName, featureCount);
+            SchemaChecks.CheckInputs(validation.Schema, inputs);
             if (SchemaChecks.CheckLabel(validation.Schema, options.LabelColumnName, task) != classCount)
                 throw SchemaChecks.Mismatch(options.LabelColumnName, $"Key<UInt32, 0-{classCount - 1}> as in the training data",
                     validation.Schema[options.LabelColumnName].Type.ToString()!);
         }
 
         options.CancellationToken.ThrowIfCancellationRequested();
-        using var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, task);
+        using var train = DataViewTable.Read(data, inputs, options.LabelColumnName, task);
         if (train.Rows == 0)
             throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
-        using var val = options.ValidationData is { } v
-            ? DataViewTable.Read(v, options.FeatureColumnName, featureCount, options.LabelColumnName, task) : null;
+        using var val = options.ValidationData is { } v ? DataViewTable.Read(v, inputs, options.LabelColumnName, task) : null;
 
         using var channel = context.Start("Lightning");
         var log = channel is null ? null : new MLContextLogCallback(channel);
@@ -54,10 +53,10 @@ internal static class LightningFit
         if (module is not IOnnxExportable)
             throw new InvalidOperationException(
                 $"{module.GetType().Name} does not implement {nameof(IOnnxExportable)}; the Lightning trainers export the trained module to ONNX, " +
-                "so its ExportOnnx must describe its forward from features [batch, F] to scores.");
+                "so its ExportOnnx must describe its forward from the input columns ([batch, F] each) to scores.");
 
         log?.Info(FormattableString.Invariant(
-            $"training {module.GetType().Name} ({task}) on {train.Rows} rows of {featureCount} features, batch size {options.BatchSize}, accelerator {trainerOptions.Accelerator}"));
+            $"training {module.GetType().Name} ({task}) on {train.Rows} rows of {string.Join(", ", inputs.Select(i => $"{i.Name} ({i.Type})"))}, batch size {options.BatchSize}, accelerator {trainerOptions.Accelerator}"));
         var trainer = new Trainer(trainerOptions);
         trainer.Fit(module, train.Batches(options.BatchSize, new Random(options.Seed)), val?.Batches(options.BatchSize, null));
         // Exported on the CPU (the export sample is a CPU tensor), whatever device it trained on.
@@ -65,7 +64,7 @@ internal static class LightningFit
 
         options.CancellationToken.ThrowIfCancellationRequested();
         var label = data.Schema[options.LabelColumnName];
-        return Wrap(module, ownsModule: true, task, classCount, data, options.FeatureColumnName, featureCount, OutputNames(task),
+        return Wrap(module, ownsModule: true, task, classCount, data, inputs, OutputNames(task),
             options.TransformBatchSize, options.Seed, trainer.CheckpointCallback?.BestModelPath, context,
             task == HeadKind.Multiclass ? mlContext => LabelValueMapping(mlContext, label, classCount) ?? ClassNumberMapping(mlContext, classCount) : null);
     }
@@ -103,18 +102,16 @@ internal static class LightningFit
     /// and <paramref name="rest"/>; the portable model is OnnxTransformer and <paramref name="rest"/> alone.
     /// </summary>
     public static LightningTransformer Wrap(nn.Module module, bool ownsModule, HeadKind kind, int classCount, IDataView data,
-        string featureColumnName, int featureCount, string[] outputNames, int transformBatchSize, int seed, string? checkpointPath,
+        IReadOnlyList<InputColumn> inputs, string[] outputNames, int transformBatchSize, int seed, string? checkpointPath,
         MLContextLink context, Func<MLContext, IEstimator<ITransformer>>? rest)
     {
-        var rowModel = Export(new PredictionHead(module, kind, classCount, batched: false), zeros(featureCount), featureColumnName,
-            outputNames, new Dictionary<int, string>());
-        var batchedModel = Export(new PredictionHead(module, kind, classCount, batched: true), zeros(1, featureCount), featureColumnName,
-            outputNames, new Dictionary<int, string> { [0] = "batch" });
+        var rowModel = Export(new PredictionHead(module, kind, classCount, batched: false), inputs, batched: false, outputNames);
+        var batchedModel = Export(new PredictionHead(module, kind, classCount, batched: true), inputs, batched: true, outputNames);
         // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
         // model's own, removed when the transformer is disposed, keeps that file from leaking.
         var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
         var mlContext = new MLContext(seed) { TempFilePath = tempDirectory, GpuDeviceId = ScoringDevice(context), FallbackToCpu = context.FallbackToCpu };
-        var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [featureColumnName], new MemoryStream(rowModel)).Fit(data);
+        var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [.. inputs.Select(i => i.Name)], new MemoryStream(rowModel)).Fit(data);
         var scored = onnx.Transform(data);
         var portableRest = rest?.Invoke(mlContext).Fit(scored);
         ITransformer? scalarRest = null;
@@ -124,7 +121,7 @@ internal static class LightningFit
             scalarRest = (rest is null ? scalars : scalars.Append(rest(mlContext))).Fit(scored);
         }
         return new LightningTransformer(onnx, scalarRest ?? portableRest, portableRest, rowModel, batchedModel, module, ownsModule,
-            checkpointPath, featureColumnName, featureCount, classCount, transformBatchSize, tempDirectory);
+            checkpointPath, inputs, classCount, transformBatchSize, tempDirectory);
     }
 
     /// <summary>
@@ -144,23 +141,25 @@ internal static class LightningFit
         return null;
     }
 
-    private static byte[] Export(PredictionHead head, Tensor sample, string featureColumnName, string[] outputNames,
-        IReadOnlyDictionary<int, string> dynamicAxes)
+    /// <summary>The graph's bytes: one input per column, named after it (with a dynamic batch axis when batched).</summary>
+    private static byte[] Export(PredictionHead head, IReadOnlyList<InputColumn> inputs, bool batched, string[] outputNames)
     {
         var path = Path.Combine(Path.GetTempPath(), $"lightning-mlnet-{Guid.NewGuid():N}.onnx");
+        var samples = inputs.Select(i => i.Sample(batched)).ToArray();
         try
         {
-            using (sample)
-                head.ToOnnx(path, sample, new OnnxExportOptions
-                {
-                    DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>> { [featureColumnName] = dynamicAxes },
-                    InputNames = [featureColumnName],
-                    OutputNames = outputNames,
-                });
+            IReadOnlyDictionary<int, string> axes = batched ? new Dictionary<int, string> { [0] = "batch" } : new Dictionary<int, string>();
+            head.ToOnnx(path, samples, new OnnxExportOptions
+            {
+                DynamicAxes = inputs.ToDictionary(i => i.Name, _ => axes),
+                InputNames = [.. inputs.Select(i => i.Name)],
+                OutputNames = outputNames,
+            });
             return File.ReadAllBytes(path);
         }
         finally
         {
+            foreach (var sample in samples) sample.Dispose();
             File.Delete(path);
         }
     }
@@ -227,7 +226,7 @@ internal static class LightningFit
     public static SchemaShape OutputShape(SchemaShape input, LightningTrainerOptions options, HeadKind task)
     {
         ArgumentNullException.ThrowIfNull(input);
-        SchemaChecks.CheckShape(input, options.FeatureColumnName, options.LabelColumnName, task);
+        SchemaChecks.CheckShape(input, options.InputColumnNames, options.LabelColumnName, task);
         var mlContext = new MLContext(options.Seed);
         IEstimator<ITransformer> describe = task switch
         {

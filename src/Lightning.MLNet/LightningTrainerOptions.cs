@@ -11,8 +11,22 @@ public sealed record LightningTrainerOptions
     /// <summary>The default <see cref="TransformBatchSize"/>.</summary>
     public const int DefaultTransformBatchSize = 256;
 
-    /// <summary>The feature column: a known-size vector of <see cref="float"/>. Default <c>"Features"</c>.</summary>
+    /// <summary>
+    /// The feature column, when the module reads one: a known-size vector of <see cref="float"/> (float32 [batch, F]) or of
+    /// <see cref="long"/> (int64 [batch, F], e.g. token ids). Default <c>"Features"</c>. Ignored when
+    /// <see cref="FeatureColumnNames"/> is set.
+    /// </summary>
     public string FeatureColumnName { get; init; } = "Features";
+
+    /// <summary>
+    /// The input columns, when the module reads several: each a known-size vector of <see cref="float"/> or <see cref="long"/>.
+    /// They reach the module in this order: the training batch is <c>[input 1, …, input n, label]</c>, and the module's
+    /// <see cref="Lightning.Onnx.IOnnxExportable.ExportOnnx"/> gets n inputs. Null (the default): <see cref="FeatureColumnName"/> alone.
+    /// </summary>
+    public IReadOnlyList<string>? FeatureColumnNames { get; init; }
+
+    /// <summary>The input columns in forward-argument order: <see cref="FeatureColumnNames"/>, or <see cref="FeatureColumnName"/> alone.</summary>
+    internal IReadOnlyList<string> InputColumnNames => FeatureColumnNames ?? [FeatureColumnName];
 
     /// <summary>
     /// The label column: a key (multiclass; class <c>k</c> reaches the module as index <c>k - 1</c>), a
@@ -50,6 +64,15 @@ public sealed record LightningTrainerOptions
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(FeatureColumnName, nameof(FeatureColumnName));
         ArgumentException.ThrowIfNullOrWhiteSpace(LabelColumnName, nameof(LabelColumnName));
+        if (FeatureColumnNames is { } names)
+        {
+            if (names.Count == 0 || names.Any(string.IsNullOrWhiteSpace))
+                throw new ArgumentException($"{nameof(FeatureColumnNames)} must name at least one column, and no name may be empty.", nameof(FeatureColumnNames));
+            if (names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1) is { } twice)
+                throw new ArgumentException($"{nameof(FeatureColumnNames)} names column '{twice.Key}' twice; each input column is one forward argument.", nameof(FeatureColumnNames));
+        }
+        if (InputColumnNames.Contains(LabelColumnName))
+            throw new ArgumentException($"Column '{LabelColumnName}' is both the label and an input column.", nameof(LabelColumnName));
         if (BatchSize < 1)
             throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"{nameof(BatchSize)} is {BatchSize}; it must be at least 1.");
         if (TransformBatchSize < 1)

@@ -23,13 +23,13 @@ internal enum HeadKind
 /// <summary>
 /// The exported graph: the module's forward, then ML.NET's output conventions. Two forms of the same graph:
 /// <list type="bullet">
-/// <item>per row (<c>batched: false</c>), for OnnxTransformer and the saved model: features [F] as a batch of one, outputs
+/// <item>per row (<c>batched: false</c>), for OnnxTransformer and the saved model: each input [F] as a batch of one, outputs
 /// of one row (multiclass <c>Score</c> [K], <c>PredictedLabel</c> [1]; regression <c>Score</c> [1]; binary <c>Score</c>,
 /// <c>Probability</c>, <c>PredictedLabel</c> [1] each; vector [D]). ML.NET
 /// then sees Vector&lt;Single, K&gt; rather than the Vector&lt;Single, 1, K&gt; (or an unknown size) that a batch axis gives.
 /// Rank-0 outputs would give scalar columns, but OnnxTransformer's getter fails on them at run time; <see cref="ScalarOutputs"/>
 /// turns the one-slot vectors into scalars after it.</item>
-/// <item>batched (<c>batched: true</c>), for <see cref="BatchScorer"/>: features [N, F], outputs [N, …] of the same values.</item>
+/// <item>batched (<c>batched: true</c>), for <see cref="BatchScorer"/>: each input [N, F], outputs [N, …] of the same values.</item>
 /// </list>
 /// </summary>
 internal sealed class PredictionHead : nn.Module, IOnnxExportable
@@ -42,7 +42,7 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
     /// <param name="module">The module; it is a TorchSharp layer the exporter knows or implements <see cref="IOnnxExportable"/>.</param>
     /// <param name="kind">The outputs after the forward.</param>
     /// <param name="classCount">The number of classes (multiclass), else 0.</param>
-    /// <param name="batched">True: the graph takes [N, F]; false: one row [F].</param>
+    /// <param name="batched">True: the graph takes each input as [N, F]; false: one row [F].</param>
     public PredictionHead(nn.Module module, HeadKind kind, int classCount, bool batched) : base(nameof(PredictionHead))
     {
         this.module = module;
@@ -54,7 +54,7 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
 
     public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs)
     {
-        var outputs = graph.Call(module, batched ? inputs[0] : graph.Reshape(inputs[0], 1, -1));
+        var outputs = graph.Call(module, [.. inputs.Select(input => batched ? input : graph.Reshape(input, 1, -1))]);
         if (outputs.Count != 1)
             throw new InvalidOperationException(
                 $"{module.GetType().Name}'s ONNX export returns {outputs.Count} values; a Lightning trainer or transform takes a module with one output.");
