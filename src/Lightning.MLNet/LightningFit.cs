@@ -98,21 +98,23 @@ internal static class LightningFit
 
     /// <summary>
     /// Exports <paramref name="module"/> twice (one row per call for OnnxTransformer and the saved model; a batch axis
-    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: OnnxTransformer, then (trainers) the scalar outputs
-    /// and <paramref name="rest"/>; the portable model is OnnxTransformer and <paramref name="rest"/> alone.
+    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: the key columns' indicators, OnnxTransformer, then
+    /// (trainers) the scalar outputs and <paramref name="rest"/>; the portable model is the same without the scalar outputs.
     /// </summary>
     public static LightningTransformer Wrap(nn.Module module, bool ownsModule, HeadKind kind, int classCount, IDataView data,
         IReadOnlyList<InputColumn> inputs, string[] outputNames, int transformBatchSize, int seed, string? checkpointPath,
         MLContextLink context, Func<MLContext, IEstimator<ITransformer>>? rest)
     {
-        var rowModel = Export(new PredictionHead(module, kind, classCount, batched: false), inputs, batched: false, outputNames);
-        var batchedModel = Export(new PredictionHead(module, kind, classCount, batched: true), inputs, batched: true, outputNames);
+        var rowModel = Export(new PredictionHead(module, kind, classCount, inputs, batched: false), inputs, batched: false, outputNames);
+        var batchedModel = Export(new PredictionHead(module, kind, classCount, inputs, batched: true), inputs, batched: true, outputNames);
         // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
         // model's own, removed when the transformer is disposed, keeps that file from leaking.
         var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
         var mlContext = new MLContext(seed) { TempFilePath = tempDirectory, GpuDeviceId = ScoringDevice(context), FallbackToCpu = context.FallbackToCpu };
-        var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [.. inputs.Select(i => i.Name)], new MemoryStream(rowModel)).Fit(data);
-        var scored = onnx.Transform(data);
+        var keys = KeyIndicators(mlContext, inputs)?.Fit(data);
+        var keyed = keys?.Transform(data) ?? data;
+        var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [.. inputs.Select(i => i.RowName)], new MemoryStream(rowModel)).Fit(keyed);
+        var scored = onnx.Transform(keyed);
         var portableRest = rest?.Invoke(mlContext).Fit(scored);
         ITransformer? scalarRest = null;
         if (kind != HeadKind.Vector)
@@ -120,8 +122,18 @@ internal static class LightningFit
             var scalars = ScalarOutputs.Estimator(mlContext, kind);
             scalarRest = (rest is null ? scalars : scalars.Append(rest(mlContext))).Fit(scored);
         }
-        return new LightningTransformer(onnx, scalarRest ?? portableRest, portableRest, rowModel, batchedModel, module, ownsModule,
+        return new LightningTransformer(keys, onnx, scalarRest ?? portableRest, portableRest, rowModel, batchedModel, module, ownsModule,
             checkpointPath, inputs, classCount, transformBatchSize, tempDirectory);
+    }
+
+    /// <summary>
+    /// ML.NET's <c>MapKeyToVector</c> of each key column to its indicators <see cref="InputColumn.RowName"/>, which the
+    /// per-row graph reads; null when no input is a key.
+    /// </summary>
+    private static IEstimator<ITransformer>? KeyIndicators(MLContext mlContext, IReadOnlyList<InputColumn> inputs)
+    {
+        var keys = inputs.Where(i => i.IsKey).Select(i => new InputOutputColumnPair(i.RowName, i.Name)).ToArray();
+        return keys.Length == 0 ? null : mlContext.Transforms.Conversion.MapKeyToVector(keys);
     }
 
     /// <summary>
@@ -141,7 +153,7 @@ internal static class LightningFit
         return null;
     }
 
-    /// <summary>The graph's bytes: one input per column, named after it (with a dynamic batch axis when batched).</summary>
+    /// <summary>The graph's bytes: one input per column, named after the column it reads (with a dynamic batch axis when batched).</summary>
     private static byte[] Export(PredictionHead head, IReadOnlyList<InputColumn> inputs, bool batched, string[] outputNames)
     {
         var path = Path.Combine(Path.GetTempPath(), $"lightning-mlnet-{Guid.NewGuid():N}.onnx");
@@ -149,10 +161,11 @@ internal static class LightningFit
         try
         {
             IReadOnlyDictionary<int, string> axes = batched ? new Dictionary<int, string> { [0] = "batch" } : new Dictionary<int, string>();
+            string[] names = [.. inputs.Select(i => batched ? i.Name : i.RowName)];
             head.ToOnnx(path, samples, new OnnxExportOptions
             {
-                DynamicAxes = inputs.ToDictionary(i => i.Name, _ => axes),
-                InputNames = [.. inputs.Select(i => i.Name)],
+                DynamicAxes = names.ToDictionary(n => n, _ => axes),
+                InputNames = names,
                 OutputNames = outputNames,
             });
             return File.ReadAllBytes(path);

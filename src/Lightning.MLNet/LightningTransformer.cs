@@ -20,7 +20,7 @@ namespace Lightning.MLNet;
 /// <remarks>
 /// <para><see cref="Transform"/> scores the rows in blocks of <see cref="TransformBatchSize"/>, one ONNX Runtime call per
 /// block; a <see cref="PredictionEngine{TSrc, TDst}"/> (through <see cref="GetRowToRowMapper"/>) scores one row per call.</para>
-/// <para><c>mlContext.Model.Save</c> writes ML.NET's transformer chain: OnnxTransformer with the ONNX bytes embedded, then
+/// <para><c>mlContext.Model.Save</c> writes ML.NET's transformer chain: for key input columns ML.NET's MapKeyToVector to their indicators (<c>Tokens.Indicators</c>), OnnxTransformer with the ONNX bytes embedded, then
 /// for a trainer a <c>CustomMapping</c> of this assembly that makes OnnxTransformer's one-slot vectors scalars
 /// (OnnxTransformer cannot make scalar columns) and ML.NET's key mapping. <c>mlContext.Model.Load</c> reads it back in a
 /// context that knows this assembly: call <c>mlContext.ComponentCatalog.RegisterAssembly(typeof(LightningCatalog).Assembly)</c>
@@ -30,6 +30,7 @@ namespace Lightning.MLNet;
 /// </remarks>
 public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<nn.Module>, IDisposable
 {
+    private readonly ITransformer? _keys;
     private readonly ITransformer _onnx;
     private readonly ITransformer? _rest;
     private readonly TransformerChain<ITransformer> _chain;
@@ -40,14 +41,15 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
     private readonly string _tempDirectory;
     private readonly IReadOnlyList<InputColumn> _inputs;
 
-    internal LightningTransformer(ITransformer onnx, ITransformer? rest, ITransformer? portableRest, byte[] onnxModel, byte[] batchedOnnxModel,
+    internal LightningTransformer(ITransformer? keys, ITransformer onnx, ITransformer? rest, ITransformer? portableRest, byte[] onnxModel, byte[] batchedOnnxModel,
         nn.Module module, bool ownsModule, string? checkpointPath, IReadOnlyList<InputColumn> inputs, int classCount,
         int transformBatchSize, string tempDirectory)
     {
+        _keys = keys;
         _onnx = onnx;
         _rest = rest;
-        _chain = Flat(onnx, rest);
-        _portable = Flat(onnx, portableRest);
+        _chain = Flat(keys, onnx, rest);
+        _portable = Flat(keys, onnx, portableRest);
         _onnxModel = onnxModel;
         _scorer = new BatchScorer(batchedOnnxModel, inputs);
         _ownsModule = ownsModule;
@@ -60,12 +62,11 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
     }
 
     // Flat, as an EstimatorChain's Fit makes it: the saved model is ML.NET's chain of transformers.
-    private static TransformerChain<ITransformer> Flat(ITransformer onnx, ITransformer? rest) => new(rest switch
-    {
-        null => [onnx],
-        IEnumerable<ITransformer> chain => [onnx, .. chain],
-        _ => [onnx, rest],
-    });
+    private static TransformerChain<ITransformer> Flat(ITransformer? keys, ITransformer onnx, ITransformer? rest) =>
+        new([.. keys is null ? [] : Parts(keys), onnx, .. rest is null ? [] : Parts(rest)]);
+
+    private static IEnumerable<ITransformer> Parts(ITransformer transformer) =>
+        transformer as IEnumerable<ITransformer> ?? [transformer];
 
     /// <summary>
     /// The module: for a trainer's model the trained <see cref="LightningModule"/> (its state at the end of <c>Fit</c>, owned
@@ -151,7 +152,8 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
     {
         ArgumentNullException.ThrowIfNull(input);
         SchemaChecks.CheckInputs(input.Schema, _inputs);
-        var scored = new BatchedOnnxDataView(input, _scorer, TransformBatchSize, _onnx.GetOutputSchema(input.Schema));
+        var keyed = _keys?.Transform(input) ?? input;
+        var scored = new BatchedOnnxDataView(keyed, _scorer, TransformBatchSize, _onnx.GetOutputSchema(keyed.Schema));
         return _rest?.Transform(scored) ?? scored;
     }
 

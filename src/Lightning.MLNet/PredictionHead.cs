@@ -38,13 +38,16 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
     private readonly HeadKind kind;
     private readonly int classCount;
     private readonly bool batched;
+    private readonly InputColumn[] inputColumns;
 
     /// <param name="module">The module; it is a TorchSharp layer the exporter knows or implements <see cref="IOnnxExportable"/>.</param>
     /// <param name="kind">The outputs after the forward.</param>
     /// <param name="classCount">The number of classes (multiclass), else 0.</param>
-    /// <param name="batched">True: the graph takes each input as [N, F]; false: one row [F].</param>
-    public PredictionHead(nn.Module module, HeadKind kind, int classCount, bool batched) : base(nameof(PredictionHead))
+    /// <param name="inputs">The input columns; the per-row graph takes a key column as its indicators and passes the ids k - 1 on.</param>
+    /// <param name="batched">True: the graph takes each input as [N, F] (key columns as the ids k - 1 already); false: one row [F].</param>
+    public PredictionHead(nn.Module module, HeadKind kind, int classCount, IReadOnlyList<InputColumn> inputs, bool batched) : base(nameof(PredictionHead))
     {
+        inputColumns = [.. inputs];
         this.module = module;
         this.kind = kind;
         this.classCount = classCount;
@@ -54,7 +57,8 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
 
     public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs)
     {
-        var outputs = graph.Call(module, [.. inputs.Select(input => batched ? input : graph.Reshape(input, 1, -1))]);
+        var outputs = graph.Call(module, [.. inputs.Select((input, i) => batched ? input
+            : graph.Reshape(inputColumns[i].IsKey ? KeyIds(graph, input, inputColumns[i]) : input, 1, -1))]);
         if (outputs.Count != 1)
             throw new InvalidOperationException(
                 $"{module.GetType().Name}'s ONNX export returns {outputs.Count} values; a Lightning trainer or transform takes a module with one output.");
@@ -94,6 +98,19 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
                         $"{module.GetType().Name} returns a scalar; a Lightning transform expects an output of shape [batch, …].");
                 return [batched ? graph.Reshape(scores, 0, -1) : graph.Reshape(scores, -1)];
         }
+    }
+
+    /// <summary>
+    /// A key column's ids from its indicators [F × K] (one 1 per slot, at key k): the ids k - 1, int64 [F]. A missing key
+    /// (no 1 in its slot) gets K, out of any embedding's range, so ONNX Runtime fails rather than score it as id 0.
+    /// </summary>
+    private static OnnxValue KeyIds(OnnxGraph graph, OnnxValue indicators, InputColumn column)
+    {
+        long keyCount = (long)column.KeyCount;
+        var keyValues = graph.Initializer(arange(1, keyCount + 1, ScalarType.Float32), "key_values");
+        var key = graph.Cast(graph.MatMul(graph.Reshape(indicators, column.Width, keyCount), keyValues), ScalarType.Int64);
+        var missing = graph.Node("Equal", [key, graph.Scalar(0, key)], evaluate: s => s[0].eq(s[1]));
+        return graph.Where(missing, graph.Scalar(keyCount, key), graph.Sub(key, graph.Scalar(1, key)));
     }
 
     private static string Format(IReadOnlyList<long?> shape) => string.Join(", ", shape.Select(d => d?.ToString() ?? "batch"));

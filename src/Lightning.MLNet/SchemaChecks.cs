@@ -30,6 +30,9 @@ internal static class SchemaChecks
     private static InputColumn CheckInput(DataViewSchema schema, string column)
     {
         var col = schema.GetColumnOrNull(column) ?? throw Missing(column, InputColumn.Allowed);
+        if (col.Type is VectorDataViewType { ItemType: KeyDataViewType { Count: > 0 and <= int.MaxValue } key, Size: > 0 and var keys }
+            && key.RawType == typeof(uint))
+            return new InputColumn(column, keys, TorchSharp.torch.ScalarType.Int64, key.Count);
         if (col.Type is not VectorDataViewType { ItemType: var item, Size: var size } || size == 0
             || (item != NumberDataViewType.Single && item != NumberDataViewType.Int64))
             throw Mismatch(column, InputColumn.Allowed, col.Type.ToString()!);
@@ -85,8 +88,8 @@ internal static class SchemaChecks
     {
         if (!TryFind(shape, column, out var input))
             throw Missing(column, InputColumn.Allowed);
-        if (input.Kind != SchemaShape.Column.VectorKind.Vector || input.IsKey
-            || (input.ItemType != NumberDataViewType.Single && input.ItemType != NumberDataViewType.Int64))
+        if (input.Kind != SchemaShape.Column.VectorKind.Vector
+            || (input.IsKey ? input.ItemType.RawType != typeof(uint) : input.ItemType != NumberDataViewType.Single && input.ItemType != NumberDataViewType.Int64))
             throw Mismatch(column, InputColumn.Allowed, Describe(input));
     }
 
