@@ -15,7 +15,7 @@ internal sealed class BatchScorer : IDisposable
     private readonly int[] _outputWidths;
     private long _runs;
 
-    /// <param name="model">The batched ONNX model: inputs [N, width] float32 or int64, one per input column; outputs [N, width] float32, int64 or bool.</param>
+    /// <param name="model">The batched ONNX model: inputs [N, width] float32 or int64, one per input column (two for a variable-length one, values and mask); outputs [N, width] float32, int64 or bool.</param>
     /// <param name="inputs">The input columns, in the graph's input order.</param>
     public BatchScorer(byte[] model, IReadOnlyList<InputColumn> inputs)
     {
@@ -48,7 +48,7 @@ internal sealed class BatchScorer : IDisposable
     /// </summary>
     public void Run(IReadOnlyList<VectorColumnReader> readers, int rows, Array[] outputs)
     {
-        var inputs = readers.Select(r => r.ToOrtValue(rows)).ToArray();
+        var inputs = readers.SelectMany(r => r.ToOrtValues(rows)).ToArray();
         try
         {
             RunSession(inputs, rows, outputs);

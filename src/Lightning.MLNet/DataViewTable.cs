@@ -12,15 +12,22 @@ namespace Lightning.MLNet;
 /// </summary>
 internal sealed class DataViewTable : IDisposable
 {
-    private DataViewTable(IReadOnlyList<Tensor> inputs, Tensor labels, int rows)
+    private DataViewTable(IReadOnlyList<InputColumn> columns, IReadOnlyList<Tensor> inputs, IReadOnlyList<Tensor?> lengths, Tensor labels, int rows)
     {
+        Columns = columns;
         Inputs = inputs;
+        Lengths = lengths;
         Labels = labels;
         Rows = rows;
     }
 
-    /// <summary>One tensor per input column, in order: float32 or int64 [rows, width].</summary>
+    public IReadOnlyList<InputColumn> Columns { get; }
+
+    /// <summary>One tensor per input column, in order: float32 or int64 [rows, width] (variable length: padded to the longest row or MaxLength).</summary>
     public IReadOnlyList<Tensor> Inputs { get; }
+
+    /// <summary>Per input column, each row's length, int64 [rows], for a variable-length column; else null.</summary>
+    public IReadOnlyList<Tensor?> Lengths { get; }
 
     /// <summary>Zero-based class indices (int64 [rows], multiclass) or targets (float32 [rows], regression; 0/1 binary).</summary>
     public Tensor Labels { get; }
@@ -30,6 +37,7 @@ internal sealed class DataViewTable : IDisposable
     public void Dispose()
     {
         foreach (var input in Inputs) input.Dispose();
+        foreach (var length in Lengths) length?.Dispose();
         Labels.Dispose();
     }
 
@@ -80,10 +88,13 @@ internal sealed class DataViewTable : IDisposable
             rows++;
         }
         var labels = classes is not null ? tensor(classes.AsSpan(0, rows).ToArray(), [rows]) : tensor(targets.AsSpan(0, rows).ToArray(), [rows]);
-        return new DataViewTable([.. readers.Select(r => r.ToTensor(rows))], labels, rows);
+        return new DataViewTable(inputs, [.. readers.Select(r => r.ToTensor(rows))], [.. readers.Select(r => r.Lengths(rows))], labels, rows);
     }
 
-    /// <summary>Batches of [input 1, …, input n ([b, width] each), labels [b] (int64 classes or float32 targets, 0/1 for binary)].</summary>
+    /// <summary>
+    /// Batches of [input 1, …, input n ([b, width] each; a variable-length column as its values and mask [b, L], L the
+    /// batch's longest row or MaxLength), labels [b] (int64 classes or float32 targets, 0/1 for binary)].
+    /// </summary>
     public IEnumerable<IList<Tensor>> Batches(int batchSize, Random? shuffle) => new BatchSequence(this, batchSize, shuffle);
 
     private sealed class BatchSequence(DataViewTable table, int batchSize, Random? shuffle) : IEnumerable<IList<Tensor>>
@@ -98,8 +109,12 @@ internal sealed class DataViewTable : IDisposable
                 // Gathered natively from the table's tensors, with no managed copy of the inputs. As with TorchSharp's
                 // DataLoader, a batch is disposed when the next is asked for, so an epoch leaves nothing to the GC.
                 Tensor[] batch;
-                using (var index = tensor(order.AsSpan(start, Math.Min(batchSize, order.Length - start)).ToArray()))
-                    batch = [.. table.Inputs.Select(t => t.index_select(0, index)), table.Labels.index_select(0, index)];
+                using (var scope = NewDisposeScope())
+                {
+                    var index = tensor(order.AsSpan(start, Math.Min(batchSize, order.Length - start)).ToArray());
+                    batch = [.. table.Columns.SelectMany((column, i) => Arguments(table, i, index)), table.Labels.index_select(0, index)];
+                    foreach (var t in batch) t.MoveToOuterDisposeScope();
+                }
                 try
                 {
                     yield return batch;
@@ -112,5 +127,16 @@ internal sealed class DataViewTable : IDisposable
         }
 
         System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+        /// <summary>Column <paramref name="i"/>'s forward arguments for the rows <paramref name="index"/>: its values (and mask).</summary>
+        private static IEnumerable<Tensor> Arguments(DataViewTable table, int i, Tensor index)
+        {
+            var values = table.Inputs[i].index_select(0, index);
+            if (table.Lengths[i] is not { } allLengths) return [values];
+            var lengths = allLengths.index_select(0, index);
+            long length = table.Columns[i].MaxLength ?? lengths.max().item<long>();
+            var mask = arange(length, ScalarType.Int64).unsqueeze(0).lt(lengths.unsqueeze(1)).to_type(ScalarType.Int64);
+            return [values.narrow(1, 0, length).contiguous(), mask];
+        }
     }
 }

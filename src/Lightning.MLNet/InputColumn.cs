@@ -4,17 +4,26 @@ using static TorchSharp.torch;
 namespace Lightning.MLNet;
 
 /// <summary>
-/// One column the module reads, in forward-argument order: a known-size vector of Single (float32 [batch, Width]), of
-/// Int64 (int64 [batch, Width], e.g. token ids) or of keys of <see cref="KeyCount"/> values (int64 [batch, Width] of the
-/// zero-based ids 0..KeyCount-1: ML.NET's key value k, 1-based with 0 for missing, reaches the module as k - 1).
+/// One column the module reads, in forward-argument order:
+/// <list type="bullet">
+/// <item>a known-size vector of Single (float32 [batch, Width]) or of Int64 (int64 [batch, Width], e.g. token ids);</item>
+/// <item>a known-size vector of keys of <see cref="KeyCount"/> values: int64 [batch, Width] of the zero-based ids
+/// 0..KeyCount-1 (ML.NET's key value k, 1-based with 0 for missing, reaches the module as k - 1);</item>
+/// <item>a variable-length vector of Single or Int64 (<see cref="Variable"/>): two forward arguments, the values padded
+/// with zeros to the batch's longest row (or to <see cref="MaxLength"/>) [batch, L] and the mask, int64 [batch, L],
+/// 1 for a real value and 0 for padding.</item>
+/// </list>
 /// </summary>
-internal sealed record InputColumn(string Name, int Width, ScalarType ElementType, ulong KeyCount = 0)
+internal sealed record InputColumn(string Name, int Width, ScalarType ElementType, ulong KeyCount = 0, bool Variable = false, int? MaxLength = null)
 {
     /// <summary>What the trainers and transforms accept as an input column, in ML.NET's type names.</summary>
-    public const string Allowed = "Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size";
+    public const string Allowed = "Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, or a variable-length Vector<Single> or Vector<Int64>";
 
     /// <summary>Whether the column holds keys.</summary>
     public bool IsKey => KeyCount > 0;
+
+    /// <summary>The forward arguments the column gives: its values, and for a variable-length column its mask.</summary>
+    public int ArgumentCount => Variable ? 2 : 1;
 
     /// <summary>
     /// The column the per-row graph (OnnxTransformer, the saved model) reads: the column itself, or for keys its
@@ -23,16 +32,26 @@ internal sealed record InputColumn(string Name, int Width, ScalarType ElementTyp
     /// </summary>
     public string RowName => IsKey ? $"{Name}.Indicators" : Name;
 
-    /// <summary>The column's ML.NET type.</summary>
-    public VectorDataViewType Type => IsKey ? new(new KeyDataViewType(typeof(uint), KeyCount), Width)
-        : new(ElementType == ScalarType.Int64 ? NumberDataViewType.Int64 : NumberDataViewType.Single, Width);
+    /// <summary>The batched graph's inputs for this column: the values, and for a variable-length column the mask.</summary>
+    public string[] BatchedNames => Variable ? [Name, $"{Name}.Mask"] : [Name];
 
-    /// <summary>A row of id 0 in each slot, the shape the export traces the module with (per row, a key column's indicators).</summary>
-    public Tensor Sample(bool batched)
+    /// <summary>The column's ML.NET type (size 0: variable length).</summary>
+    public VectorDataViewType Type => IsKey ? new(new KeyDataViewType(typeof(uint), KeyCount), Width)
+        : new(ElementType == ScalarType.Int64 ? NumberDataViewType.Int64 : NumberDataViewType.Single, Variable ? 0 : Width);
+
+    /// <summary>
+    /// Rows of id 0 in each slot that the export traces the module with: the batched graph's inputs ([1, F], a variable
+    /// column's values and mask [1, L]) or the per-row graph's input ([F], a key column's indicators, a variable column's [1, L]).
+    /// </summary>
+    public Tensor[] Samples(bool batched)
     {
-        if (batched) return zeros([1, Width], ElementType);
-        if (!IsKey) return zeros([Width], ElementType);
+        int length = Variable ? MaxLength ?? 2 : Width;
+        if (batched)
+            return Variable ? [zeros([1, length], ElementType), ones([1, length], ScalarType.Int64)] : [zeros([1, length], ElementType)];
+        // A variable-length row as [1, L]: OnnxTransformer sizes an unknown axis after a leading one.
+        if (Variable) return [zeros([1, length], ElementType)];
+        if (!IsKey) return [zeros([length], ElementType)];
         using var first = zeros([Width, (long)KeyCount]).index_fill_(1, tensor(new long[] { 0 }), 1);
-        return first.reshape(-1);
+        return [first.reshape(-1)];
     }
 }

@@ -28,7 +28,7 @@ internal static class LightningFit
         IDataView data, HeadKind task, MLContextLink context)
     {
         ArgumentNullException.ThrowIfNull(data);
-        var inputs = SchemaChecks.CheckInputs(data.Schema, options.InputColumnNames);
+        var inputs = SchemaChecks.CheckInputs(data.Schema, options.InputColumnNames, options.MaxLength);
         var classCount = SchemaChecks.CheckLabel(data.Schema, options.LabelColumnName, task);
         if (options.ValidationData is { } validation)
         {
@@ -153,19 +153,29 @@ internal static class LightningFit
         return null;
     }
 
-    /// <summary>The graph's bytes: one input per column, named after the column it reads (with a dynamic batch axis when batched).</summary>
+    /// <summary>
+    /// The graph's bytes. Batched: one input per forward argument (<see cref="InputColumn.BatchedNames"/>) with a dynamic
+    /// batch axis (and length axis, for variable-length columns without a MaxLength). Per row: one input per column
+    /// (<see cref="InputColumn.RowName"/>), a variable-length one with a dynamic length.
+    /// </summary>
     private static byte[] Export(PredictionHead head, IReadOnlyList<InputColumn> inputs, bool batched, string[] outputNames)
     {
         var path = Path.Combine(Path.GetTempPath(), $"lightning-mlnet-{Guid.NewGuid():N}.onnx");
-        var samples = inputs.Select(i => i.Sample(batched)).ToArray();
+        var samples = inputs.SelectMany(i => i.Samples(batched)).ToArray();
         try
         {
-            IReadOnlyDictionary<int, string> axes = batched ? new Dictionary<int, string> { [0] = "batch" } : new Dictionary<int, string>();
-            string[] names = [.. inputs.Select(i => batched ? i.Name : i.RowName)];
+            var axes = new Dictionary<string, IReadOnlyDictionary<int, string>>();
+            foreach (var (input, i) in inputs.Select((input, i) => (input, i)))
+            {
+                var dynamic = new Dictionary<int, string>();
+                if (batched) dynamic[0] = "batch";
+                if (input.Variable && (!batched || input.MaxLength is null)) dynamic[1] = $"length{i}";
+                foreach (var name in batched ? input.BatchedNames : [input.RowName]) axes[name] = dynamic;
+            }
             head.ToOnnx(path, samples, new OnnxExportOptions
             {
-                DynamicAxes = names.ToDictionary(n => n, _ => axes),
-                InputNames = names,
+                DynamicAxes = axes,
+                InputNames = [.. inputs.SelectMany(i => batched ? i.BatchedNames : [i.RowName])],
                 OutputNames = outputNames,
             });
             return File.ReadAllBytes(path);

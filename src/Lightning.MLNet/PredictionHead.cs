@@ -57,8 +57,7 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
 
     public IReadOnlyList<OnnxValue> ExportOnnx(OnnxGraph graph, IReadOnlyList<OnnxValue> inputs)
     {
-        var outputs = graph.Call(module, [.. inputs.Select((input, i) => batched ? input
-            : graph.Reshape(inputColumns[i].IsKey ? KeyIds(graph, input, inputColumns[i]) : input, 1, -1))]);
+        var outputs = graph.Call(module, [.. batched ? inputs : inputColumns.SelectMany((column, i) => RowArguments(graph, inputs[i], column))]);
         if (outputs.Count != 1)
             throw new InvalidOperationException(
                 $"{module.GetType().Name}'s ONNX export returns {outputs.Count} values; a Lightning trainer or transform takes a module with one output.");
@@ -99,6 +98,25 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
                 return [batched ? graph.Reshape(scores, 0, -1) : graph.Reshape(scores, -1)];
         }
     }
+
+    /// <summary>
+    /// One row's forward arguments for a column, as a batch of one: the values [1, F] (a key column's ids), and for a
+    /// variable-length column the mask of ones [1, len], both padded with zeros to MaxLength when it is set.
+    /// </summary>
+    private static IEnumerable<OnnxValue> RowArguments(OnnxGraph graph, OnnxValue input, InputColumn column)
+    {
+        var values = graph.Reshape(column.IsKey ? KeyIds(graph, input, column) : input, 1, -1);
+        if (!column.Variable) return [values];
+        var shape = graph.Node("Shape", [values], evaluate: s => tensor(s[0].shape, ScalarType.Int64));
+        var mask = graph.Node("Expand", [graph.Constant(1), shape], evaluate: s => s[0].expand(s[1].data<long>().ToArray()).contiguous());
+        if (column.MaxLength is not { } maxLength) return [values, mask];
+        // Pads [0, 0, 0, MaxLength - len]: nothing before either axis, the rest of MaxLength after the length axis.
+        var pads = graph.Concat(0, graph.Constant(0, 0, 0), graph.Sub(graph.Constant(maxLength), graph.Size(values, 1)));
+        return [Pad(graph, values, pads), Pad(graph, mask, pads)];
+    }
+
+    private static OnnxValue Pad(OnnxGraph graph, OnnxValue x, OnnxValue pads) =>
+        graph.Node("Pad", [x, pads], evaluate: s => nn.functional.pad(s[0], [0, s[1][3].item<long>()]));
 
     /// <summary>
     /// A key column's ids from its indicators [F × K] (one 1 per slot, at key k): the ids k - 1, int64 [F]. A missing key

@@ -13,8 +13,8 @@ internal static class SchemaChecks
         new(column, $"Schema mismatch for input column '{column}': expected {expected}, but the input has no such column.");
 
     /// <summary>The input columns, in order: each a known-size vector of Single or Int64.</summary>
-    public static IReadOnlyList<InputColumn> CheckInputs(DataViewSchema schema, IReadOnlyList<string> columns) =>
-        [.. columns.Select(column => CheckInput(schema, column))];
+    public static IReadOnlyList<InputColumn> CheckInputs(DataViewSchema schema, IReadOnlyList<string> columns, int? maxLength = null) =>
+        [.. columns.Select(column => CheckInput(schema, column, maxLength))];
 
     /// <summary>Checks that <paramref name="schema"/> holds <paramref name="inputs"/> with the same types (as at training).</summary>
     public static void CheckInputs(DataViewSchema schema, IReadOnlyList<InputColumn> inputs)
@@ -27,16 +27,17 @@ internal static class SchemaChecks
         }
     }
 
-    private static InputColumn CheckInput(DataViewSchema schema, string column)
+    private static InputColumn CheckInput(DataViewSchema schema, string column, int? maxLength)
     {
         var col = schema.GetColumnOrNull(column) ?? throw Missing(column, InputColumn.Allowed);
         if (col.Type is VectorDataViewType { ItemType: KeyDataViewType { Count: > 0 and <= int.MaxValue } key, Size: > 0 and var keys }
             && key.RawType == typeof(uint))
             return new InputColumn(column, keys, TorchSharp.torch.ScalarType.Int64, key.Count);
-        if (col.Type is not VectorDataViewType { ItemType: var item, Size: var size } || size == 0
+        if (col.Type is not VectorDataViewType { ItemType: var item, Size: var size }
             || (item != NumberDataViewType.Single && item != NumberDataViewType.Int64))
             throw Mismatch(column, InputColumn.Allowed, col.Type.ToString()!);
-        return new InputColumn(column, size, item == NumberDataViewType.Int64 ? TorchSharp.torch.ScalarType.Int64 : TorchSharp.torch.ScalarType.Float32);
+        var type = item == NumberDataViewType.Int64 ? TorchSharp.torch.ScalarType.Int64 : TorchSharp.torch.ScalarType.Float32;
+        return size == 0 ? new InputColumn(column, 0, type, Variable: true, MaxLength: maxLength) : new InputColumn(column, size, type);
     }
 
     /// <summary>The class count of a multiclass label column: a key of known count, at least 2.</summary>
@@ -88,7 +89,7 @@ internal static class SchemaChecks
     {
         if (!TryFind(shape, column, out var input))
             throw Missing(column, InputColumn.Allowed);
-        if (input.Kind != SchemaShape.Column.VectorKind.Vector
+        if (input.Kind == SchemaShape.Column.VectorKind.Scalar || (input.IsKey && input.Kind != SchemaShape.Column.VectorKind.Vector)
             || (input.IsKey ? input.ItemType.RawType != typeof(uint) : input.ItemType != NumberDataViewType.Single && input.ItemType != NumberDataViewType.Int64))
             throw Mismatch(column, InputColumn.Allowed, Describe(input));
     }

@@ -22,15 +22,23 @@ internal abstract class VectorColumnReader
     /// <summary>Makes room for <paramref name="rows"/> rows, keeping those read.</summary>
     public abstract void Resize(int rows);
 
-    /// <summary>The first <paramref name="rows"/> rows as a tensor [rows, Width].</summary>
+    /// <summary>The first <paramref name="rows"/> rows as a tensor [rows, Width] (variable length: padded to the longest, or to MaxLength).</summary>
     public abstract Tensor ToTensor(int rows);
 
-    /// <summary>The first <paramref name="rows"/> rows as an ONNX Runtime input [rows, Width] over this reader's array.</summary>
-    public abstract OrtValue ToOrtValue(int rows);
+    /// <summary>Each of the first <paramref name="rows"/> rows' length, int64 [rows], for a variable-length column; else null.</summary>
+    public virtual Tensor? Lengths(int rows) => null;
+
+    /// <summary>
+    /// The first <paramref name="rows"/> rows as the batched graph's inputs for the column: [rows, Width] over this
+    /// reader's array; for a variable-length column the values and mask padded to the longest of them (or MaxLength).
+    /// </summary>
+    public abstract IEnumerable<OrtValue> ToOrtValues(int rows);
 
     /// <summary>A reader of <paramref name="column"/> with room for <paramref name="rows"/> rows.</summary>
     public static VectorColumnReader Create(DataViewRowCursor cursor, InputColumn column, int rows) =>
-        column.IsKey ? new KeyIds(cursor, column, rows)
+        column.Variable ? column.ElementType == ScalarType.Int64 ? new Ragged<long>(cursor, column, rows, (values, shape) => tensor(values, shape))
+            : new Ragged<float>(cursor, column, rows, (values, shape) => tensor(values, shape))
+        : column.IsKey ? new KeyIds(cursor, column, rows)
         : column.ElementType == ScalarType.Int64 ? new Typed<long>(cursor, column, rows, (values, shape) => tensor(values, shape))
         : new Typed<float>(cursor, column, rows, (values, shape) => tensor(values, shape));
 
@@ -55,8 +63,58 @@ internal abstract class VectorColumnReader
 
         public override Tensor ToTensor(int rows) => toTensor(_values.AsSpan(0, rows * Column.Width).ToArray(), [rows, Column.Width]);
 
-        public override OrtValue ToOrtValue(int rows) =>
-            OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _values.AsMemory(0, rows * Column.Width), [rows, Column.Width]);
+        public override IEnumerable<OrtValue> ToOrtValues(int rows) =>
+            [OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _values.AsMemory(0, rows * Column.Width), [rows, Column.Width])];
+    }
+
+    /// <summary>A variable-length column's rows, each kept at its own length and padded with zeros when they leave.</summary>
+    private sealed class Ragged<T>(DataViewRowCursor cursor, InputColumn column, int rows, Func<T[], long[], Tensor> toTensor)
+        : VectorColumnReader(column) where T : unmanaged
+    {
+        private readonly ValueGetter<VBuffer<T>> _getter = cursor.GetGetter<VBuffer<T>>(cursor.Schema[column.Name]);
+        private T[][] _rows = new T[rows][];
+        private VBuffer<T> _row;
+
+        public override void Read(int row, long position)
+        {
+            _getter(ref _row);
+            if (_row.Length == 0)
+                throw new InvalidOperationException($"Column '{Column.Name}' ({Column.Type}): row {position} is empty; a variable-length input needs at least one value per row.");
+            if (_row.Length > Column.MaxLength)
+                throw new InvalidOperationException(
+                    $"Column '{Column.Name}' ({Column.Type}): row {position} has {_row.Length} values, more than MaxLength = {Column.MaxLength}. Raise MaxLength, or cut the rows upstream.");
+            var values = _rows[row] is { } existing && existing.Length == _row.Length ? existing : new T[_row.Length];
+            CopyRow(_row, values, Column.Name, position);
+            _rows[row] = values;
+        }
+
+        public override void Resize(int rows) => Array.Resize(ref _rows, rows);
+
+        private int PaddedLength(int rows) => Column.MaxLength ?? _rows.Take(rows).Max(r => r.Length);
+
+        private T[] Padded(int rows, int length)
+        {
+            var padded = new T[checked(rows * length)];
+            for (int i = 0; i < rows; i++) _rows[i].CopyTo(padded, i * length);
+            return padded;
+        }
+
+        public override Tensor ToTensor(int rows)
+        {
+            int length = rows == 0 ? 0 : PaddedLength(rows);
+            return toTensor(Padded(rows, length), [rows, length]);
+        }
+
+        public override Tensor? Lengths(int rows) => tensor(_rows.Take(rows).Select(r => (long)r.Length).ToArray(), [rows]);
+
+        public override IEnumerable<OrtValue> ToOrtValues(int rows)
+        {
+            int length = PaddedLength(rows);
+            var mask = new long[rows * length];
+            for (int i = 0; i < rows; i++) mask.AsSpan(i * length, _rows[i].Length).Fill(1);
+            return [OrtValue.CreateTensorValueFromMemory(Padded(rows, length), [rows, length]),
+                OrtValue.CreateTensorValueFromMemory(mask, [rows, length])];
+        }
     }
 
     /// <summary>A key column's values 1..K as the ids 0..K-1; a missing key (0) has no id and fails, naming the row.</summary>

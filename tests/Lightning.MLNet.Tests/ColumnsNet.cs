@@ -38,6 +38,9 @@ internal sealed class ColumnsNet : LightningModule<IList<Tensor>>, IOnnxExportab
         RegisterComponents();
     }
 
+    /// <summary>Called with each training batch.</summary>
+    public Action<IList<Tensor>>? OnBatch { get; init; }
+
     /// <summary>The forward arguments a batch starts with (a masked column takes two).</summary>
     public int ArgumentCount => columns.Sum(c => c.Kind == ColumnKind.MaskedTokens ? 2 : 1);
 
@@ -80,6 +83,7 @@ internal sealed class ColumnsNet : LightningModule<IList<Tensor>>, IOnnxExportab
     public override Tensor TrainingStep(IList<Tensor> batch, int batchIdx)
     {
         Assert.Equal(ArgumentCount + 1, batch.Count);
+        OnBatch?.Invoke(batch);
         var output = Forward(batch);
         var loss = regression ? nn.functional.mse_loss(output.squeeze(1), batch[^1]) : nn.functional.cross_entropy(output, batch[^1]);
         Log("train_loss", loss);
