@@ -23,7 +23,7 @@ internal static class SchemaChecks
         {
             var col = schema.GetColumnOrNull(input.Name) ?? throw Missing(input.Name, input.Type.ToString());
             if (!col.Type.Equals(input.Type))
-                throw Mismatch(input.Name, $"{input.Type} as in the training data", col.Type.ToString()!);
+                throw Mismatch(input.Name, input.Type.ToString(), col.Type.ToString()!);
         }
     }
 

@@ -118,7 +118,7 @@ public sealed class MultipleInputColumnsTests : IDisposable
             .Let(d => _ml.Transforms.CopyColumns("B", "A").Fit(d).Transform(d));
 
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => model.Transform(swapped));
-        Assert.Contains("Schema mismatch for input column 'B': expected Vector<Single, 2> as in the training data, got Vector<Single, 3>", error.Message);
+        Assert.Contains("Schema mismatch for input column 'B': expected Vector<Single, 2>, got Vector<Single, 3>", error.Message);
     }
 
     [Theory]
