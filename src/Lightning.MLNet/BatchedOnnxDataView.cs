@@ -50,7 +50,7 @@ internal sealed class BatchedOnnxDataView : IDataView
         var outputs = needed.Where(c => c.Index >= sourceCount).Select(c => c.Index - sourceCount).ToHashSet();
         var sourceColumns = needed.Where(c => c.Index < sourceCount).Select(c => _source.Schema[c.Index]);
         var main = _source.GetRowCursor(sourceColumns);
-        var lead = outputs.Count > 0 ? _source.GetRowCursor(_scorer.Inputs.Select(i => _source.Schema[i.Name])) : null;
+        var lead = outputs.Count > 0 ? _source.GetRowCursor(_scorer.Inputs.Select(i => _source.Schema[i.ReadName])) : null;
         return new Cursor(this, main, lead, outputs);
     }
 

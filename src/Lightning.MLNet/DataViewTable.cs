@@ -50,7 +50,7 @@ internal sealed class DataViewTable : IDisposable
         var targets = classLabels ? null : new float[capacity];
         int rows = 0;
 
-        using var cursor = data.GetRowCursor([.. inputs.Select(i => data.Schema[i.Name]), labelColumn]);
+        using var cursor = data.GetRowCursor([.. inputs.Select(i => data.Schema[i.ReadName]), labelColumn]);
         var readers = inputs.Select(i => VectorColumnReader.Create(cursor, i, capacity)).ToArray();
         ValueGetter<uint>? keyGetter = classLabels ? cursor.GetGetter<uint>(labelColumn) : null;
         ValueGetter<float>? targetGetter = classLabels || booleanLabels ? null : cursor.GetGetter<float>(labelColumn);

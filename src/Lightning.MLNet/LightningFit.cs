@@ -4,6 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms;
+using Microsoft.ML.Transforms.Image;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -39,10 +40,10 @@ internal static class LightningFit
         }
 
         options.CancellationToken.ThrowIfCancellationRequested();
-        using var train = DataViewTable.Read(data, inputs, options.LabelColumnName, task);
+        using var train = DataViewTable.Read(WithDerivedColumns(data, inputs), inputs, options.LabelColumnName, task);
         if (train.Rows == 0)
             throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
-        using var val = options.ValidationData is { } v ? DataViewTable.Read(v, inputs, options.LabelColumnName, task) : null;
+        using var val = options.ValidationData is { } v ? DataViewTable.Read(WithDerivedColumns(v, inputs), inputs, options.LabelColumnName, task) : null;
 
         using var channel = context.Start("Lightning");
         var log = channel is null ? null : new MLContextLogCallback(channel);
@@ -98,7 +99,7 @@ internal static class LightningFit
 
     /// <summary>
     /// Exports <paramref name="module"/> twice (one row per call for OnnxTransformer and the saved model; a batch axis
-    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: the key columns' indicators, OnnxTransformer, then
+    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: the derived columns (image pixels, key indicators), OnnxTransformer, then
     /// (trainers) the scalar outputs and <paramref name="rest"/>; the portable model is the same without the scalar outputs.
     /// </summary>
     public static LightningTransformer Wrap(nn.Module module, bool ownsModule, HeadKind kind, int classCount, IDataView data,
@@ -111,7 +112,7 @@ internal static class LightningFit
         // model's own, removed when the transformer is disposed, keeps that file from leaking.
         var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
         var mlContext = new MLContext(seed) { TempFilePath = tempDirectory, GpuDeviceId = ScoringDevice(context), FallbackToCpu = context.FallbackToCpu };
-        var keys = KeyIndicators(mlContext, inputs)?.Fit(data);
+        var keys = DerivedColumns(mlContext, inputs)?.Fit(data);
         var keyed = keys?.Transform(data) ?? data;
         var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [.. inputs.Select(i => i.RowName)], new MemoryStream(rowModel)).Fit(keyed);
         var scored = onnx.Transform(keyed);
@@ -127,14 +128,28 @@ internal static class LightningFit
     }
 
     /// <summary>
-    /// ML.NET's <c>MapKeyToVector</c> of each key column to its indicators <see cref="InputColumn.RowName"/>, which the
-    /// per-row graph reads; null when no input is a key.
+    /// The columns the graphs read in place of some inputs, made by ML.NET's own transforms (so the saved model stays
+    /// ML.NET's): each image's pixels (<c>ExtractPixels</c>: red, green, blue planes, scaled to [0, 1]) and each key
+    /// column's indicators (<c>MapKeyToVector</c>, for the per-row graph); null when no input needs one.
     /// </summary>
-    private static IEstimator<ITransformer>? KeyIndicators(MLContext mlContext, IReadOnlyList<InputColumn> inputs)
+    private static IEstimator<ITransformer>? DerivedColumns(MLContext mlContext, IReadOnlyList<InputColumn> inputs)
     {
+        IEstimator<ITransformer>? derived = null;
+        foreach (var image in inputs.Where(i => i.IsImage))
+            derived = Then(derived, mlContext.Transforms.ExtractPixels(image.ReadName, image.Name,
+                ImagePixelExtractingEstimator.ColorBits.Rgb, ImagePixelExtractingEstimator.ColorsOrder.ARGB,
+                interleavePixelColors: false, scaleImage: 1f / 255));
         var keys = inputs.Where(i => i.IsKey).Select(i => new InputOutputColumnPair(i.RowName, i.Name)).ToArray();
-        return keys.Length == 0 ? null : mlContext.Transforms.Conversion.MapKeyToVector(keys);
+        if (keys.Length > 0) derived = Then(derived, mlContext.Transforms.Conversion.MapKeyToVector(keys));
+        return derived;
+
+        static IEstimator<ITransformer> Then(IEstimator<ITransformer>? first, IEstimator<ITransformer> next) =>
+            first is null ? next : first.Append(next);
     }
+
+    /// <summary><paramref name="data"/> with the columns the readers read (an image's pixels).</summary>
+    private static IDataView WithDerivedColumns(IDataView data, IReadOnlyList<InputColumn> inputs) =>
+        inputs.Any(i => i.IsImage) && DerivedColumns(new MLContext(), inputs) is { } derived ? derived.Fit(data).Transform(data) : data;
 
     /// <summary>
     /// The CUDA device OnnxTransformer scores on: the context's <c>GpuDeviceId</c> where ONNX Runtime has its CUDA

@@ -20,7 +20,7 @@ namespace Lightning.MLNet;
 /// <remarks>
 /// <para><see cref="Transform"/> scores the rows in blocks of <see cref="TransformBatchSize"/>, one ONNX Runtime call per
 /// block; a <see cref="PredictionEngine{TSrc, TDst}"/> (through <see cref="GetRowToRowMapper"/>) scores one row per call.</para>
-/// <para><c>mlContext.Model.Save</c> writes ML.NET's transformer chain: for key input columns ML.NET's MapKeyToVector to their indicators (<c>Tokens.Indicators</c>), OnnxTransformer with the ONNX bytes embedded, then
+/// <para><c>mlContext.Model.Save</c> writes ML.NET's transformer chain: for image input columns ML.NET's ExtractPixels (<c>Image.Pixels</c>) and for key input columns ML.NET's MapKeyToVector to their indicators (<c>Tokens.Indicators</c>), OnnxTransformer with the ONNX bytes embedded, then
 /// for a trainer a <c>CustomMapping</c> of this assembly that makes OnnxTransformer's one-slot vectors scalars
 /// (OnnxTransformer cannot make scalar columns) and ML.NET's key mapping. <c>mlContext.Model.Load</c> reads it back in a
 /// context that knows this assembly: call <c>mlContext.ComponentCatalog.RegisterAssembly(typeof(LightningCatalog).Assembly)</c>

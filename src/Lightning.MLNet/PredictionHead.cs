@@ -105,7 +105,8 @@ internal sealed class PredictionHead : nn.Module, IOnnxExportable
     /// </summary>
     private static IEnumerable<OnnxValue> RowArguments(OnnxGraph graph, OnnxValue input, InputColumn column)
     {
-        var values = graph.Reshape(column.IsKey ? KeyIds(graph, input, column) : input, 1, -1);
+        var values = column.IsImage ? graph.Reshape(input, [1, .. column.RowShape])
+            : graph.Reshape(column.IsKey ? KeyIds(graph, input, column) : input, 1, -1);
         if (!column.Variable) return [values];
         var shape = graph.Node("Shape", [values], evaluate: s => tensor(s[0].shape, ScalarType.Int64));
         var mask = graph.Node("Expand", [graph.Constant(1), shape], evaluate: s => s[0].expand(s[1].data<long>().ToArray()).contiguous());

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
 
 namespace Lightning.MLNet;
 
@@ -21,15 +22,22 @@ internal static class SchemaChecks
     {
         foreach (var input in inputs)
         {
-            var col = schema.GetColumnOrNull(input.Name) ?? throw Missing(input.Name, input.Type.ToString());
+            var col = schema.GetColumnOrNull(input.Name) ?? throw Missing(input.Name, input.Type.ToString()!);
             if (!col.Type.Equals(input.Type))
-                throw Mismatch(input.Name, input.Type.ToString(), col.Type.ToString()!);
+                throw Mismatch(input.Name, input.Type.ToString()!, col.Type.ToString()!);
         }
     }
 
     private static InputColumn CheckInput(DataViewSchema schema, string column, int? maxLength)
     {
         var col = schema.GetColumnOrNull(column) ?? throw Missing(column, InputColumn.Allowed);
+        if (col.Type is ImageDataViewType image)
+        {
+            if (image.Height <= 0 || image.Width <= 0)
+                throw Mismatch(column, "an Image of known size (its rows may differ in size: resize them upstream, e.g. mlContext.Transforms.ResizeImages)",
+                    col.Type.ToString()!);
+            return InputColumn.Image(column, image.Height, image.Width);
+        }
         if (col.Type is VectorDataViewType { ItemType: KeyDataViewType { Count: > 0 and <= int.MaxValue } key, Size: > 0 and var keys }
             && key.RawType == typeof(uint))
             return new InputColumn(column, keys, TorchSharp.torch.ScalarType.Int64, key.Count);
@@ -89,6 +97,8 @@ internal static class SchemaChecks
     {
         if (!TryFind(shape, column, out var input))
             throw Missing(column, InputColumn.Allowed);
+        if (input.Kind == SchemaShape.Column.VectorKind.Scalar && input.ItemType is ImageDataViewType)
+            return;
         if (input.Kind == SchemaShape.Column.VectorKind.Scalar || (input.IsKey && input.Kind != SchemaShape.Column.VectorKind.Vector)
             || (input.IsKey ? input.ItemType.RawType != typeof(uint) : input.ItemType != NumberDataViewType.Single && input.ItemType != NumberDataViewType.Int64))
             throw Mismatch(column, InputColumn.Allowed, Describe(input));

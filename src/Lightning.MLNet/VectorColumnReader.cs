@@ -51,7 +51,7 @@ internal abstract class VectorColumnReader
 
         public override void Read(int row, long position)
         {
-            var getter = _getter ??= cursor.GetGetter<VBuffer<T>>(cursor.Schema[Column.Name]);
+            var getter = _getter ??= cursor.GetGetter<VBuffer<T>>(cursor.Schema[Column.ReadName]);
             getter(ref _row);
             CopyRow(_row, Row(row), Column.Name, position);
         }
@@ -61,10 +61,10 @@ internal abstract class VectorColumnReader
 
         public override void Resize(int rows) => Array.Resize(ref _values, checked(rows * Column.Width));
 
-        public override Tensor ToTensor(int rows) => toTensor(_values.AsSpan(0, rows * Column.Width).ToArray(), [rows, Column.Width]);
+        public override Tensor ToTensor(int rows) => toTensor(_values.AsSpan(0, rows * Column.Width).ToArray(), [rows, .. Column.RowShape]);
 
         public override IEnumerable<OrtValue> ToOrtValues(int rows) =>
-            [OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _values.AsMemory(0, rows * Column.Width), [rows, Column.Width])];
+            [OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _values.AsMemory(0, rows * Column.Width), [rows, .. Column.RowShape])];
     }
 
     /// <summary>A variable-length column's rows, each kept at its own length and padded with zeros when they leave.</summary>

@@ -12,6 +12,8 @@ internal enum ColumnKind
     Dense,
     /// <summary>int64 token ids [batch, length] through an embedding, averaged over the length.</summary>
     Tokens,
+    /// <summary>float32 images [batch, 3, S, S] through a 3×3 convolution of 2 channels, flattened, and a linear layer.</summary>
+    Image,
     /// <summary>Token ids then their mask (two forward arguments): the embedding averaged over the real (mask 1) tokens.</summary>
     MaskedTokens,
 }
@@ -27,12 +29,17 @@ internal sealed class ColumnsNet : LightningModule<IList<Tensor>>, IOnnxExportab
     private readonly nn.Module<Tensor, Tensor> head;
     private readonly bool regression;
 
-    /// <param name="columns">Per column its kind and size: the width (dense) or the vocabulary size (tokens).</param>
+    /// <param name="columns">Per column its kind and size: the width (dense), the side (square images) or the vocabulary size (tokens).</param>
     public ColumnsNet((ColumnKind Kind, int Size)[] columns, int outputs, bool regression) : base(nameof(ColumnsNet))
     {
         this.columns = columns;
         foreach (var (kind, size) in columns)
-            encoders.Add(kind == ColumnKind.Dense ? nn.Linear(size, 8) : nn.Embedding(size, 8));
+            encoders.Add(kind switch
+            {
+                ColumnKind.Dense => nn.Linear(size, 8),
+                ColumnKind.Image => nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * (size - 2) * (size - 2), 8)),
+                _ => nn.Embedding(size, 8),
+            });
         head = nn.Sequential(nn.ReLU(), nn.Linear(8, outputs));
         this.regression = regression;
         RegisterComponents();
