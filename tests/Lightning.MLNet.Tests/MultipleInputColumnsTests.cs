@@ -103,9 +103,9 @@ public sealed class MultipleInputColumnsTests : IDisposable
             Options(_root.Path, nameof(TwoColumnRow.Target), "A", "B"));
 
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => trainer.Fit(data));
-        Assert.Contains("Schema mismatch for input column 'B': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, or a variable-length Vector<Single> or Vector<Int64>, got Vector<Double, 2>", error.Message);
+        Assert.Contains("Schema mismatch for input column 'B': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, a variable-length Vector<Single> or Vector<Int64>, or an Image of known size, got Vector<Double, 2>", error.Message);
         var shapeError = Assert.Throws<ArgumentOutOfRangeException>(() => trainer.GetOutputSchema(SchemaShapes.Of(data.Schema)));
-        Assert.Contains("Schema mismatch for input column 'B': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, or a variable-length Vector<Single> or Vector<Int64>, got Vector<Double>", shapeError.Message);
+        Assert.Contains("Schema mismatch for input column 'B': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, a variable-length Vector<Single> or Vector<Int64>, or an Image of known size, got Vector<Double>", shapeError.Message);
     }
 
     [Fact]

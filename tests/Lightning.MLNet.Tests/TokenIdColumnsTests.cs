@@ -141,6 +141,6 @@ public sealed class TokenIdColumnsTests : IDisposable
             MultipleInputColumnsTests.Options(_root.Path, nameof(IdRow.Target), "Ids"));
 
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => trainer.Fit(data));
-        Assert.Contains("Schema mismatch for input column 'Ids': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, or a variable-length Vector<Single> or Vector<Int64>, got Vector<Int32, 4>", error.Message);
+        Assert.Contains("Schema mismatch for input column 'Ids': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, a variable-length Vector<Single> or Vector<Int64>, or an Image of known size, got Vector<Int32, 4>", error.Message);
     }
 }

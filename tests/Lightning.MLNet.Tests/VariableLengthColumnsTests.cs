@@ -111,6 +111,6 @@ public sealed class VariableLengthColumnsTests : IDisposable
             MultipleInputColumnsTests.Options(_root.Path, nameof(SequenceRow.Target), "Keys"));
 
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => trainer.Fit(data));
-        Assert.Contains("Schema mismatch for input column 'Keys': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, or a variable-length Vector<Single> or Vector<Int64>, got Vector<Key<UInt32, 0-9>>", error.Message);
+        Assert.Contains("Schema mismatch for input column 'Keys': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, a variable-length Vector<Single> or Vector<Int64>, or an Image of known size, got Vector<Key<UInt32, 0-9>>", error.Message);
     }
 }
