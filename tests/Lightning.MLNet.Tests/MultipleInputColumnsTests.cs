@@ -132,8 +132,3 @@ public sealed class MultipleInputColumnsTests : IDisposable
         Assert.Contains(message, error.Message);
     }
 }
-
-internal static class DataViewExtensions
-{
-    public static IDataView Let(this IDataView data, Func<IDataView, IDataView> change) => change(data);
-}
