@@ -10,27 +10,27 @@ namespace Lightning.MLNet;
 internal sealed class BatchScorer : IDisposable
 {
     private readonly InferenceSession _session;
-    private readonly string _inputName;
+    private readonly string[] _inputNames;
     private readonly string[] _outputNames;
     private readonly int[] _outputWidths;
     private long _runs;
 
-    /// <param name="model">The batched ONNX model: input [N, F] float32; outputs [N, width] float32, int64 or bool.</param>
-    /// <param name="featureCount">F.</param>
-    public BatchScorer(byte[] model, int featureCount)
+    /// <param name="model">The batched ONNX model: inputs [N, width] float32 or int64, one per input column (two for a variable-length one, values and mask); outputs [N, width] float32, int64 or bool.</param>
+    /// <param name="inputs">The input columns, in the graph's input order.</param>
+    public BatchScorer(byte[] model, IReadOnlyList<InputColumn> inputs)
     {
         using var options = new SessionOptions();
         // Between runs the pipeline reads the next rows on this thread; spinning workers would take its core.
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         _session = new InferenceSession(model, options);
-        FeatureCount = featureCount;
-        _inputName = _session.InputNames.Single();
+        Inputs = inputs;
+        _inputNames = [.. _session.InputNames];
         _outputNames = [.. _session.OutputNames];
         _outputWidths = [.. _outputNames.Select(name => checked((int)_session.OutputMetadata[name].Dimensions.Skip(1).Aggregate(1L, (a, d) => a * d)))];
         OutputTypes = [.. _outputNames.Select(name => _session.OutputMetadata[name].ElementDataType)];
     }
 
-    public int FeatureCount { get; }
+    public IReadOnlyList<InputColumn> Inputs { get; }
 
     public IReadOnlyList<string> OutputNames => _outputNames;
 
@@ -43,15 +43,26 @@ internal sealed class BatchScorer : IDisposable
     public long Runs => Interlocked.Read(ref _runs);
 
     /// <summary>
-    /// Scores the first <paramref name="rows"/> rows of <paramref name="features"/> (row-major, F values each) and
-    /// copies each output into <paramref name="outputs"/> (float[], long[] or bool[], at least rows × width long).
+    /// Scores the first <paramref name="rows"/> rows the readers hold (one per input, in order) and copies each output
+    /// into <paramref name="outputs"/> (float[], long[] or bool[], at least rows × width long).
     /// </summary>
-    public void Run(float[] features, int rows, Array[] outputs)
+    public void Run(IReadOnlyList<VectorColumnReader> readers, int rows, Array[] outputs)
     {
-        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
-            features.AsMemory(0, rows * FeatureCount), [rows, FeatureCount]);
+        var inputs = readers.SelectMany(r => r.ToOrtValues(rows)).ToArray();
+        try
+        {
+            RunSession(inputs, rows, outputs);
+        }
+        finally
+        {
+            foreach (var input in inputs) input.Dispose();
+        }
+    }
+
+    private void RunSession(OrtValue[] inputs, int rows, Array[] outputs)
+    {
         using var runOptions = new RunOptions();
-        using var results = _session.Run(runOptions, [_inputName], [input], _outputNames);
+        using var results = _session.Run(runOptions, _inputNames, inputs, _outputNames);
         Interlocked.Increment(ref _runs);
         for (int i = 0; i < _outputNames.Length; i++)
         {

@@ -6,13 +6,13 @@ namespace Lightning.MLNet;
 
 /// <summary>
 /// The input plus the ONNX outputs, as OnnxTransformer adds them (same names and types), but scored in blocks: a cursor
-/// reads the feature column up to <c>batchSize</c> rows ahead, scores them in one ONNX Runtime call and serves the
+/// reads the input columns up to <c>batchSize</c> rows ahead, scores them in one ONNX Runtime call and serves the
 /// outputs row by row. Lazy, as every ML.NET transform.
 /// </summary>
 /// <remarks>
-/// The read-ahead uses a second cursor over the input for the features, so the input's other columns come from the
+/// The read-ahead uses a second cursor over the input for the input columns, so the input's other columns come from the
 /// first cursor as usual: both are unshuffled cursors of the same view, which return rows in the same order (the
-/// <see cref="IDataView"/> contract). The cost is that the feature column is computed twice when an ONNX output is read.
+/// <see cref="IDataView"/> contract). The cost is that the input columns are computed twice when an ONNX output is read.
 /// For the same reason the view does not shuffle (<see cref="CanShuffle"/> is false).
 /// </remarks>
 internal sealed class BatchedOnnxDataView : IDataView
@@ -20,19 +20,16 @@ internal sealed class BatchedOnnxDataView : IDataView
     private readonly IDataView _source;
     private readonly BatchScorer _scorer;
     private readonly int _batchSize;
-    private readonly string _featureColumnName;
 
     /// <param name="source">The input.</param>
     /// <param name="scorer">The batched graph.</param>
     /// <param name="batchSize">Rows per ONNX Runtime call.</param>
-    /// <param name="featureColumnName">The graph's input column.</param>
     /// <param name="rowSchema">What OnnxTransformer makes of <paramref name="source"/>: its columns then the outputs, in the scorer's order.</param>
-    public BatchedOnnxDataView(IDataView source, BatchScorer scorer, int batchSize, string featureColumnName, DataViewSchema rowSchema)
+    public BatchedOnnxDataView(IDataView source, BatchScorer scorer, int batchSize, DataViewSchema rowSchema)
     {
         _source = source;
         _scorer = scorer;
         _batchSize = batchSize;
-        _featureColumnName = featureColumnName;
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(source.Schema);
         foreach (var name in scorer.OutputNames)
@@ -53,7 +50,7 @@ internal sealed class BatchedOnnxDataView : IDataView
         var outputs = needed.Where(c => c.Index >= sourceCount).Select(c => c.Index - sourceCount).ToHashSet();
         var sourceColumns = needed.Where(c => c.Index < sourceCount).Select(c => _source.Schema[c.Index]);
         var main = _source.GetRowCursor(sourceColumns);
-        var lead = outputs.Count > 0 ? _source.GetRowCursor([_source.Schema[_featureColumnName]]) : null;
+        var lead = outputs.Count > 0 ? _source.GetRowCursor(_scorer.Inputs.Select(i => _source.Schema[i.ReadName])) : null;
         return new Cursor(this, main, lead, outputs);
     }
 
@@ -66,10 +63,8 @@ internal sealed class BatchedOnnxDataView : IDataView
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _lead;
         private readonly HashSet<int> _activeOutputs;
-        private readonly ValueGetter<VBuffer<float>>? _featureGetter;
-        private readonly float[] _features;
+        private readonly VectorColumnReader[] _inputs;
         private readonly Array[] _outputs;
-        private VBuffer<float> _row;
         private int _rowsInBlock;
         private int _indexInBlock;
 
@@ -81,8 +76,7 @@ internal sealed class BatchedOnnxDataView : IDataView
             _activeOutputs = activeOutputs;
             var scorer = parent._scorer;
             int block = parent._batchSize;
-            _features = lead is null ? [] : new float[checked(block * scorer.FeatureCount)];
-            _featureGetter = lead?.GetGetter<VBuffer<float>>(lead.Schema[parent._featureColumnName]);
+            _inputs = lead is null ? [] : [.. scorer.Inputs.Select(i => VectorColumnReader.Create(lead, i, block))];
             _outputs = [.. scorer.OutputTypes.Select((type, i) =>
             {
                 int length = lead is null ? 0 : block * scorer.OutputWidths[i];
@@ -115,20 +109,19 @@ internal sealed class BatchedOnnxDataView : IDataView
             ReadBlock();
             if (_rowsInBlock == 0)
                 throw new InvalidOperationException(
-                    $"The input returned fewer rows when read again for column '{_parent._featureColumnName}'; scoring in blocks needs an input that returns the same rows each time it is read.");
+                    $"The input returned fewer rows when read again for columns {string.Join(", ", _parent._scorer.Inputs.Select(i => $"'{i.Name}'"))}; scoring in blocks needs an input that returns the same rows each time it is read.");
             return true;
         }
 
         private void ReadBlock()
         {
-            int width = _parent._scorer.FeatureCount, rows = 0;
+            int rows = 0;
             while (rows < _parent._batchSize && _lead!.MoveNext())
             {
-                _featureGetter!(ref _row);
-                DataViewTable.CopyRow(_row, _features.AsSpan(rows * width, width), _parent._featureColumnName, _lead.Position);
+                foreach (var input in _inputs) input.Read(rows, _lead.Position);
                 rows++;
             }
-            if (rows > 0) _parent._scorer.Run(_features, rows, _outputs);
+            if (rows > 0) _parent._scorer.Run(_inputs, rows, _outputs);
             _rowsInBlock = rows;
             _indexInBlock = 0;
         }

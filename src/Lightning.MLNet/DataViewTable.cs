@@ -5,22 +5,29 @@ using static TorchSharp.torch;
 namespace Lightning.MLNet;
 
 /// <summary>
-/// The feature and label columns of an <see cref="IDataView"/>, read once through a row cursor (typed getters and one
-/// reused <see cref="VBuffer{T}"/>, so no value is boxed) into two tensors that every epoch's batches are gathered
-/// from. Rows with a missing label (key 0, or NaN) are skipped, as ML.NET's trainers do. A Boolean label (binary
-/// classification) becomes a float32 target of 0 or 1.
+/// The input and label columns of an <see cref="IDataView"/>, read once through a row cursor (typed getters and reused
+/// <see cref="VBuffer{T}"/>s, so no value is boxed) into tensors that every epoch's batches are gathered from. Rows with
+/// a missing label (key 0, or NaN) are skipped, as ML.NET's trainers do. A Boolean label (binary classification) becomes
+/// a float32 target of 0 or 1.
 /// </summary>
 internal sealed class DataViewTable : IDisposable
 {
-    private DataViewTable(Tensor features, Tensor labels, int rows)
+    private DataViewTable(IReadOnlyList<InputColumn> columns, IReadOnlyList<Tensor> inputs, IReadOnlyList<Tensor?> lengths, Tensor labels, int rows)
     {
-        Features = features;
+        Columns = columns;
+        Inputs = inputs;
+        Lengths = lengths;
         Labels = labels;
         Rows = rows;
     }
 
-    /// <summary>The features, float32 [rows, F].</summary>
-    public Tensor Features { get; }
+    public IReadOnlyList<InputColumn> Columns { get; }
+
+    /// <summary>One tensor per input column, in order: float32 or int64 [rows, width] (variable length: padded to the longest row or MaxLength).</summary>
+    public IReadOnlyList<Tensor> Inputs { get; }
+
+    /// <summary>Per input column, each row's length, int64 [rows], for a variable-length column; else null.</summary>
+    public IReadOnlyList<Tensor?> Lengths { get; }
 
     /// <summary>Zero-based class indices (int64 [rows], multiclass) or targets (float32 [rows], regression; 0/1 binary).</summary>
     public Tensor Labels { get; }
@@ -29,27 +36,25 @@ internal sealed class DataViewTable : IDisposable
 
     public void Dispose()
     {
-        Features.Dispose();
+        foreach (var input in Inputs) input.Dispose();
+        foreach (var length in Lengths) length?.Dispose();
         Labels.Dispose();
     }
 
-    public static DataViewTable Read(IDataView data, string featureColumnName, int featureCount, string labelColumnName, HeadKind task)
+    public static DataViewTable Read(IDataView data, IReadOnlyList<InputColumn> inputs, string labelColumnName, HeadKind task)
     {
         bool classLabels = task == HeadKind.Multiclass, booleanLabels = task == HeadKind.Binary;
-        var featureColumn = data.Schema[featureColumnName];
         var labelColumn = data.Schema[labelColumnName];
         var capacity = data.GetRowCount() is long n and > 0 and < int.MaxValue ? (int)n : 256;
-        var features = new float[checked(capacity * featureCount)];
         var classes = classLabels ? new long[capacity] : null;
         var targets = classLabels ? null : new float[capacity];
         int rows = 0;
 
-        using var cursor = data.GetRowCursor([featureColumn, labelColumn]);
-        var featureGetter = cursor.GetGetter<VBuffer<float>>(featureColumn);
+        using var cursor = data.GetRowCursor([.. inputs.Select(i => data.Schema[i.ReadName]), labelColumn]);
+        var readers = inputs.Select(i => VectorColumnReader.Create(cursor, i, capacity)).ToArray();
         ValueGetter<uint>? keyGetter = classLabels ? cursor.GetGetter<uint>(labelColumn) : null;
         ValueGetter<float>? targetGetter = classLabels || booleanLabels ? null : cursor.GetGetter<float>(labelColumn);
         ValueGetter<bool>? booleanGetter = booleanLabels ? cursor.GetGetter<bool>(labelColumn) : null;
-        var buffer = default(VBuffer<float>);
         uint key = 0;
         float target = 0;
         bool positive = false;
@@ -70,41 +75,26 @@ internal sealed class DataViewTable : IDisposable
                 targetGetter!(ref target);
                 if (float.IsNaN(target)) continue;
             }
-            featureGetter(ref buffer);
             if (rows == capacity)
             {
                 capacity *= 2;
-                Array.Resize(ref features, checked(capacity * featureCount));
+                foreach (var reader in readers) reader.Resize(capacity);
                 if (classes is not null) Array.Resize(ref classes, capacity);
                 if (targets is not null) Array.Resize(ref targets, capacity);
             }
-            CopyRow(buffer, features.AsSpan(rows * featureCount, featureCount), featureColumnName, cursor.Position);
+            foreach (var reader in readers) reader.Read(rows, cursor.Position);
             if (classes is not null) classes[rows] = key - 1;
             else targets![rows] = target;
             rows++;
         }
-        Array.Resize(ref features, rows * featureCount);
         var labels = classes is not null ? tensor(classes.AsSpan(0, rows).ToArray(), [rows]) : tensor(targets.AsSpan(0, rows).ToArray(), [rows]);
-        return new DataViewTable(tensor(features, [rows, featureCount]), labels, rows);
+        return new DataViewTable(inputs, [.. readers.Select(r => r.ToTensor(rows))], [.. readers.Select(r => r.Lengths(rows))], labels, rows);
     }
 
-    /// <summary>Writes one row's vector, dense or sparse, into <paramref name="target"/>, whose length it must have.</summary>
-    internal static void CopyRow(in VBuffer<float> row, Span<float> target, string columnName, long position)
-    {
-        if (row.Length != target.Length)
-            throw new InvalidOperationException($"Column '{columnName}': row {position} has {row.Length} values; expected {target.Length}.");
-        if (row.IsDense)
-        {
-            row.GetValues().CopyTo(target);
-            return;
-        }
-        target.Clear();
-        var values = row.GetValues();
-        var indices = row.GetIndices();
-        for (int i = 0; i < values.Length; i++) target[indices[i]] = values[i];
-    }
-
-    /// <summary>Batches of [features [b, F] float32, labels [b] (int64 classes or float32 targets, 0/1 for binary)].</summary>
+    /// <summary>
+    /// Batches of [input 1, …, input n ([b, width] each; a variable-length column as its values and mask [b, L], L the
+    /// batch's longest row or MaxLength), labels [b] (int64 classes or float32 targets, 0/1 for binary)].
+    /// </summary>
     public IEnumerable<IList<Tensor>> Batches(int batchSize, Random? shuffle) => new BatchSequence(this, batchSize, shuffle);
 
     private sealed class BatchSequence(DataViewTable table, int batchSize, Random? shuffle) : IEnumerable<IList<Tensor>>
@@ -116,23 +106,37 @@ internal sealed class DataViewTable : IDisposable
             shuffle?.Shuffle(order);
             for (int start = 0; start < order.Length; start += batchSize)
             {
-                // Gathered natively from the table's tensors, with no managed copy of the features. As with TorchSharp's
+                // Gathered natively from the table's tensors, with no managed copy of the inputs. As with TorchSharp's
                 // DataLoader, a batch is disposed when the next is asked for, so an epoch leaves nothing to the GC.
-                Tensor x, y;
-                using (var index = tensor(order.AsSpan(start, Math.Min(batchSize, order.Length - start)).ToArray()))
-                    (x, y) = (table.Features.index_select(0, index), table.Labels.index_select(0, index));
+                Tensor[] batch;
+                using (var scope = NewDisposeScope())
+                {
+                    var index = tensor(order.AsSpan(start, Math.Min(batchSize, order.Length - start)).ToArray());
+                    batch = [.. table.Columns.SelectMany((column, i) => Arguments(table, i, index)), table.Labels.index_select(0, index)];
+                    foreach (var t in batch) t.MoveToOuterDisposeScope();
+                }
                 try
                 {
-                    yield return [x, y];
+                    yield return batch;
                 }
                 finally
                 {
-                    x.Dispose();
-                    y.Dispose();
+                    foreach (var t in batch) t.Dispose();
                 }
             }
         }
 
         System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+        /// <summary>Column <paramref name="i"/>'s forward arguments for the rows <paramref name="index"/>: its values (and mask).</summary>
+        private static IEnumerable<Tensor> Arguments(DataViewTable table, int i, Tensor index)
+        {
+            var values = table.Inputs[i].index_select(0, index);
+            if (table.Lengths[i] is not { } allLengths) return [values];
+            var lengths = allLengths.index_select(0, index);
+            long length = table.Columns[i].MaxLength ?? lengths.max().item<long>();
+            var mask = arange(length, ScalarType.Int64).unsqueeze(0).lt(lengths.unsqueeze(1)).to_type(ScalarType.Int64);
+            return [values.narrow(1, 0, length).contiguous(), mask];
+        }
     }
 }

@@ -98,6 +98,24 @@ public static class LightningCatalog
     }
 
     /// <summary>
+    /// Tokenizes the text column <paramref name="inputColumnName"/> with <paramref name="tokenizer"/> (Microsoft.ML.Tokenizers)
+    /// into the Int64 ids column <paramref name="outputColumnName"/>, for a Lightning trainer's input columns.
+    /// </summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="tokenizer">The tokenizer, e.g. <c>BertTokenizer.Create(vocabFile)</c> or <c>TiktokenTokenizer.CreateForModel(...)</c>.</param>
+    /// <param name="outputColumnName">The ids column: <c>Vector&lt;Int64, maxLength&gt;</c>, or a variable-length <c>Vector&lt;Int64&gt;</c> without <paramref name="maxLength"/>.</param>
+    /// <param name="inputColumnName">The text column.</param>
+    /// <param name="maskColumnName">With <paramref name="maxLength"/>, an optional mask column (1 = token, 0 = padding).</param>
+    /// <param name="maxLength">Ids per row: longer texts are cut, shorter ones padded with <paramref name="paddingId"/>; null for variable-length ids.</param>
+    /// <param name="paddingId">The id padding takes (the tokenizer's padding token, e.g. BERT's [PAD]).</param>
+    public static TokenizeTextEstimator TokenizeText(this TransformsCatalog catalog, Microsoft.ML.Tokenizers.Tokenizer tokenizer,
+        string outputColumnName, string inputColumnName, string? maskColumnName = null, int? maxLength = null, long paddingId = 0)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new TokenizeTextEstimator(tokenizer, outputColumnName, inputColumnName, maskColumnName, maxLength, paddingId);
+    }
+
+    /// <summary>
     /// Saves <paramref name="model"/> as <c>mlContext.Model.Save</c> does, but durably: into a temporary file that is
     /// flushed to disk and then renamed over <paramref name="filePath"/>, so a crash, a full disk or a power loss during the
     /// save keeps the previous model file intact.

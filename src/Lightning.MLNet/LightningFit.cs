@@ -4,6 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms;
+using Microsoft.ML.Transforms.Image;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,22 +29,21 @@ internal static class LightningFit
         IDataView data, HeadKind task, MLContextLink context)
     {
         ArgumentNullException.ThrowIfNull(data);
-        var featureCount = SchemaChecks.CheckFeatures(data.Schema, options.FeatureColumnName);
+        var inputs = SchemaChecks.CheckInputs(data.Schema, options.InputColumnNames, options.MaxLength);
         var classCount = SchemaChecks.CheckLabel(data.Schema, options.LabelColumnName, task);
         if (options.ValidationData is { } validation)
         {
-            SchemaChecks.CheckFeatures(validation.Schema, options.FeatureColumnName, featureCount);
+            SchemaChecks.CheckInputs(validation.Schema, inputs);
             if (SchemaChecks.CheckLabel(validation.Schema, options.LabelColumnName, task) != classCount)
                 throw SchemaChecks.Mismatch(options.LabelColumnName, $"Key<UInt32, 0-{classCount - 1}> as in the training data",
                     validation.Schema[options.LabelColumnName].Type.ToString()!);
         }
 
         options.CancellationToken.ThrowIfCancellationRequested();
-        using var train = DataViewTable.Read(data, options.FeatureColumnName, featureCount, options.LabelColumnName, task);
+        using var train = DataViewTable.Read(WithDerivedColumns(data, inputs), inputs, options.LabelColumnName, task);
         if (train.Rows == 0)
             throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
-        using var val = options.ValidationData is { } v
-            ? DataViewTable.Read(v, options.FeatureColumnName, featureCount, options.LabelColumnName, task) : null;
+        using var val = options.ValidationData is { } v ? DataViewTable.Read(WithDerivedColumns(v, inputs), inputs, options.LabelColumnName, task) : null;
 
         using var channel = context.Start("Lightning");
         var log = channel is null ? null : new MLContextLogCallback(channel);
@@ -54,10 +54,10 @@ internal static class LightningFit
         if (module is not IOnnxExportable)
             throw new InvalidOperationException(
                 $"{module.GetType().Name} does not implement {nameof(IOnnxExportable)}; the Lightning trainers export the trained module to ONNX, " +
-                "so its ExportOnnx must describe its forward from features [batch, F] to scores.");
+                "so its ExportOnnx must describe its forward from the input columns ([batch, F] each) to scores.");
 
         log?.Info(FormattableString.Invariant(
-            $"training {module.GetType().Name} ({task}) on {train.Rows} rows of {featureCount} features, batch size {options.BatchSize}, accelerator {trainerOptions.Accelerator}"));
+            $"training {module.GetType().Name} ({task}) on {train.Rows} rows of {string.Join(", ", inputs.Select(i => $"{i.Name} ({i.Type})"))}, batch size {options.BatchSize}, accelerator {trainerOptions.Accelerator}"));
         var trainer = new Trainer(trainerOptions);
         trainer.Fit(module, train.Batches(options.BatchSize, new Random(options.Seed)), val?.Batches(options.BatchSize, null));
         // Exported on the CPU (the export sample is a CPU tensor), whatever device it trained on.
@@ -65,7 +65,7 @@ internal static class LightningFit
 
         options.CancellationToken.ThrowIfCancellationRequested();
         var label = data.Schema[options.LabelColumnName];
-        return Wrap(module, ownsModule: true, task, classCount, data, options.FeatureColumnName, featureCount, OutputNames(task),
+        return Wrap(module, ownsModule: true, task, classCount, data, inputs, OutputNames(task),
             options.TransformBatchSize, options.Seed, trainer.CheckpointCallback?.BestModelPath, context,
             task == HeadKind.Multiclass ? mlContext => LabelValueMapping(mlContext, label, classCount) ?? ClassNumberMapping(mlContext, classCount) : null);
     }
@@ -99,23 +99,23 @@ internal static class LightningFit
 
     /// <summary>
     /// Exports <paramref name="module"/> twice (one row per call for OnnxTransformer and the saved model; a batch axis
-    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: OnnxTransformer, then (trainers) the scalar outputs
-    /// and <paramref name="rest"/>; the portable model is OnnxTransformer and <paramref name="rest"/> alone.
+    /// for <see cref="LightningTransformer.Transform"/>) and wraps it: the derived columns (image pixels, key indicators), OnnxTransformer, then
+    /// (trainers) the scalar outputs and <paramref name="rest"/>; the portable model is the same without the scalar outputs.
     /// </summary>
     public static LightningTransformer Wrap(nn.Module module, bool ownsModule, HeadKind kind, int classCount, IDataView data,
-        string featureColumnName, int featureCount, string[] outputNames, int transformBatchSize, int seed, string? checkpointPath,
+        IReadOnlyList<InputColumn> inputs, string[] outputNames, int transformBatchSize, int seed, string? checkpointPath,
         MLContextLink context, Func<MLContext, IEstimator<ITransformer>>? rest)
     {
-        var rowModel = Export(new PredictionHead(module, kind, classCount, batched: false), zeros(featureCount), featureColumnName,
-            outputNames, new Dictionary<int, string>());
-        var batchedModel = Export(new PredictionHead(module, kind, classCount, batched: true), zeros(1, featureCount), featureColumnName,
-            outputNames, new Dictionary<int, string> { [0] = "batch" });
+        var rowModel = Export(new PredictionHead(module, kind, classCount, inputs, batched: false), inputs, batched: false, outputNames);
+        var batchedModel = Export(new PredictionHead(module, kind, classCount, inputs, batched: true), inputs, batched: true, outputNames);
         // OnnxTransformer copies a model stream to a file under TempFilePath and never deletes it; a folder of this
         // model's own, removed when the transformer is disposed, keeps that file from leaking.
         var tempDirectory = Directory.CreateTempSubdirectory("lightning-mlnet-").FullName;
         var mlContext = new MLContext(seed) { TempFilePath = tempDirectory, GpuDeviceId = ScoringDevice(context), FallbackToCpu = context.FallbackToCpu };
-        var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [featureColumnName], new MemoryStream(rowModel)).Fit(data);
-        var scored = onnx.Transform(data);
+        var keys = DerivedColumns(mlContext, inputs)?.Fit(data);
+        var keyed = keys?.Transform(data) ?? data;
+        var onnx = mlContext.Transforms.ApplyOnnxModel(outputNames, [.. inputs.Select(i => i.RowName)], new MemoryStream(rowModel)).Fit(keyed);
+        var scored = onnx.Transform(keyed);
         var portableRest = rest?.Invoke(mlContext).Fit(scored);
         ITransformer? scalarRest = null;
         if (kind != HeadKind.Vector)
@@ -123,9 +123,33 @@ internal static class LightningFit
             var scalars = ScalarOutputs.Estimator(mlContext, kind);
             scalarRest = (rest is null ? scalars : scalars.Append(rest(mlContext))).Fit(scored);
         }
-        return new LightningTransformer(onnx, scalarRest ?? portableRest, portableRest, rowModel, batchedModel, module, ownsModule,
-            checkpointPath, featureColumnName, featureCount, classCount, transformBatchSize, tempDirectory);
+        return new LightningTransformer(keys, onnx, scalarRest ?? portableRest, portableRest, rowModel, batchedModel, module, ownsModule,
+            checkpointPath, inputs, classCount, transformBatchSize, tempDirectory);
     }
+
+    /// <summary>
+    /// The columns the graphs read in place of some inputs, made by ML.NET's own transforms (so the saved model stays
+    /// ML.NET's): each image's pixels (<c>ExtractPixels</c>: red, green, blue planes, scaled to [0, 1]) and each key
+    /// column's indicators (<c>MapKeyToVector</c>, for the per-row graph); null when no input needs one.
+    /// </summary>
+    private static IEstimator<ITransformer>? DerivedColumns(MLContext mlContext, IReadOnlyList<InputColumn> inputs)
+    {
+        IEstimator<ITransformer>? derived = null;
+        foreach (var image in inputs.Where(i => i.IsImage))
+            derived = Then(derived, mlContext.Transforms.ExtractPixels(image.ReadName, image.Name,
+                ImagePixelExtractingEstimator.ColorBits.Rgb, ImagePixelExtractingEstimator.ColorsOrder.ARGB,
+                interleavePixelColors: false, scaleImage: 1f / 255));
+        var keys = inputs.Where(i => i.IsKey).Select(i => new InputOutputColumnPair(i.RowName, i.Name)).ToArray();
+        if (keys.Length > 0) derived = Then(derived, mlContext.Transforms.Conversion.MapKeyToVector(keys));
+        return derived;
+
+        static IEstimator<ITransformer> Then(IEstimator<ITransformer>? first, IEstimator<ITransformer> next) =>
+            first is null ? next : first.Append(next);
+    }
+
+    /// <summary><paramref name="data"/> with the columns the readers read (an image's pixels).</summary>
+    private static IDataView WithDerivedColumns(IDataView data, IReadOnlyList<InputColumn> inputs) =>
+        inputs.Any(i => i.IsImage) && DerivedColumns(new MLContext(), inputs) is { } derived ? derived.Fit(data).Transform(data) : data;
 
     /// <summary>
     /// The CUDA device OnnxTransformer scores on: the context's <c>GpuDeviceId</c> where ONNX Runtime has its CUDA
@@ -144,23 +168,36 @@ internal static class LightningFit
         return null;
     }
 
-    private static byte[] Export(PredictionHead head, Tensor sample, string featureColumnName, string[] outputNames,
-        IReadOnlyDictionary<int, string> dynamicAxes)
+    /// <summary>
+    /// The graph's bytes. Batched: one input per forward argument (<see cref="InputColumn.BatchedNames"/>) with a dynamic
+    /// batch axis (and length axis, for variable-length columns without a MaxLength). Per row: one input per column
+    /// (<see cref="InputColumn.RowName"/>), a variable-length one with a dynamic length.
+    /// </summary>
+    private static byte[] Export(PredictionHead head, IReadOnlyList<InputColumn> inputs, bool batched, string[] outputNames)
     {
         var path = Path.Combine(Path.GetTempPath(), $"lightning-mlnet-{Guid.NewGuid():N}.onnx");
+        var samples = inputs.SelectMany(i => i.Samples(batched)).ToArray();
         try
         {
-            using (sample)
-                head.ToOnnx(path, sample, new OnnxExportOptions
-                {
-                    DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>> { [featureColumnName] = dynamicAxes },
-                    InputNames = [featureColumnName],
-                    OutputNames = outputNames,
-                });
+            var axes = new Dictionary<string, IReadOnlyDictionary<int, string>>();
+            foreach (var (input, i) in inputs.Select((input, i) => (input, i)))
+            {
+                var dynamic = new Dictionary<int, string>();
+                if (batched) dynamic[0] = "batch";
+                if (input.Variable && (!batched || input.MaxLength is null)) dynamic[1] = $"length{i}";
+                foreach (var name in batched ? input.BatchedNames : [input.RowName]) axes[name] = dynamic;
+            }
+            head.ToOnnx(path, samples, new OnnxExportOptions
+            {
+                DynamicAxes = axes,
+                InputNames = [.. inputs.SelectMany(i => batched ? i.BatchedNames : [i.RowName])],
+                OutputNames = outputNames,
+            });
             return File.ReadAllBytes(path);
         }
         finally
         {
+            foreach (var sample in samples) sample.Dispose();
             File.Delete(path);
         }
     }
@@ -227,7 +264,7 @@ internal static class LightningFit
     public static SchemaShape OutputShape(SchemaShape input, LightningTrainerOptions options, HeadKind task)
     {
         ArgumentNullException.ThrowIfNull(input);
-        SchemaChecks.CheckShape(input, options.FeatureColumnName, options.LabelColumnName, task);
+        SchemaChecks.CheckShape(input, options.InputColumnNames, options.LabelColumnName, task);
         var mlContext = new MLContext(options.Seed);
         IEstimator<ITransformer> describe = task switch
         {

@@ -11,8 +11,29 @@ public sealed record LightningTrainerOptions
     /// <summary>The default <see cref="TransformBatchSize"/>.</summary>
     public const int DefaultTransformBatchSize = 256;
 
-    /// <summary>The feature column: a known-size vector of <see cref="float"/>. Default <c>"Features"</c>.</summary>
+    /// <summary>
+    /// The feature column, when the module reads one: a known-size vector of <see cref="float"/> (float32 [batch, F]) or of
+    /// <see cref="long"/> (int64 [batch, F], e.g. token ids). Default <c>"Features"</c>. Ignored when
+    /// <see cref="FeatureColumnNames"/> is set.
+    /// </summary>
     public string FeatureColumnName { get; init; } = "Features";
+
+    /// <summary>
+    /// The input columns, when the module reads several: each a known-size vector of <see cref="float"/> or <see cref="long"/>.
+    /// They reach the module in this order: the training batch is <c>[input 1, …, input n, label]</c>, and the module's
+    /// <see cref="Lightning.Onnx.IOnnxExportable.ExportOnnx"/> gets n inputs. A variable-length column gives two, its
+    /// values padded with zeros and then its mask (int64, 1 for a value, 0 for padding; see <see cref="MaxLength"/>). Null (the default): <see cref="FeatureColumnName"/> alone.
+    /// </summary>
+    public IReadOnlyList<string>? FeatureColumnNames { get; init; }
+
+    /// <summary>
+    /// The length variable-length input columns are padded to; null (the default): each batch is padded to its longest row.
+    /// A row longer than this fails, naming the column and the row. The saved model pads each row to it too.
+    /// </summary>
+    public int? MaxLength { get; init; }
+
+    /// <summary>The input columns in forward-argument order: <see cref="FeatureColumnNames"/>, or <see cref="FeatureColumnName"/> alone.</summary>
+    internal IReadOnlyList<string> InputColumnNames => FeatureColumnNames ?? [FeatureColumnName];
 
     /// <summary>
     /// The label column: a key (multiclass; class <c>k</c> reaches the module as index <c>k - 1</c>), a
@@ -50,6 +71,17 @@ public sealed record LightningTrainerOptions
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(FeatureColumnName, nameof(FeatureColumnName));
         ArgumentException.ThrowIfNullOrWhiteSpace(LabelColumnName, nameof(LabelColumnName));
+        if (FeatureColumnNames is { } names)
+        {
+            if (names.Count == 0 || names.Any(string.IsNullOrWhiteSpace))
+                throw new ArgumentException($"{nameof(FeatureColumnNames)} must name at least one column, and no name may be empty.", nameof(FeatureColumnNames));
+            if (names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1) is { } twice)
+                throw new ArgumentException($"{nameof(FeatureColumnNames)} names column '{twice.Key}' twice; each input column is one forward argument.", nameof(FeatureColumnNames));
+        }
+        if (MaxLength is < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxLength), MaxLength, $"{nameof(MaxLength)} is {MaxLength}; it must be at least 1, or null to pad each batch to its longest row.");
+        if (InputColumnNames.Contains(LabelColumnName))
+            throw new ArgumentException($"Column '{LabelColumnName}' is both the label and an input column.", nameof(LabelColumnName));
         if (BatchSize < 1)
             throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"{nameof(BatchSize)} is {BatchSize}; it must be at least 1.");
         if (TransformBatchSize < 1)

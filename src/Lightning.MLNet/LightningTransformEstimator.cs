@@ -11,7 +11,7 @@ namespace Lightning.MLNet;
 /// <remarks>
 /// <list type="table">
 /// <item><term>Does this estimator need to look at the data to train its parameters?</term><description>No (Fit reads the input's schema for the vector size).</description></item>
-/// <item><term>Input column</term><description>Known-size vector of Single; the module gets it as [batch, F].</description></item>
+/// <item><term>Input column</term><description>Known-size vector of Single or Int64; the module gets it as float32 or int64 [batch, F].</description></item>
 /// <item><term>Output column</term><description>Known-size vector of Single: each row's module output (float32 [batch, …]), flattened.</description></item>
 /// <item><term>Exportable to ONNX</term><description>The model is ONNX (scored by ML.NET's OnnxTransformer).</description></item>
 /// </list>
@@ -38,19 +38,19 @@ public sealed class LightningTransformEstimator : IEstimator<LightningTransforme
 
     /// <summary>Exports the module for the input column's vector size and returns the transformer.</summary>
     /// <param name="input">Data whose schema holds the input column (no rows are read).</param>
-    /// <exception cref="ArgumentOutOfRangeException">The input column is missing or not a known-size vector of Single; the message names it.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The input column is missing or not a known-size vector of Single or Int64; the message names it.</exception>
     /// <exception cref="NotSupportedException">The module cannot be exported to ONNX; the message names the layer.</exception>
     public LightningTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var featureCount = SchemaChecks.CheckFeatures(input.Schema, Options.InputColumnName);
-        return LightningFit.Wrap(_module, ownsModule: false, HeadKind.Vector, classCount: 0, input, Options.InputColumnName, featureCount,
+        var inputs = SchemaChecks.CheckInputs(input.Schema, [Options.InputColumnName]);
+        return LightningFit.Wrap(_module, ownsModule: false, HeadKind.Vector, classCount: 0, input, inputs,
             [Options.OutputColumnName], Options.TransformBatchSize, seed: 0, checkpointPath: null, _context, rest: null);
     }
 
     /// <summary>The input columns plus the output column (a vector of Single).</summary>
     /// <param name="inputSchema">The input's schema shape.</param>
-    /// <exception cref="ArgumentOutOfRangeException">The input column is missing or not a vector of Single; the message names it.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The input column is missing or not a vector of Single or Int64; the message names it.</exception>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);

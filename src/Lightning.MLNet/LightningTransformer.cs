@@ -20,7 +20,7 @@ namespace Lightning.MLNet;
 /// <remarks>
 /// <para><see cref="Transform"/> scores the rows in blocks of <see cref="TransformBatchSize"/>, one ONNX Runtime call per
 /// block; a <see cref="PredictionEngine{TSrc, TDst}"/> (through <see cref="GetRowToRowMapper"/>) scores one row per call.</para>
-/// <para><c>mlContext.Model.Save</c> writes ML.NET's transformer chain: OnnxTransformer with the ONNX bytes embedded, then
+/// <para><c>mlContext.Model.Save</c> writes ML.NET's transformer chain: for image input columns ML.NET's ExtractPixels (<c>Image.Pixels</c>) and for key input columns ML.NET's MapKeyToVector to their indicators (<c>Tokens.Indicators</c>), OnnxTransformer with the ONNX bytes embedded, then
 /// for a trainer a <c>CustomMapping</c> of this assembly that makes OnnxTransformer's one-slot vectors scalars
 /// (OnnxTransformer cannot make scalar columns) and ML.NET's key mapping. <c>mlContext.Model.Load</c> reads it back in a
 /// context that knows this assembly: call <c>mlContext.ComponentCatalog.RegisterAssembly(typeof(LightningCatalog).Assembly)</c>
@@ -30,6 +30,7 @@ namespace Lightning.MLNet;
 /// </remarks>
 public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<nn.Module>, IDisposable
 {
+    private readonly ITransformer? _keys;
     private readonly ITransformer _onnx;
     private readonly ITransformer? _rest;
     private readonly TransformerChain<ITransformer> _chain;
@@ -38,34 +39,34 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
     private readonly BatchScorer _scorer;
     private readonly bool _ownsModule;
     private readonly string _tempDirectory;
+    private readonly IReadOnlyList<InputColumn> _inputs;
 
-    internal LightningTransformer(ITransformer onnx, ITransformer? rest, ITransformer? portableRest, byte[] onnxModel, byte[] batchedOnnxModel,
-        nn.Module module, bool ownsModule, string? checkpointPath, string featureColumnName, int featureCount, int classCount,
+    internal LightningTransformer(ITransformer? keys, ITransformer onnx, ITransformer? rest, ITransformer? portableRest, byte[] onnxModel, byte[] batchedOnnxModel,
+        nn.Module module, bool ownsModule, string? checkpointPath, IReadOnlyList<InputColumn> inputs, int classCount,
         int transformBatchSize, string tempDirectory)
     {
+        _keys = keys;
         _onnx = onnx;
         _rest = rest;
-        _chain = Flat(onnx, rest);
-        _portable = Flat(onnx, portableRest);
+        _chain = Flat(keys, onnx, rest);
+        _portable = Flat(keys, onnx, portableRest);
         _onnxModel = onnxModel;
-        _scorer = new BatchScorer(batchedOnnxModel, featureCount);
+        _scorer = new BatchScorer(batchedOnnxModel, inputs);
         _ownsModule = ownsModule;
         _tempDirectory = tempDirectory;
         Module = module;
         CheckpointPath = checkpointPath;
-        FeatureColumnName = featureColumnName;
-        FeatureCount = featureCount;
+        _inputs = inputs;
         ClassCount = classCount;
         TransformBatchSize = transformBatchSize;
     }
 
     // Flat, as an EstimatorChain's Fit makes it: the saved model is ML.NET's chain of transformers.
-    private static TransformerChain<ITransformer> Flat(ITransformer onnx, ITransformer? rest) => new(rest switch
-    {
-        null => [onnx],
-        IEnumerable<ITransformer> chain => [onnx, .. chain],
-        _ => [onnx, rest],
-    });
+    private static TransformerChain<ITransformer> Flat(ITransformer? keys, ITransformer onnx, ITransformer? rest) =>
+        new([.. keys is null ? [] : Parts(keys), onnx, .. rest is null ? [] : Parts(rest)]);
+
+    private static IEnumerable<ITransformer> Parts(ITransformer transformer) =>
+        transformer as IEnumerable<ITransformer> ?? [transformer];
 
     /// <summary>
     /// The module: for a trainer's model the trained <see cref="LightningModule"/> (its state at the end of <c>Fit</c>, owned
@@ -78,18 +79,24 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
 
     /// <summary>
     /// The ONNX model that the saved chain scores with. OnnxTransformer runs one row per call, so this graph takes one
-    /// feature vector <c>[F]</c> and returns that row's outputs.
+    /// row of each input column (<c>[F]</c>, one graph input per column, named after it) and returns that row's outputs.
     /// </summary>
     public ReadOnlyMemory<byte> OnnxModel => _onnxModel;
 
-    /// <summary>The input column the model reads (the features).</summary>
-    public string FeatureColumnName { get; }
+    /// <summary>The (first) input column the model reads; see <see cref="FeatureColumnNames"/> for all.</summary>
+    public string FeatureColumnName => _inputs[0].Name;
 
-    /// <summary>The size of the feature vector the model takes.</summary>
-    public int FeatureCount { get; }
+    /// <summary>The input columns the model reads, in forward-argument order.</summary>
+    public IReadOnlyList<string> FeatureColumnNames => [.. _inputs.Select(i => i.Name)];
 
-    /// <summary>The feature column's type, <c>Vector&lt;Single, FeatureCount&gt;</c> (what permutation feature importance permutes).</summary>
-    public DataViewType FeatureColumnType => new VectorDataViewType(NumberDataViewType.Single, FeatureCount);
+    /// <summary>The size of the (first) input vector the model takes.</summary>
+    public int FeatureCount => _inputs[0].Width;
+
+    /// <summary>
+    /// The (first) input column's type, <c>Vector&lt;Single, FeatureCount&gt;</c> or <c>Vector&lt;Int64, FeatureCount&gt;</c>
+    /// (what permutation feature importance permutes).
+    /// </summary>
+    public DataViewType FeatureColumnType => _inputs[0].Type;
 
     /// <summary>The module, as ML.NET's prediction transformers expose their model parameters.</summary>
     nn.Module IPredictionTransformer<nn.Module>.Model => Module;
@@ -116,12 +123,12 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
     public bool IsRowToRowMapper => true;
 
     /// <summary>The schema <see cref="Transform"/> produces from <paramref name="inputSchema"/>.</summary>
-    /// <param name="inputSchema">The input's schema; it must hold the feature column as a vector of the trained size.</param>
-    /// <exception cref="ArgumentOutOfRangeException">The feature column is missing or has another type.</exception>
+    /// <param name="inputSchema">The input's schema; it must hold the input columns with their trained types.</param>
+    /// <exception cref="ArgumentOutOfRangeException">An input column is missing or has another type.</exception>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        SchemaChecks.CheckFeatures(inputSchema, FeatureColumnName, FeatureCount);
+        SchemaChecks.CheckInputs(inputSchema, _inputs);
         return _chain.GetOutputSchema(inputSchema);
     }
 
@@ -130,7 +137,7 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        SchemaChecks.CheckFeatures(inputSchema, FeatureColumnName, FeatureCount);
+        SchemaChecks.CheckInputs(inputSchema, _inputs);
         return ((ITransformer)_chain).GetRowToRowMapper(inputSchema);
     }
 
@@ -140,12 +147,13 @@ public sealed class LightningTransformer : ISingleFeaturePredictionTransformer<n
     /// <c>mlContext.Data.ShuffleRows</c> when a shuffled read is needed.
     /// </summary>
     /// <param name="input">The rows to score.</param>
-    /// <exception cref="ArgumentOutOfRangeException">The feature column is missing or has another type.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An input column is missing or has another type.</exception>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        SchemaChecks.CheckFeatures(input.Schema, FeatureColumnName, FeatureCount);
-        var scored = new BatchedOnnxDataView(input, _scorer, TransformBatchSize, FeatureColumnName, _onnx.GetOutputSchema(input.Schema));
+        SchemaChecks.CheckInputs(input.Schema, _inputs);
+        var keyed = _keys?.Transform(input) ?? input;
+        var scored = new BatchedOnnxDataView(keyed, _scorer, TransformBatchSize, _onnx.GetOutputSchema(keyed.Schema));
         return _rest?.Transform(scored) ?? scored;
     }
 

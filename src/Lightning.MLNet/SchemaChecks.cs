@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
 
 namespace Lightning.MLNet;
 
@@ -12,15 +13,39 @@ internal static class SchemaChecks
     public static ArgumentOutOfRangeException Missing(string column, string expected) =>
         new(column, $"Schema mismatch for input column '{column}': expected {expected}, but the input has no such column.");
 
-    /// <summary>The feature column's size; it must be a known-size vector of Single (of <paramref name="expectedSize"/> when given).</summary>
-    public static int CheckFeatures(DataViewSchema schema, string column, int? expectedSize = null)
+    /// <summary>The input columns, in order: each a known-size vector of Single or Int64.</summary>
+    public static IReadOnlyList<InputColumn> CheckInputs(DataViewSchema schema, IReadOnlyList<string> columns, int? maxLength = null) =>
+        [.. columns.Select(column => CheckInput(schema, column, maxLength))];
+
+    /// <summary>Checks that <paramref name="schema"/> holds <paramref name="inputs"/> with the same types (as at training).</summary>
+    public static void CheckInputs(DataViewSchema schema, IReadOnlyList<InputColumn> inputs)
     {
-        var expected = expectedSize is { } n ? $"Vector<Single, {n}>" : "Vector<Single> of known size";
-        var col = schema.GetColumnOrNull(column) ?? throw Missing(column, expected);
-        if (col.Type is not VectorDataViewType { ItemType: var item, Size: var size } || item != NumberDataViewType.Single || size == 0
-            || (expectedSize is { } e && size != e))
-            throw Mismatch(column, expected, col.Type.ToString()!);
-        return size;
+        foreach (var input in inputs)
+        {
+            var col = schema.GetColumnOrNull(input.Name) ?? throw Missing(input.Name, input.Type.ToString()!);
+            if (!col.Type.Equals(input.Type))
+                throw Mismatch(input.Name, input.Type.ToString()!, col.Type.ToString()!);
+        }
+    }
+
+    private static InputColumn CheckInput(DataViewSchema schema, string column, int? maxLength)
+    {
+        var col = schema.GetColumnOrNull(column) ?? throw Missing(column, InputColumn.Allowed);
+        if (col.Type is ImageDataViewType image)
+        {
+            if (image.Height <= 0 || image.Width <= 0)
+                throw Mismatch(column, "an Image of known size (its rows may differ in size: resize them upstream, e.g. mlContext.Transforms.ResizeImages)",
+                    col.Type.ToString()!);
+            return InputColumn.Image(column, image.Height, image.Width);
+        }
+        if (col.Type is VectorDataViewType { ItemType: KeyDataViewType { Count: > 0 and <= int.MaxValue } key, Size: > 0 and var keys }
+            && key.RawType == typeof(uint))
+            return new InputColumn(column, keys, TorchSharp.torch.ScalarType.Int64, key.Count);
+        if (col.Type is not VectorDataViewType { ItemType: var item, Size: var size }
+            || (item != NumberDataViewType.Single && item != NumberDataViewType.Int64))
+            throw Mismatch(column, InputColumn.Allowed, col.Type.ToString()!);
+        var type = item == NumberDataViewType.Int64 ? TorchSharp.torch.ScalarType.Int64 : TorchSharp.torch.ScalarType.Float32;
+        return size == 0 ? new InputColumn(column, 0, type, Variable: true, MaxLength: maxLength) : new InputColumn(column, size, type);
     }
 
     /// <summary>The class count of a multiclass label column: a key of known count, at least 2.</summary>
@@ -56,9 +81,9 @@ internal static class SchemaChecks
     };
 
     /// <summary>Checks a schema shape as the estimators' GetOutputSchema sees it (no vector sizes there).</summary>
-    public static void CheckShape(SchemaShape shape, string featureColumn, string labelColumn, HeadKind task)
+    public static void CheckShape(SchemaShape shape, IReadOnlyList<string> inputColumns, string labelColumn, HeadKind task)
     {
-        CheckVectorShape(shape, featureColumn);
+        foreach (var column in inputColumns) CheckVectorShape(shape, column);
         var expected = task == HeadKind.Multiclass ? "Key<UInt32>" : LabelType(task).ToString()!;
         if (!TryFind(shape, labelColumn, out var label))
             throw Missing(labelColumn, expected);
@@ -67,13 +92,16 @@ internal static class SchemaChecks
             throw Mismatch(labelColumn, expected, Describe(label));
     }
 
-    /// <summary>Checks that <paramref name="column"/> of a schema shape is a known-size vector of Single.</summary>
+    /// <summary>Checks that <paramref name="column"/> of a schema shape is a known-size vector of Single or Int64.</summary>
     public static void CheckVectorShape(SchemaShape shape, string column)
     {
-        if (!TryFind(shape, column, out var features))
-            throw Missing(column, "Vector<Single> of known size");
-        if (features.Kind != SchemaShape.Column.VectorKind.Vector || features.ItemType != NumberDataViewType.Single)
-            throw Mismatch(column, "Vector<Single> of known size", Describe(features));
+        if (!TryFind(shape, column, out var input))
+            throw Missing(column, InputColumn.Allowed);
+        if (input.Kind == SchemaShape.Column.VectorKind.Scalar && input.ItemType is ImageDataViewType)
+            return;
+        if (input.Kind == SchemaShape.Column.VectorKind.Scalar || (input.IsKey && input.Kind != SchemaShape.Column.VectorKind.Vector)
+            || (input.IsKey ? input.ItemType.RawType != typeof(uint) : input.ItemType != NumberDataViewType.Single && input.ItemType != NumberDataViewType.Int64))
+            throw Mismatch(column, InputColumn.Allowed, Describe(input));
     }
 
     private static bool TryFind(SchemaShape shape, string name, out SchemaShape.Column column)
@@ -86,8 +114,10 @@ internal static class SchemaChecks
 
     private static string Describe(SchemaShape.Column column) => column.Kind switch
     {
-        SchemaShape.Column.VectorKind.Scalar => column.ItemType.ToString()!,
-        SchemaShape.Column.VectorKind.Vector => $"Vector<{column.ItemType}>",
-        _ => $"VarVector<{column.ItemType}>",
+        SchemaShape.Column.VectorKind.Scalar => ItemName(column),
+        SchemaShape.Column.VectorKind.Vector => $"Vector<{ItemName(column)}>",
+        _ => $"VarVector<{ItemName(column)}>",
     };
+
+    private static string ItemName(SchemaShape.Column column) => column.IsKey ? $"Key<{column.ItemType}>" : column.ItemType.ToString()!;
 }

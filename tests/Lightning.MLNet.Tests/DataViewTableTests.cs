@@ -31,6 +31,8 @@ public sealed class DataViewTableTests
         public float Target { get; set; }
     }
 
+    private static readonly InputColumn Features4 = new("Features", 4, TorchSharp.torch.ScalarType.Float32);
+
     [Fact]
     public void Read_SparseFeaturesAndKeyLabels_DenseRowsAndZeroBasedClasses()
     {
@@ -40,10 +42,10 @@ public sealed class DataViewTableTests
             new SparseRow { Features = new VBuffer<float>(4, [9f, 10f, 11f, 12f]), Label = 0 },
         ]);
 
-        var table = DataViewTable.Read(data, "Features", 4, "Label", HeadKind.Multiclass);
+        var table = DataViewTable.Read(data, [Features4], "Label", HeadKind.Multiclass);
 
         Assert.Equal(2, table.Rows);
-        Assert.Equal([1f, 0f, 0f, 2f, 9f, 10f, 11f, 12f], table.Features.data<float>().ToArray());
+        Assert.Equal([1f, 0f, 0f, 2f, 9f, 10f, 11f, 12f], table.Inputs[0].data<float>().ToArray());
         Assert.Equal([2L, 0L], table.Labels.data<long>().ToArray());
     }
 
@@ -56,10 +58,10 @@ public sealed class DataViewTableTests
             new TargetRow { Features = new VBuffer<float>(4, [9f, 10f, 11f, 12f]), Target = -1f },
         ]);
 
-        var table = DataViewTable.Read(data, "Features", 4, "Target", HeadKind.Regression);
+        var table = DataViewTable.Read(data, [Features4], "Target", HeadKind.Regression);
 
         Assert.Equal(2, table.Rows);
-        Assert.Equal([1f, 2f, 3f, 4f, 9f, 10f, 11f, 12f], table.Features.data<float>().ToArray());
+        Assert.Equal([1f, 2f, 3f, 4f, 9f, 10f, 11f, 12f], table.Inputs[0].data<float>().ToArray());
         Assert.Equal([0.5f, -1f], table.Labels.data<float>().ToArray());
     }
 
@@ -67,7 +69,7 @@ public sealed class DataViewTableTests
     public void Batches_ShuffleEachEpochWithTheSeed_AndCoverEveryRowOnce()
     {
         var data = View(Enumerable.Range(0, 10).Select(i => new SparseRow { Features = new VBuffer<float>(4, [i, 0, 0, 0]), Label = (uint)(i % 3) }));
-        var table = DataViewTable.Read(data, "Features", 4, "Label", HeadKind.Multiclass);
+        var table = DataViewTable.Read(data, [Features4], "Label", HeadKind.Multiclass);
 
         static List<float[]> Epochs(IEnumerable<IList<TorchSharp.torch.Tensor>> batches, int epochs) =>
             Enumerable.Range(0, epochs).Select(_ => batches.SelectMany(b => b[0][.., 0].contiguous().data<float>().ToArray()).ToArray()).ToList();

@@ -282,7 +282,7 @@ public sealed class LightningTrainerTests : IDisposable
         var rows = Enumerable.Range(0, 8).Select(i => new { Features = (float)i, Class = (uint)(i % 3) + 1 }).ToList();
         var data = _ml.Data.LoadFromEnumerable(rows);
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => Classifier(epochs: 1).Fit(data));
-        Assert.Contains("Schema mismatch for input column 'Features': expected Vector<Single> of known size, got Single", error.Message);
+        Assert.Contains("Schema mismatch for input column 'Features': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, a variable-length Vector<Single> or Vector<Int64>, or an Image of known size, got Single", error.Message);
     }
 
     [Fact]

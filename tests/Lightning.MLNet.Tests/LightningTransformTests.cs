@@ -122,7 +122,7 @@ public sealed class LightningTransformTests : IDisposable
         var estimator = _ml.Transforms.Lightning(_encoder, "Embedding", inputColumnName: "Pixels");
 
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => estimator.Fit(data));
-        Assert.Contains("Schema mismatch for input column 'Pixels': expected Vector<Single> of known size, but the input has no such column", error.Message);
+        Assert.Contains("Schema mismatch for input column 'Pixels': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, a variable-length Vector<Single> or Vector<Int64>, or an Image of known size, but the input has no such column", error.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => estimator.GetOutputSchema(SchemaShapes.Of(data.Schema)));
     }
 
@@ -132,7 +132,7 @@ public sealed class LightningTransformTests : IDisposable
         var data = Data.View(_ml, Data.Rows(8, seed: 1));
         var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
             _ml.Transforms.Lightning(_encoder, "Embedding", inputColumnName: nameof(Row.Target)).Fit(data));
-        Assert.Contains("Schema mismatch for input column 'Target': expected Vector<Single> of known size, got Single", error.Message);
+        Assert.Contains("Schema mismatch for input column 'Target': expected Vector<Single>, Vector<Int64> or Vector<Key<UInt32>> of known size, a variable-length Vector<Single> or Vector<Int64>, or an Image of known size, got Single", error.Message);
     }
 
     [Fact]

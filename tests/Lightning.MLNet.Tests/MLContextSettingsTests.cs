@@ -44,7 +44,7 @@ public sealed class MLContextSettingsTests : IDisposable
             var loss = double.Parse(epochLines[e].Groups[3].Value, CultureInfo.InvariantCulture);
             Assert.True(loss > 0 && loss < 10, $"loss {loss}");
         }
-        Assert.Contains(messages, m => m.StartsWith("training Mlp (Multiclass) on 100 rows of 20 features, batch size 32", StringComparison.Ordinal));
+        Assert.Contains(messages, m => m.StartsWith("training Mlp (Multiclass) on 100 rows of Features (Vector<Single, 20>), batch size 32", StringComparison.Ordinal));
     }
 
     [NoCudaFact]
