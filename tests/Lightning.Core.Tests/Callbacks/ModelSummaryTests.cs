@@ -15,7 +15,7 @@ public class ModelSummaryTests
         using var root = new TempDirectory();
         var model = new TwoBlocks();
 
-        var printed = CaptureConsole(() => new Trainer(TestTrainer.Quiet(root) with { EnableModelSummary = true, MaxEpochs = 1 })
+        var printed = ConsoleCapture.Out(() => new Trainer(TestTrainer.Quiet(root) with { EnableModelSummary = true, MaxEpochs = 1 })
             .Fit(model, RandomBatches.Create(2, features: 6)));
 
         // Expected counts from the module itself: one row per direct child (depth 1), then the totals.
@@ -31,7 +31,7 @@ public class ModelSummaryTests
         using var root = new TempDirectory();
 
         Trainer? trainer = null;
-        var printed = CaptureConsole(() =>
+        var printed = ConsoleCapture.Out(() =>
         {
             trainer = new Trainer(TestTrainer.Quiet(root) with { EnableModelSummary = false, MaxEpochs = 1 });
             trainer.Fit(new TwoBlocks(), RandomBatches.Create(2, features: 6));
@@ -58,16 +58,6 @@ public class ModelSummaryTests
         Assert.Equal(expected, rows);
         Assert.Contains(("encoder.0", nameof(Linear), 6L * 5 + 5), rows);   // a layer inside a block, counted by hand
         Assert.DoesNotContain(rows, r => r.Item1.Count(c => c == '.') > 1);
-    }
-
-    private static string CaptureConsole(Action action)
-    {
-        var original = Console.Out;
-        var captured = new StringWriter();
-        Console.SetOut(captured);
-        try { action(); }
-        finally { Console.SetOut(original); }
-        return captured.ToString();
     }
 
     /// <summary>Two blocks of different sizes (encoder 6→5→3, head 3→2), trained towards ones.</summary>

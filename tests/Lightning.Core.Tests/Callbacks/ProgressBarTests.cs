@@ -10,19 +10,15 @@ public class ProgressBarTests
     public void EnableProgressBar_False_AddsNoBarAndWritesNothing()
     {
         using var root = new TempDirectory();
-        var original = Console.Out;
-        var captured = new StringWriter();
-        Console.SetOut(captured);
-        Trainer trainer;
-        try
+        Trainer? trainer = null;
+        var printed = ConsoleCapture.Out(() =>
         {
             trainer = new Trainer(TestTrainer.Quiet(root) with { EnableProgressBar = false, MaxEpochs = 1 });
             trainer.Fit(new BoringModel(), RandomBatches.Create(3));
-        }
-        finally { Console.SetOut(original); }
+        });
 
-        Assert.DoesNotContain(trainer.Callbacks, c => c is ProgressBar);
-        Assert.Equal("", captured.ToString());
+        Assert.DoesNotContain(trainer!.Callbacks, c => c is ProgressBar);
+        Assert.Equal("", printed);
         // The same options with the flag on do add it (so the assertion above is about the flag).
         Assert.Contains(new Trainer(TestTrainer.Quiet(root) with { EnableProgressBar = true }).Callbacks, c => c is ProgressBar);
     }

@@ -1,5 +1,4 @@
 using Lightning.Callbacks;
-using Lightning.Data;
 using Lightning.Testing;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -29,7 +28,7 @@ public class MidEpochResumeTests
         Assert.Equal(20, straightRates.Rates.Count);   // 2 epochs of 10 batches, one optimizer step each
         Assert.True(straightRates.Rates.Distinct().Count() > 3, "the scheduler never changed the rate");
         Assert.Equal(straightRates.Rates.Skip(7), resumedRates.Rates);
-        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+        Assert.Equal(ResumeTests.Weights(straight.Model), ResumeTests.Weights(resumed.Model));
         Assert.Equal(straight.Trainer.GlobalStep, resumed.Trainer.GlobalStep);
     }
 
@@ -46,7 +45,7 @@ public class MidEpochResumeTests
         Assert.Equal(3, Lightning.Checkpoints.Checkpoint.Load(path).GlobalStep);
         Assert.Equal(10, straight.Trainer.GlobalStep);   // 20 batches, one step per 2
         Assert.Equal(straight.Trainer.GlobalStep, resumed.Trainer.GlobalStep);
-        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+        Assert.Equal(ResumeTests.Weights(straight.Model), ResumeTests.Weights(resumed.Model));
         Assert.Equal(14, resumed.Model.TrainedBatches);   // batches 6-9 of epoch 0, then all 10 of epoch 1
     }
 
@@ -63,7 +62,7 @@ public class MidEpochResumeTests
         Assert.Equal(20, straight.Trainer.GlobalStep);
         Assert.Equal(straight.Trainer.GlobalStep, resumed.Trainer.GlobalStep);
         Assert.Equal(15, resumed.Model.TrainedBatches);
-        Assert.Equal(Weights(straight.Model), Weights(resumed.Model));
+        Assert.Equal(ResumeTests.Weights(straight.Model), ResumeTests.Weights(resumed.Model));
     }
 
     private enum Mode { Automatic, StepScheduler, Manual }
@@ -73,20 +72,9 @@ public class MidEpochResumeTests
         manual_seed(seed);
         var model = new Regressor(mode);
         var trainer = new Trainer(options);
-        trainer.Fit(model, Loader(), ckptPath: ckptPath);
+        trainer.Fit(model, ResumeTests.Loader(), ckptPath: ckptPath);
         return (model, trainer);
     }
-
-    private static IterableDataLoader Loader()
-    {
-        using var generator = new Generator(42);
-        var x = randn([40, 8], generator: generator);
-        var y = randn([40, 1], generator: generator);
-        return utils.data.DataLoader(utils.data.TensorDataset(x, y), 4, new EpochShuffler(40, seed: 3));
-    }
-
-    private static float[] Weights(nn.Module module) =>
-        module.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
 
     /// <summary>Adam (moments and step count in its state); per-step StepLR or manual steps by mode.</summary>
     private sealed class Regressor : LightningModule<IList<Tensor>>
