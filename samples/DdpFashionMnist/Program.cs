@@ -1,16 +1,25 @@
 // The Fashion-MNIST CNN trained with strategy "ddp": one process per rank on MPI, each on its shard of the data.
 //   mpiexec -n 2 dotnet run --project samples/DdpFashionMnist
 //   dotnet run --project samples/DdpFashionMnist        (the trainer relaunches the program under mpiexec -n 2)
+//   ... -- --limit-train-batches N                      (N training batches per rank instead of 300; the smoke test's short run)
 using System.Globalization;
 using DdpFashionMnist;
 using Lightning;
 using Lightning.Data;
 using TorchSharp;
 
+const int DefaultTrainBatches = 300;
+int trainBatches = DefaultTrainBatches;
+if (!(args is [] || (args is ["--limit-train-batches", var n] && int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out trainBatches) && trainBatches >= 1)))
+{
+    Console.Error.WriteLine($"usage: DdpFashionMnist [--limit-train-batches N] (N >= 1, default {DefaultTrainBatches}); got '{string.Join(' ', args)}'");
+    return 2;
+}
+
 // The trainer comes first: without mpiexec it relaunches this program under it here, before any data is loaded.
 var trainer = new Trainer(new TrainerOptions
 {
-    Strategy = "ddp", Devices = 2, Accelerator = "cpu", MaxEpochs = 1, LimitTrainBatches = 300, LimitValBatches = 5,
+    Strategy = "ddp", Devices = 2, Accelerator = "cpu", MaxEpochs = 1, LimitTrainBatches = trainBatches, LimitValBatches = 5,
     NumSanityValSteps = 0, LogEveryNSteps = 25, DefaultRootDir = "ddp_runs",
 });
 LightningSeed.SeedEverything(42);

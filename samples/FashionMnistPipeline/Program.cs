@@ -1,6 +1,7 @@
 // Fashion-MNIST through an ML.NET pipeline: MapValueToKey -> Lightning CNN -> MapKeyToValue, compared with ML.NET's own
 // SdcaMaximumEntropy and LightGbm on the same IDataView, then saved as model.zip.
-// Usage: dotnet run -c Release --project samples/FashionMnistPipeline [-- --epochs N]
+// Usage: dotnet run -c Release --project samples/FashionMnistPipeline [-- --epochs N] [--train-rows N]
+// (--train-rows: train on the first N training images only, as the smoke test does to finish in seconds)
 using System.Diagnostics;
 using System.Globalization;
 using FashionMnistPipeline;
@@ -14,10 +15,18 @@ using Microsoft.ML.Trainers.LightGbm;
 const int DefaultEpochs = 12;
 const int BatchSize = 128;
 int epochs = DefaultEpochs;
-if (!(args is [] || (args is ["--epochs", var e] && int.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out epochs) && epochs >= 1)))
+int? trainRows = null;
+for (int i = 0; i < args.Length; i += 2)
 {
-    Console.Error.WriteLine($"usage: FashionMnistPipeline [--epochs N] (N >= 1, default {DefaultEpochs}); got '{string.Join(' ', args)}'");
-    return 2;
+    int value = 0;
+    var valid = i + 1 < args.Length && int.TryParse(args[i + 1], NumberStyles.None, CultureInfo.InvariantCulture, out value) && value >= 1;
+    if (valid && args[i] == "--epochs") epochs = value;
+    else if (valid && args[i] == "--train-rows") trainRows = value;
+    else
+    {
+        Console.Error.WriteLine($"usage: FashionMnistPipeline [--epochs N] [--train-rows N] (N >= 1, default {DefaultEpochs} epochs, every row); got '{string.Join(' ', args)}'");
+        return 2;
+    }
 }
 
 var mlContext = new MLContext(seed: 0);
@@ -25,6 +34,7 @@ var mlContext = new MLContext(seed: 0);
 IDataView train, test;
 try { (train, test) = (Images.Load(mlContext, train: true), Images.Load(mlContext, train: false)); }
 catch (FileNotFoundException missing) { Console.Error.WriteLine($"error: {missing.Message}"); return 1; }
+if (trainRows is int rows) train = mlContext.Data.TakeRows(train, rows);
 Console.WriteLine($"Fashion-MNIST from {FashionMnist.DefaultRoot}: {train.GetRowCount():N0} training and {test.GetRowCount():N0} test images");
 
 var logs = Directory.CreateTempSubdirectory("fashion-mnist-pipeline-");

@@ -451,6 +451,7 @@ public sealed class Checkpoint
         try
         {
             var entry = archive.GetEntry(name) ?? throw Corrupt(_file, $"entry '{name}' is missing");
+            VerifyCrc(entry, _file);
             return new OwningStream(new BufferedStream(entry.Open(), 1 << 16), archive);
         }
         catch
@@ -458,6 +459,16 @@ public sealed class Checkpoint
             archive.Dispose();
             throw;
         }
+    }
+
+    // The weights are stored uncompressed and streamed straight into the module, so a byte flipped inside an intact
+    // zip would load as a wrong weight: the entry's CRC-32 is checked before any of it is used.
+    private static void VerifyCrc(ZipArchiveEntry entry, string path)
+    {
+        var crc = new System.IO.Hashing.Crc32();
+        using (var stream = entry.Open()) crc.Append(stream);
+        if (crc.GetCurrentHashAsUInt32() != entry.Crc32)
+            throw Corrupt(path, $"entry '{entry.FullName}' fails its CRC-32 check (its bytes changed after it was written)");
     }
 
     private static OptimizerHelper Helper(torch.optim.Optimizer optimizer) =>

@@ -191,7 +191,8 @@ public class ResumeTests
         return (model, trainer);
     }
 
-    private static IterableDataLoader Loader()
+    /// <summary>40 rows of 8 features in batches of 4, shuffled the same way each run (MidEpochResumeTests too).</summary>
+    internal static IterableDataLoader Loader()
     {
         using var generator = new Generator(42);
         var x = randn([40, 8], generator: generator);
@@ -206,7 +207,7 @@ public class ResumeTests
             .Select(_ => (IList<Tensor>)[randn([5, 8], generator: generator), randn([5, 1], generator: generator)]).ToList();
     }
 
-    private static float[] Weights(nn.Module module) =>
+    internal static float[] Weights(nn.Module module) =>
         module.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
 
     private static double Lr(Trainer trainer) => ((OptimizerHelper)trainer.Optimizers[0]).ParamGroups.First().LearningRate;
