@@ -351,12 +351,12 @@ internal sealed class ServedModel : IDisposable
                     // Nothing queued and nothing on its way: waiting longer only adds latency.
                     if (Volatile.Read(ref _arriving) == 0) break;
                     var more = reader.WaitToReadAsync().AsTask();
-                    // Timers count whole milliseconds and Task.Delay truncates, so a wait under 1 ms would not wait at all:
-                    // round up, and let the loop check the deadline again.
+                    // Timers count whole milliseconds of a coarse tick, so one can fire up to a millisecond early and a
+                    // wait under 1 ms would not wait at all: round up, and on waking let the loop check the deadline again.
                     var timeout = Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(remaining * 1000.0 / Stopwatch.Frequency)));
                     WaitingForPartners?.Invoke();
                     var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
-                    if (woke == timeout || (woke == more && !more.Result)) break;
+                    if (woke == more && !more.Result) break;
                 }
                 BatchFormed?.Invoke(batch.Count);
                 Execute(model, batch);
