@@ -329,7 +329,7 @@ static void UntilSignal(string folder)
             new OnExceptionCheckpoint(folder),
             new LambdaCallback(onTrainBatchEnd: (t, _, _, _, _) =>
             {
-                if (t.GlobalStep == 20) File.WriteAllText(Path.Combine(folder, "running"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+                if (t.GlobalStep == 40) File.WriteAllText(Path.Combine(folder, "running"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
                 Thread.Sleep(5);
             }),
         ],

@@ -212,9 +212,8 @@ public sealed class LightningTrainerTests : IDisposable
         Assert.NotSame(first.Module, second.Module);
         // Same seed, same data: the same model, trained afresh rather than continued.
         Assert.Equal(firstScores, Scores(second.Transform(train)));
-        Assert.Equal(firstScores, Scores(first.Transform(train)));
         // Training the second did not touch the first's weights.
-        Assert.NotSame(first.Module.parameters().First(), second.Module.parameters().First());
+        Assert.Equal(firstScores, Scores(first.Transform(train)));
     }
 
     [Fact]

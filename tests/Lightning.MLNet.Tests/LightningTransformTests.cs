@@ -44,7 +44,7 @@ public sealed class LightningTransformTests : IDisposable
     {
         Assert.Equal(expected.Length, actual.Length);
         for (int i = 0; i < expected.Length; i++)
-            Assert.Equal(expected[i], actual[i], (a, b) => Math.Abs(a - b) <= 1e-5f);
+            Approx.AssertClose(expected[i], actual[i], what: $"row {i}");
     }
 
     [Fact]

@@ -156,7 +156,7 @@ public sealed class SampleTests(SampleOutputs outputs)
         var outputTensor = answer.RootElement.GetProperty("outputs")[0];
         Assert.Equal([1, 3], outputTensor.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()));
         Assert.Equal("FP32", outputTensor.GetProperty("datatype").GetString());
-        AssertClose(expected, outputTensor.GetProperty("data").EnumerateArray().Select(v => v.GetSingle()).ToArray());
+        Approx.AssertClose(expected, outputTensor.GetProperty("data").EnumerateArray().Select(v => v.GetSingle()).ToArray());
 
         // /v2: the server's metadata.
         using var metadata = JsonDocument.Parse(await http.GetStringAsync("/v2"));
@@ -177,7 +177,7 @@ public sealed class SampleTests(SampleOutputs outputs)
         Assert.Equal(12, header.RootElement.GetProperty("outputs")[0].GetProperty("parameters").GetProperty("binary_data_size").GetInt32());
         var binaryFloats = new float[3];
         Buffer.BlockCopy(bytes, headerLength, binaryFloats, 0, 12);
-        AssertClose(expected, binaryFloats);
+        Approx.AssertClose(expected, binaryFloats);
     }
 
     [RequiresFact(Component.Mpich, Component.FashionMnist)]
@@ -229,12 +229,5 @@ public sealed class SampleTests(SampleOutputs outputs)
         using var runOptions = new RunOptions();
         using var results = session.Run(runOptions, session.InputNames, [input], session.OutputNames);
         return results[0].GetTensorDataAsSpan<float>().ToArray();
-    }
-
-    private static void AssertClose(float[] expected, float[] actual)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 + 1e-5 * Math.Abs(expected[i]), $"[{i}]: expected {expected[i]}, got {actual[i]}");
     }
 }

@@ -60,11 +60,7 @@ public sealed class Regressor : LightningModule<Tensor>
     public static void AssertClose(Dictionary<string, double[]> expected, Dictionary<string, double[]> actual, double tolerance)
     {
         Xunit.Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-        foreach (var (name, values) in expected)
-        {
-            var gap = values.Zip(actual[name], (a, b) => Math.Abs(a - b)).Max();
-            Xunit.Assert.True(gap <= tolerance, $"{name} differs by {gap} (allowed {tolerance})");
-        }
+        foreach (var (name, values) in expected) Approx.AssertClose(values, actual[name], rtol: 0, atol: tolerance, what: name);
     }
 
     public static Dictionary<string, double[]> ParseWeights(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries)

@@ -35,4 +35,16 @@ public static class Wait
             await Task.Delay(10);
         }
     }
+
+    /// <summary>Waits until an asynchronous <paramref name="condition"/> (a request, say) holds; throws naming <paramref name="what"/> after the timeout.</summary>
+    public static async Task UntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null)
+    {
+        var clock = Stopwatch.StartNew();
+        var limit = timeout ?? DefaultTimeout;
+        while (!await condition())
+        {
+            if (clock.Elapsed > limit) throw new TimeoutException($"timed out after {limit.TotalSeconds:0} s waiting for {what}");
+            await Task.Delay(10);
+        }
+    }
 }

@@ -137,10 +137,8 @@ public class DdpTests(DdpTests.TrainRun run) : IClassFixture<DdpTests.TrainRun>
         using var folder = new TempDirectory();
         using var mpiexec = Mpiexec.Start("kill", folder.Path);
         var pidFile = folder.Combine("rank1.pid");
-        var started = Stopwatch.StartNew();
-        while (!File.Exists(pidFile) && !mpiexec.Process.HasExited && started.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(100);
+        Wait.Until(() => File.Exists(pidFile) || mpiexec.Process.HasExited, TimeSpan.FromMinutes(2));
         Assert.True(File.Exists(pidFile), $"rank 1 never started training:\n{mpiexec.Output()}");
-        Thread.Sleep(200);
         using (var rank1 = Process.GetProcessById(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture))) rank1.Kill();
 
         var killed = Stopwatch.StartNew();

@@ -48,7 +48,7 @@ public sealed class InferenceBatchingTests : IDisposable
             var (response, body) = await task;
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal($"[{rows},3]", body!["outputs"]![0]!["shape"]!.ToJsonString());
-            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, data, [rows, 4]), OnnxTestModels.Floats(body["outputs"]![0]!["data"]));
+            Approx.AssertClose(OnnxTestModels.Reference(path, data, [rows, 4]), OnnxTestModels.Floats(body["outputs"]![0]!["data"]));
         }
         Assert.Equal(1, model.RunCount);
         var metrics = await server.Client.GetStringAsync("/metrics");
@@ -92,7 +92,7 @@ public sealed class InferenceBatchingTests : IDisposable
         {
             var (response, body) = await tasks[i];
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
+            Approx.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
         }
         Assert.Equal([n], formed);
         Assert.Equal(1, model.RunCount);
@@ -127,7 +127,7 @@ public sealed class InferenceBatchingTests : IDisposable
         {
             var (response, body) = await task;
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, data, [r, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
+            Approx.AssertClose(OnnxTestModels.Reference(path, data, [r, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
         }
         // Greedy in queue order: 1+2 (the next 1 would still fit: 1+2+1 = 4), then 2+1, 2+1, … up to 4 rows each.
         var expected = new List<int>();
@@ -189,7 +189,7 @@ public sealed class InferenceBatchingTests : IDisposable
         var (response, body) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Row(1), 1)).WaitAsync(TimeSpan.FromSeconds(5));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(1), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
+        Approx.AssertClose(OnnxTestModels.Reference(path, Row(1), [1, 4]), OnnxTestModels.Floats(body!["outputs"]![0]!["data"]));
     }
 
     [Fact]
@@ -219,7 +219,7 @@ public sealed class InferenceBatchingTests : IDisposable
 
         var results = await Task.WhenAll(first, second).WaitAsync(TimeSpan.FromSeconds(5));
         Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.Response.StatusCode));
-        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(2), [1, 4]), OnnxTestModels.Floats(results[1].Body!["outputs"]![0]!["data"]));
+        Approx.AssertClose(OnnxTestModels.Reference(path, Row(2), [1, 4]), OnnxTestModels.Floats(results[1].Body!["outputs"]![0]!["data"]));
         Assert.Equal(1, model.RunCount);
     }
 
@@ -274,7 +274,7 @@ public sealed class InferenceBatchingTests : IDisposable
         {
             var (response, result) = await inFlight[i];
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(result!["outputs"]![0]!["data"]));
+            Approx.AssertClose(OnnxTestModels.Reference(path, Row(i), [1, 4]), OnnxTestModels.Floats(result!["outputs"]![0]!["data"]));
         }
         await stopping;
         await server.DisposeAsync();

@@ -20,16 +20,6 @@ public sealed class InferenceModelLoadingTests : IDisposable
         return OnnxTestModels.Floats(body!["outputs"]![0]!["data"]);
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
-            await Task.Delay(25);
-        }
-    }
-
     [Fact]
     public async Task HotReload_FileReplaced_ServesNewModel_CorruptFileKeepsIt()
     {
@@ -40,18 +30,18 @@ public sealed class InferenceModelLoadingTests : IDisposable
         var after = OnnxTestModels.Reference(replacement, row, [1, 4]);
         Assert.NotEqual(before, after);
         await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.ReloadDebounceMilliseconds = 50));
-        OnnxTestModels.AssertClose(before, await InferAsync(server, row));
+        Approx.AssertClose(before, await InferAsync(server, row));
 
         File.Move(replacement, path, overwrite: true);
-        await WaitUntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload");
-        OnnxTestModels.AssertClose(after, await InferAsync(server, row));
+        await Wait.UntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload");
+        Approx.AssertClose(after, await InferAsync(server, row));
         var (_, metadata) = await server.GetAsync("/v2/models/linear");
         Assert.True(metadata!["parameters"]!["generation"]!.GetValue<long>() >= 2);
 
         await File.WriteAllTextAsync(path, "not an onnx model");
-        await WaitUntilAsync(async () => (await server.Client.GetStringAsync("/metrics"))
+        await Wait.UntilAsync(async () => (await server.Client.GetStringAsync("/metrics"))
             .Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"failure\"}"), "the failed reload");
-        OnnxTestModels.AssertClose(after, await InferAsync(server, row));
+        Approx.AssertClose(after, await InferAsync(server, row));
         Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("keeps serving"));
         var metrics = await server.Client.GetStringAsync("/metrics");
         Assert.Contains("lightning_inference_model_reloads_total{model=\"linear\",result=\"success\"}", metrics);
@@ -76,12 +66,12 @@ public sealed class InferenceModelLoadingTests : IDisposable
             writer.Flush();
             writer.Write(next, half, next.Length - half);
             writer.Flush();
-            await WaitUntilAsync(() => Task.FromResult(server.Logs.Entries.Skip(logged).Any(e => e.Message.Contains(path))),
+            await Wait.UntilAsync(() => Task.FromResult(server.Logs.Entries.Skip(logged).Any(e => e.Message.Contains(path))),
                 "the reload to find the file held");
         }
 
-        await WaitUntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload after the writer let go");
-        OnnxTestModels.AssertClose(after, await InferAsync(server, row));
+        await Wait.UntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload after the writer let go");
+        Approx.AssertClose(after, await InferAsync(server, row));
     }
 
     [NoCudaFact]
@@ -97,7 +87,7 @@ public sealed class InferenceModelLoadingTests : IDisposable
         Assert.Equal("CPUExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
         Assert.Equal("CUDAExecutionProvider", metadata["parameters"]!["requested_execution_provider"]!.GetValue<string>());
         Assert.Contains(server.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("asked for CUDA") && e.Message.Contains("serving it on the CPU"));
-        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
+        Approx.AssertClose(OnnxTestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
     }
 
     [NoCudaFact]
@@ -129,7 +119,7 @@ public sealed class InferenceModelLoadingTests : IDisposable
         }));
         var (_, metadata) = await server.GetAsync("/v2/models/linear");
         Assert.Equal("CUDAExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
-        OnnxTestModels.AssertClose(OnnxTestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
+        Approx.AssertClose(OnnxTestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
     }
 
     [Fact]

@@ -62,11 +62,4 @@ internal static class OnnxTestModels
         });
 
     public static float[] Floats(JsonNode? node) => [.. node!.AsArray().Select(v => v!.GetValue<float>())];
-
-    public static void AssertClose(float[] expected, float[] actual)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 + 1e-4 * Math.Abs(expected[i]), $"element {i}: expected {expected[i]}, got {actual[i]}");
-    }
 }

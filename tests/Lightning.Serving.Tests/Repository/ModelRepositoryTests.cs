@@ -44,11 +44,11 @@ public sealed class ModelRepositoryTests : IDisposable
 
         Assert.Equal(HttpStatusCode.OK, v1.StatusCode);
         Assert.Equal(HttpStatusCode.OK, v2.StatusCode);
-        OnnxTestModels.AssertClose(Reference(root, 1), Output(v1Body));
-        OnnxTestModels.AssertClose(Reference(root, 2), Output(v2Body));
+        Approx.AssertClose(Reference(root, 1), Output(v1Body));
+        Approx.AssertClose(Reference(root, 2), Output(v2Body));
         Assert.NotEqual(Output(v1Body), Output(v2Body));
         Assert.Equal("2", latestBody!["model_version"]!.GetValue<string>());
-        OnnxTestModels.AssertClose(Reference(root, 2), Output(latestBody));
+        Approx.AssertClose(Reference(root, 2), Output(latestBody));
         Assert.Equal("[\"1\",\"2\"]", metadata!["versions"]!.ToJsonString());
         Assert.Equal(HttpStatusCode.OK, latest.StatusCode);
     }
@@ -133,7 +133,7 @@ public sealed class ModelRepositoryTests : IDisposable
         Assert.Equal(HttpStatusCode.BadRequest, load.StatusCode);
         Assert.Contains("MaxBatchSize = 0 is not allowed", loadBody!["error"]!.GetValue<string>());
         Assert.Equal(HttpStatusCode.OK, infer.StatusCode);
-        OnnxTestModels.AssertClose(Reference(root, 2), Output(inferBody));
+        Approx.AssertClose(Reference(root, 2), Output(inferBody));
         Assert.Contains(index!.AsArray(), e => e!["version"]!.GetValue<string>() == "2" && e["state"]!.GetValue<string>() == "READY");
     }
 
@@ -162,7 +162,7 @@ public sealed class ModelRepositoryTests : IDisposable
 
         Assert.Equal(HttpStatusCode.OK, load.StatusCode);
         Assert.Equal("3", body!["model_version"]!.GetValue<string>());
-        OnnxTestModels.AssertClose(Reference(root, 3), Output(body));
+        Approx.AssertClose(Reference(root, 3), Output(body));
         Assert.Equal(HttpStatusCode.OK, infer.StatusCode);
     }
 
@@ -177,12 +177,11 @@ public sealed class ModelRepositoryTests : IDisposable
 
         File.Copy(replacement, target + ".tmp");
         File.Move(target + ".tmp", target, overwrite: true);
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (model.Current!.Generation < 2 && DateTime.UtcNow < deadline) await Task.Delay(20);
+        await Wait.UntilAsync(() => model.Current!.Generation >= 2, "the replaced version's reload");
         var (_, body) = await server.PostAsync("/v2/models/linear/versions/1/infer", OnnxTestModels.InferBody(Sample, 1));
 
         Assert.Equal(2, model.Current!.Generation);
-        OnnxTestModels.AssertClose(OnnxTestModels.Reference(replacement, Sample, [1, 4]), Output(body));
+        Approx.AssertClose(OnnxTestModels.Reference(replacement, Sample, [1, 4]), Output(body));
     }
 
     [Fact]
@@ -199,6 +198,6 @@ public sealed class ModelRepositoryTests : IDisposable
         Assert.Equal(HttpStatusCode.BadRequest, load.StatusCode);
         Assert.Contains("model 'linear' is added by path (AddModel)", loadBody!["error"]!.GetValue<string>());
         Assert.All(index!.AsArray().Where(e => e!["name"]!.GetValue<string>() == "linear"), e => Assert.Equal("UNAVAILABLE", e!["state"]!.GetValue<string>()));
-        OnnxTestModels.AssertClose(OnnxTestModels.Reference(byPath, Sample, [1, 4]), Output(inferBody));
+        Approx.AssertClose(OnnxTestModels.Reference(byPath, Sample, [1, 4]), Output(inferBody));
     }
 }
