@@ -29,8 +29,11 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>Runs <paramref name="scenario"/> on <paramref name="folder"/>; with <paramref name="ranks"/>, under mpiexec with that many processes.</summary>
     public static WorkerProcess Start(string scenario, string folder, int? ranks = null)
     {
-        var start = new ProcessStartInfo(ranks is null ? "dotnet" : "mpiexec") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        var arguments = ranks is { } n ? new[] { "-n", n.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet" } : [];
+        // A background job of a non-interactive shell (a CI script's, say) inherits SIGINT ignored, and .NET, as any Unix
+        // program, leaves an inherited ignore alone: env gives a lone worker SIGINT's default back, so the signal tests
+        // test the Trainer, not how the suite was started.
+        var start = new ProcessStartInfo(ranks is null ? "env" : "mpiexec") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var arguments = ranks is { } n ? new[] { "-n", n.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet" } : ["--default-signal=INT", "dotnet"];
         foreach (var argument in arguments.Concat([DllPath, scenario, folder])) start.ArgumentList.Add(argument);
         Process process;
         try
