@@ -78,6 +78,24 @@ public class FlagTests
     }
 
     [Fact]
+    public void EnableCheckpointingFalse_WritesNoCheckpointAnywhere()
+    {
+        using var root = new TempDirectory();
+        // The default loggers stay on, so the run writes its version folder (where the checkpoints would go).
+        var trainer = new Trainer(new TrainerOptions
+        {
+            MaxEpochs = 2, DefaultRootDir = root.Path, EnableProgressBar = false, EnableModelSummary = false, EnableCheckpointing = false,
+        });
+
+        trainer.Fit(new BoringModel(), RandomBatches.Create(3), RandomBatches.Create(2));
+
+        Assert.Null(trainer.CheckpointCallback);
+        Assert.True(File.Exists(Path.Combine(trainer.LogDir!, "metrics.csv")));
+        Assert.Empty(Directory.GetFiles(root.Path, "*.ckpt*", SearchOption.AllDirectories));
+        Assert.Empty(Directory.GetDirectories(root.Path, "checkpoints", SearchOption.AllDirectories));
+    }
+
+    [Fact]
     public void OverfitBatches_TrainsAndValidatesOnTheSameFirstBatches()
     {
         using var root = new TempDirectory();

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Lightning.Callbacks;
 using Lightning.Checkpoints;
 using Lightning.Data;
+using Lightning.Loggers;
 using Lightning.Testing;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -178,6 +179,35 @@ public class ResumeTests
 
         Assert.Equal(expected["val_loss"], metrics["val_loss"]);
         Assert.Equal(Weights(run.Model), Weights(fresh));
+    }
+
+    [Fact]
+    public void CkptPathLast_ResumesFromTheNewestCheckpointOfAnyLoggerVersionOfTheRun()
+    {
+        using var root = new TempDirectory();
+        var batches = RandomBatches.Create(3);
+        // Each process of a restarted run logs to the next version_N, and its ModelCheckpoint writes into version_N/checkpoints.
+        (FlagTests.CountingModel Model, Trainer Trainer) Run(int maxEpochs, string? ckptPath)
+        {
+            var model = new FlagTests.CountingModel();
+            var trainer = new Trainer(Quiet(root) with { MaxEpochs = maxEpochs, EnableCheckpointing = true, Loggers = [new CsvLogger(root.Path)] });
+            trainer.Fit(model, batches, ckptPath: ckptPath);
+            return (model, trainer);
+        }
+        string Written(int version, string name) => root.Combine("lightning_logs", $"version_{version}", "checkpoints", name);
+
+        Run(maxEpochs: 1, ckptPath: null);
+        var second = Run(maxEpochs: 2, ckptPath: "last");
+        var third = Run(maxEpochs: 3, ckptPath: "last");
+
+        Assert.Equal(Written(0, "epoch=0-step=3.ckpt"), second.Trainer.CkptPath);
+        Assert.Equal(3, second.Model.TrainSteps);
+        // Both earlier versions hold a checkpoint; the newest (version_1's, after epoch 1) is the one resumed.
+        Assert.True(File.Exists(Written(0, "epoch=0-step=3.ckpt")));
+        Assert.Equal(Written(1, "epoch=1-step=6.ckpt"), third.Trainer.CkptPath);
+        Assert.Equal(3, third.Model.TrainSteps);
+        Assert.Equal(9, third.Trainer.GlobalStep);
+        Assert.Equal(root.Combine("lightning_logs", "version_2"), third.Trainer.LogDir);
     }
 
     private static (DropoutModel Model, Trainer Trainer) Train(TempDirectory root, TrainerOptions options, string? ckptPath = null,

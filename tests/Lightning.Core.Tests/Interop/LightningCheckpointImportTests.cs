@@ -129,6 +129,29 @@ public class LightningCheckpointImportTests
             error.ToString());
     }
 
+    [PyTorchFact]
+    public void LoadFromCheckpoint_OfACompiledSubmodule_DropsOrigModFromItsKeys()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("compiled.ckpt");
+        // "self.encoder = torch.compile(self.encoder)" in a LightningModule saves the encoder's weights under "encoder._orig_mod.".
+        const string script = """
+            import json, sys, torch
+            torch.manual_seed(1)
+            encoder = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+            state = {"encoder._orig_mod." + k: v for k, v in encoder.state_dict().items()}
+            torch.save({"state_dict": state, "epoch": 0, "global_step": 5}, sys.argv[1])
+            print(json.dumps({"encoder." + k: v.to(torch.float64).reshape(-1).tolist() for k, v in encoder.state_dict().items()}))
+            """;
+        var written = System.Text.Json.JsonDocument.Parse(PyTorchFactAttribute.Run(script, path)).RootElement;
+
+        var model = LightningModule.LoadFromCheckpoint<LitRegressor>(path);
+
+        Assert.Equal(written.EnumerateObject().Select(e => e.Name).Order(), model.state_dict().Keys.Order());
+        foreach (var entry in written.EnumerateObject())
+            Assert.Equal(Fixtures.Values(entry.Value), model.state_dict()[entry.Name].to(float64).data<double>().ToArray());
+    }
+
     [Fact]
     public void CheckpointLoad_RefusesFilesThatAreNeitherFormat()
     {

@@ -15,6 +15,21 @@ public sealed class PyTorchFactAttribute : FactAttribute
     /// <summary>The python3 that imports torch, or null.</summary>
     public static string? Python => Found.Value;
 
+    /// <summary>Runs <paramref name="script"/> with that python3 and returns what it printed; fails the test, with its standard error, when it exits non-zero.</summary>
+    public static string Run(string script, params string[] args)
+    {
+        var start = new ProcessStartInfo(Python ?? throw new InvalidOperationException("no python3 with torch; gate the test with [PyTorchFact]"), ["-c", script, .. args])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        using var python = Process.Start(start)!;
+        var stderr = python.StandardError.ReadToEndAsync();
+        var stdout = python.StandardOutput.ReadToEnd();
+        python.WaitForExit();
+        Assert.True(python.ExitCode == 0, $"python3 exited with {python.ExitCode}: {stderr.Result}");
+        return stdout;
+    }
+
     private static string? Find()
     {
         foreach (var candidate in new[] { "python3", "/usr/bin/python3" })

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Lightning.Interop;
 using Lightning.Testing;
@@ -115,6 +114,74 @@ public class StateDictExtensionsTests
         Assert.Matches($"'{path}' is not a readable PyTorch file: tensor data 'data/\\d+' has \\d+ bytes but the pickle says \\d+ Float32 elements", error.Message);
     }
 
+    /// <summary>PyTorch's <c>layer_norm</c> and <c>out_proj</c> as .NET names: a camelCase field and an underscore-prefixed one.</summary>
+    private sealed class DotNetNamedBlock : nn.Module
+    {
+        public DotNetNamedBlock() : base(nameof(DotNetNamedBlock)) => RegisterComponents();
+
+        private readonly TorchSharp.Modules.LayerNorm layerNorm = nn.LayerNorm(3);
+        private readonly TorchSharp.Modules.Linear _outProj = nn.Linear(3, 2);
+    }
+
+    [PyTorchFact]
+    public void PyTorchKeys_MatchIgnoringUnderscoresAndCasePerPart_AndTorchCompilesPrefixIsDropped()
+    {
+        using var root = new TempDirectory();
+        // The same random weights saved plain and as torch.compile's wrapper names them (its state_dict adds "_orig_mod.").
+        const string script = """
+            import json, sys, torch
+            torch.manual_seed(0)
+            block = torch.nn.Module()
+            block.layer_norm = torch.nn.LayerNorm(3)
+            block.out_proj = torch.nn.Linear(3, 2)
+            with torch.no_grad():
+                for p in block.parameters(): p.uniform_(-1, 1)
+            state = block.state_dict()
+            torch.save(state, sys.argv[1])
+            torch.save({"_orig_mod." + k: v for k, v in state.items()}, sys.argv[2])
+            print(json.dumps({k: v.to(torch.float64).reshape(-1).tolist() for k, v in state.items()}))
+            """;
+        var written = JsonDocument.Parse(PyTorchFactAttribute.Run(script, root.Combine("plain.pt"), root.Combine("compiled.pt"))).RootElement;
+        var expected = new Dictionary<string, string>
+        {
+            ["layerNorm.weight"] = "layer_norm.weight", ["layerNorm.bias"] = "layer_norm.bias",
+            ["_outProj.weight"] = "out_proj.weight", ["_outProj.bias"] = "out_proj.bias",
+        };
+
+        foreach (var file in new[] { "plain.pt", "compiled.pt" })
+        {
+            var module = new DotNetNamedBlock();
+            Assert.Equal(expected.Keys.Order(), module.state_dict().Keys.Order());
+
+            var result = module.LoadStateDict(root.Combine(file));
+
+            Assert.Empty(result.MissingKeys);
+            Assert.Empty(result.UnexpectedKeys);
+            foreach (var (key, pyTorchKey) in expected)
+                Assert.Equal(Fixtures.Values(written.GetProperty(pyTorchKey)), module.state_dict()[key].to(float64).data<double>().ToArray());
+        }
+    }
+
+    [PyTorchFact]
+    public void LegacyPyTorchFile_IsRefusedSayingHowToSaveItAgain()
+    {
+        using var root = new TempDirectory();
+        var path = root.Combine("legacy.pt");
+        PyTorchFactAttribute.Run("""
+            import sys, torch
+            torch.save(torch.nn.Linear(4, 3).state_dict(), sys.argv[1], _use_new_zipfile_serialization=False)
+            """, path);
+
+        var error = Assert.Throws<InvalidDataException>(() => nn.Linear(4, 3).LoadStateDict(path));
+        var checkpointError = Assert.Throws<InvalidDataException>(() => Lightning.Checkpoints.Checkpoint.Load(path));
+
+        Assert.Equal($"'{path}' was saved with PyTorch's legacy format (torch.save(..., _use_new_zipfile_serialization=False)); " +
+                     "load it in Python and save it again with torch.save's default format.", error.Message);
+        Assert.Contains(path, checkpointError.Message);
+        Assert.Contains("it is a PyTorch file in the legacy (pre-1.6, non-zip) format; load it in Python and save it again with torch.save's default format",
+            checkpointError.Message);
+    }
+
     /// <summary>A module with a buffer of every dtype, a non-contiguous one and a Linear, with values that never change.</summary>
     private sealed class EveryDtype : nn.Module
     {
@@ -197,15 +264,7 @@ public class StateDictExtensionsTests
             show = lambda d: {k: {"dtype": str(t.dtype), "shape": list(t.shape), "values": t.to(torch.float64).reshape(-1).tolist()} for k, t in d.items()}
             print(json.dumps({"pt": show(torch.load(sys.argv[1])), "safetensors": show(safetensors(sys.argv[2]))}))
             """;
-        var start = new ProcessStartInfo(PyTorchFactAttribute.Python!, ["-c", script, root.Combine("m.pt"), root.Combine("m.safetensors")])
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-        };
-        using var python = Process.Start(start)!;
-        var stdout = python.StandardOutput.ReadToEnd();
-        var stderr = python.StandardError.ReadToEnd();
-        python.WaitForExit();
-        Assert.True(python.ExitCode == 0, stderr);
+        var stdout = PyTorchFactAttribute.Run(script, root.Combine("m.pt"), root.Combine("m.safetensors"));
 
         var read = JsonDocument.Parse(stdout).RootElement;
         foreach (var format in new[] { "pt", "safetensors" })

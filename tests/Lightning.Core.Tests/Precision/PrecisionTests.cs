@@ -137,6 +137,19 @@ public class PrecisionTests
         Assert.Contains("no CUDA device is available (CUDA devices: 0; available: cpu)", error.Message);
     }
 
+    [Theory]
+    [InlineData("32", "32-true", typeof(TruePrecision))]
+    [InlineData("64", "64-true", typeof(TruePrecision))]
+    [InlineData("16", "bf16-mixed", typeof(MixedPrecision))]   // "16-mixed", which the CPU runs as bf16
+    [InlineData("bf16", "bf16-mixed", typeof(MixedPrecision))]
+    public void PrecisionAlias_ResolvesToLightningsFullName(string alias, string resolved, Type plugin)
+    {
+        var trainer = new Trainer(new TrainerOptions { Accelerator = "cpu", Precision = alias });
+
+        Assert.Equal(resolved, trainer.Precision);
+        Assert.IsType(plugin, trainer.Strategy.Precision);
+    }
+
     [Fact]
     public void UnknownPrecision_ListsTheAllowedValues()
     {

@@ -115,10 +115,11 @@ public sealed class ServingHardeningTests : IDisposable
     }
 
     [Fact]
-    public async Task BatchLoop_WhileRestarting_ReadinessIsFalse()
+    public async Task BatchLoop_WhileRestarting_ReadinessIsFalse_AndRequestsGet503WithRetryAfter()
     {
         var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
-        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false),
+            o => o.RetryAfterSeconds = 3);
         var model = server.Model("linear");
         // A long pause before the restart, so the test sees the model while it cannot serve.
         model.RestartDelay = TimeSpan.FromSeconds(30);
@@ -140,6 +141,7 @@ public sealed class ServingHardeningTests : IDisposable
         Assert.Equal(HttpStatusCode.BadRequest, serverReady.StatusCode);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, infer.StatusCode);
         Assert.Contains("restarting its batch loop", inferBody!["error"]!.GetValue<string>());
+        Assert.Equal("3", infer.Headers.GetValues("Retry-After").Single());
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await queued).Response.StatusCode);
     }
 
@@ -168,10 +170,11 @@ public sealed class ServingHardeningTests : IDisposable
     }
 
     [Fact]
-    public async Task Infer_TimeoutParameterExpiresWhileQueued_Returns503AndIsDroppedUnrun()
+    public async Task Infer_TimeoutParameterExpiresWhileQueued_Returns503WithRetryAfterAndIsDroppedUnrun()
     {
         var path = OnnxTestModels.Linear(_dir.Combine("linear.onnx"));
-        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false));
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModel("linear", path, o => o.WatchForChanges = false),
+            o => o.RetryAfterSeconds = 3);
         var model = server.Model("linear");
         var gate = new TaskCompletionSource();
         model.RunGate = gate.Task;
@@ -183,6 +186,7 @@ public sealed class ServingHardeningTests : IDisposable
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Contains("request timeout expired", json!["error"]!.GetValue<string>());
+        Assert.Equal("3", response.Headers.GetValues("Retry-After").Single());
         await Wait.UntilAsync(() => model.Dropped == 1, "the expired request to be dropped");
         Assert.Equal(0, model.RunCount);
     }

@@ -1,6 +1,11 @@
 using System.Net;
+using System.Runtime.InteropServices;
 using Lightning.Testing;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.ML.OnnxRuntime;
@@ -120,6 +125,46 @@ public sealed class InferenceModelLoadingTests : IDisposable
         var (_, metadata) = await server.GetAsync("/v2/models/linear");
         Assert.Equal("CUDAExecutionProvider", metadata!["parameters"]!["execution_provider"]!.GetValue<string>());
         Approx.AssertClose(OnnxTestModels.Reference(path, [1, 2, 3, 4], [1, 4]), await InferAsync(server, [1, 2, 3, 4]));
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int mkfifo(string path, uint mode);
+
+    [Fact]
+    public async Task Ready_WhileAModelLoads_Is400ForTheServerAndTheModel_Then200()
+    {
+        var onnx = await File.ReadAllBytesAsync(OnnxTestModels.Linear(_dir.Combine("linear.onnx")));
+        // A named pipe as the model file: the load reads it until the test has written the model and closed the pipe.
+        var pipe = _dir.Combine("arriving.onnx");
+        Assert.True(mkfifo(pipe, 0b110_000_000) == 0, $"mkfifo failed: errno {Marshal.GetLastPInvokeError()}");
+        // The web server starts before the models load, as in a host whose hosted services start in that order.
+        using var host = new HostBuilder()
+            .ConfigureWebHost(web => web.UseTestServer().Configure(app => app.UseRouting().UseEndpoints(e => e.MapOpenInference())))
+            .ConfigureServices(services => services.AddRouting().AddOnnxInference().AddModel("linear", pipe, o => o.WatchForChanges = false))
+            .Build();
+        var starting = Task.Run(() => host.StartAsync());
+        // Opening the pipe for writing returns once the load has opened it for reading: the server is up, the model loading.
+        var writer = await Task.Run(() => new FileStream(pipe, FileMode.Open, FileAccess.Write)).WaitAsync(Wait.DefaultTimeout);
+        HttpResponseMessage serverWhileLoading, modelWhileLoading;
+        await using (writer)
+        {
+            var client = host.GetTestClient();
+            serverWhileLoading = await client.GetAsync("/v2/health/ready");
+            modelWhileLoading = await client.GetAsync("/v2/models/linear/ready");
+            await writer.WriteAsync(onnx);
+        }
+        await starting.WaitAsync(Wait.DefaultTimeout);
+        var serverLoaded = await host.GetTestClient().GetAsync("/v2/health/ready");
+        var modelLoaded = await host.GetTestClient().GetAsync("/v2/models/linear/ready");
+        await host.StopAsync();
+
+        Assert.Equal(HttpStatusCode.BadRequest, serverWhileLoading.StatusCode);
+        Assert.Equal("""{"live":false,"ready":false}""", await serverWhileLoading.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, modelWhileLoading.StatusCode);
+        Assert.Equal("""{"name":"linear","ready":false}""", await modelWhileLoading.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, serverLoaded.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, modelLoaded.StatusCode);
+        Assert.Equal("""{"name":"linear","ready":true}""", await modelLoaded.Content.ReadAsStringAsync());
     }
 
     [Fact]

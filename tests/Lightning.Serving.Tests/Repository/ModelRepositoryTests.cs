@@ -53,6 +53,33 @@ public sealed class ModelRepositoryTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, latest.StatusCode);
     }
 
+    [Theory]
+    [InlineData("""{"latest": {"num_versions": 2}}""", new[] { 2, 3 })]
+    [InlineData("""{"specific": {"versions": [1, 3]}}""", new[] { 1, 3 })]
+    public async Task VersionPolicy_PicksItsVersionsOfThree_EachServesItsOwnWeights_TheOthersAre404(string policy, int[] served)
+    {
+        var root = Repository($$"""{"version_policy": {{policy}}}""");
+        Directory.CreateDirectory(Path.Combine(root, "linear", "3"));
+        OnnxTestModels.Linear(Path.Combine(root, "linear", "3", "model.onnx"), seed: 4);
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModelRepository(root));
+
+        var (_, metadata) = await server.GetAsync("/v2/models/linear");
+        Assert.Equal(served.Select(v => v.ToString()), metadata!["versions"]!.AsArray().Select(v => v!.GetValue<string>()));
+        foreach (var version in new[] { 1, 2, 3 })
+        {
+            var (response, body) = await server.PostAsync($"/v2/models/linear/versions/{version}/infer", OnnxTestModels.InferBody(Sample, 1));
+            if (!served.Contains(version))
+            {
+                Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+                continue;
+            }
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Approx.AssertClose(Reference(root, version), Output(body));
+        }
+        var (_, latest) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Sample, 1));
+        Assert.Equal("3", latest!["model_version"]!.GetValue<string>());
+    }
+
     [Fact]
     public async Task Index_DefaultPolicy_LatestVersionReadyAndTheOtherNotSelected()
     {
