@@ -210,6 +210,58 @@ public class LightningCliTests
     }
 
     [Fact]
+    public void SeveralConfigFiles_MergeInOrder_TheLaterOneWinsSettingBySetting()
+    {
+        using var folder = new TempDirectory();
+        File.WriteAllText(folder.Combine("a.yaml"), "trainer:\n  max_epochs: 3\n  log_every_n_steps: 7\nmodel:\n  lr: 0.05\n");
+        File.WriteAllText(folder.Combine("b.yaml"), "trainer:\n  max_epochs: 4\nmodel:\n  hidden: 6\n");
+
+        foreach (var (first, second, epochs) in new[] { ("a.yaml", "b.yaml", "4"), ("b.yaml", "a.yaml", "3") })
+        {
+            var (code, output, error) = Cli("fit", "--config", folder.Combine(first), "--config", folder.Combine(second), "--print_config");
+            Assert.True(code == 0, error);
+            var config = CliConfig.Parse(output, "printed");
+            Assert.Equal(epochs, config.Section("trainer")["max_epochs"]);
+            // A section merges setting by setting: what only one file sets survives the other.
+            Assert.Equal("7", config.Section("trainer")["log_every_n_steps"]);
+            Assert.Equal("0.05", config.Section("model")["lr"]);
+            Assert.Equal("6", config.Section("model")["hidden"]);
+        }
+    }
+
+    [Fact]
+    public void BadDottedValueOnTheCommandLine_PrintsOneLineNamingTheSetting_AndExits2()
+    {
+        using var folder = new TempDirectory();
+        var (code, output, error) = Cli("fit", "--trainer.max_epochs=many", $"--trainer.default_root_dir={folder.Path}");
+        Assert.Equal(2, code);
+        Assert.Equal("error: trainer.max_epochs = many is not allowed: it needs an integer.", error.Trim());
+        Assert.Equal("", output);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(folder.Path));
+    }
+
+    [Fact]
+    public void FailedRun_WithLightningCliTrace_PrintsTheStackTrace()
+    {
+        using var folder = new TempDirectory();
+        string[] args = ["fit", "--trainer.precision=17", $"--trainer.default_root_dir={folder.Path}"];
+        var quiet = Cli(args);
+        Environment.SetEnvironmentVariable("LIGHTNING_CLI_TRACE", "1");
+        try
+        {
+            var (code, _, error) = Cli(args);
+            Assert.Equal(1, code);
+            Assert.Contains("Precision = \"17\" is not allowed", error);
+            Assert.Contains("   at Lightning.", error);
+            Assert.DoesNotContain("   at ", quiet.Error);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("LIGHTNING_CLI_TRACE", null);
+        }
+    }
+
+    [Fact]
     public void MissingFiles_PrintOneLineWithTheFix()
     {
         using var folder = new TempDirectory();

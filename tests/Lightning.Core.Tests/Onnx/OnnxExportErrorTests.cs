@@ -152,12 +152,17 @@ public class OnnxExportErrorTests
     public static TheoryData<string, string> Refusals => new()
     {
         { "divisor_override", "AvgPool2d '0' sets divisor_override = 3, which ONNX AveragePool cannot express" },
+        { "divisor_override 3-D", "AvgPool3d '0' sets divisor_override = 5, which ONNX AveragePool cannot express; leave it unset" },
         { "adaptive", "AdaptiveMaxPool2d '0' pools [2, 3, 7, 7] to [2, 2]; ONNX has no adaptive pooling" },
         { "glu odd", "GLU '0' halves axis -1 of [2, 5]; that axis must have a fixed, even size" },
+        { "glu dynamic", "GLU '0' halves axis 1 of [2, 4]; that axis must have a fixed, even size (leave it out of OnnxExportOptions.DynamicAxes)" },
+        { "groupnorm dynamic channels", "GroupNorm '0' needs a fixed channel count; axis 1 of [2, 4, 3] is dynamic" },
         { "pairwise p 0", "PairwiseDistance the exported module has p = 0; the exporter writes p > 0" },
+        { "pairwise p negative", "PairwiseDistance the exported module has p = -1.5; the exporter writes p > 0 (including infinity)" },
         { "3-D attn_mask", "attn_mask has shape [4, 3, 3]; TorchSharp's attention takes a 2-D [target, source] mask" },
         { "float key padding", "key_padding_mask is Float32; it must be Bool (true marks padding)" },
         { "embedding bag offsets", "EmbeddingBag the exported module is exported for 2-D input [bags, bag size] with no offsets" },
+        { "embedding bag padding_index", "EmbeddingBag the exported module: no bag reduction (sum, mean, max) of the looked-up rows reproduces the layer on the sample; a bag holding the padding_index is not exported" },
         { "float indices", "Embedding '0' takes integer indices; the input is Float32" },
     };
 
@@ -170,9 +175,16 @@ public class OnnxExportErrorTests
         Action export = what switch
         {
             "divisor_override" => () => nn.Sequential(nn.AvgPool2d(2, divisor_override: 3)).ToOnnx(path, randn(2, 3, 4, 4)),
+            "divisor_override 3-D" => () => nn.Sequential(nn.AvgPool3d(2, divisor_override: 5)).ToOnnx(path, randn([2, 3, 4, 4, 4])),
             "adaptive" => () => nn.Sequential(nn.AdaptiveMaxPool2d([2, 2])).ToOnnx(path, randn(2, 3, 7, 7)),
             "glu odd" => () => nn.Sequential(nn.GLU(-1)).ToOnnx(path, randn(2, 5)),
+            "glu dynamic" => () => nn.Sequential(nn.GLU(1)).ToOnnx(path, randn(2, 4), Dynamic(("batch", 0), ("features", 1))),
+            "groupnorm dynamic channels" => () => nn.Sequential(nn.GroupNorm(2, 4)).ToOnnx(path, randn(2, 4, 3), Dynamic(("batch", 0), ("channels", 1))),
             "pairwise p 0" => () => nn.PairwiseDistance(0).ToOnnx(path, [randn(2, 4), randn(2, 4)]),
+            "pairwise p negative" => () => nn.PairwiseDistance(-1.5).ToOnnx(path, [randn(2, 4), randn(2, 4)]),
+            // Mean mode leaves the padding index out of the count, so the sample's bags holding it match no plain reduction.
+            "embedding bag padding_index" => () => nn.EmbeddingBag(10, 4, mode: EmbeddingBagMode.Mean, padding_index: 0)
+                .ToOnnx(path, [tensor(new long[,] { { 0, 1, 2 }, { 3, 0, 4 } })]),
             "3-D attn_mask" => () => nn.MultiheadAttention(4, 2).ToOnnx(path, [randn(3, 2, 4), randn(3, 2, 4), randn(3, 2, 4), zeros(2, 3, ScalarType.Bool), zeros(4, 3, 3)],
                 new OnnxExportOptions { DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>>() }),
             "float key padding" => () => nn.MultiheadAttention(4, 2).ToOnnx(path, [randn(3, 2, 4), randn(3, 2, 4), randn(3, 2, 4), zeros(2, 3)],
@@ -188,6 +200,11 @@ public class OnnxExportErrorTests
         Assert.Contains(message, error.Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(directory.Path));
     }
+
+    private static OnnxExportOptions Dynamic(params (string Name, int Axis)[] axes) => new()
+    {
+        DynamicAxes = new Dictionary<string, IReadOnlyDictionary<int, string>> { ["input"] = axes.ToDictionary(a => a.Axis, a => a.Name) },
+    };
 
     [OnnxCheckerFact]
     public void OnnxChecker_ModelWithAnUndefinedInput_IsRejected()

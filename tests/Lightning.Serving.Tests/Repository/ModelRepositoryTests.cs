@@ -165,6 +165,60 @@ public sealed class ModelRepositoryTests : IDisposable
     }
 
     [Fact]
+    public async Task Load_PickedVersionWithACorruptModel_Returns400NamingIt_AndTheServedVersionKeepsServing()
+    {
+        var root = Repository();
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModelRepository(root));
+        var corrupt = Path.Combine(root, "linear", "3", "model.onnx");
+        Directory.CreateDirectory(Path.GetDirectoryName(corrupt)!);
+        File.WriteAllBytes(corrupt, [.. File.ReadAllBytes(Path.Combine(root, "linear", "2", "model.onnx")).Take(40)]);
+
+        var (load, loadBody) = await server.PostAsync("/v2/repository/models/linear/load", "");
+        var (infer, inferBody) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Sample, 1));
+        var (v3, _) = await server.PostAsync("/v2/models/linear/versions/3/infer", OnnxTestModels.InferBody(Sample, 1));
+        var (_, index) = await server.PostAsync("/v2/repository/index", "");
+
+        Assert.Equal(HttpStatusCode.BadRequest, load.StatusCode);
+        Assert.Contains(corrupt, loadBody!["error"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.OK, infer.StatusCode);
+        Assert.Equal("2", inferBody!["model_version"]!.GetValue<string>());
+        Approx.AssertClose(Reference(root, 2), Output(inferBody));
+        Assert.Equal(HttpStatusCode.NotFound, v3.StatusCode);
+        Assert.Contains(index!.AsArray(), e => e!["version"]!.GetValue<string>() == "2" && e["state"]!.GetValue<string>() == "READY");
+    }
+
+    [Fact]
+    public async Task ConfigJson_EverySettingBesidesMaxBatchSize_TakesEffect()
+    {
+        var root = Repository("""
+            {"max_queue_size": 1, "max_queue_delay_microseconds": 250, "max_concurrent_runs": 2, "dynamic_batching": false,
+             "intra_op_num_threads": 1, "watch_for_changes": false}
+            """);
+        await using var server = await InferenceTestServer.StartAsync(b => b.AddModelRepository(root), o => o.RetryAfterSeconds = 2);
+        var model = server.Model("linear");
+
+        var options = model.Options;
+        Assert.Equal(
+            (1, 250L, 2, (bool?)false, 1, false),
+            (options.MaxQueueSize, options.MaxQueueDelayMicroseconds, options.MaxConcurrentRuns, options.DynamicBatching, options.IntraOpNumThreads, options.WatchForChanges));
+        // dynamic_batching: false keeps even the exporter's shared batch axis from merging requests.
+        Assert.False(model.Current!.Batchable);
+
+        // max_queue_size: 1, as served: with one request held in the queue the next is refused.
+        var gate = new TaskCompletionSource();
+        model.RunGate = gate.Task;
+        var first = server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Sample, 1));
+        await Wait.UntilAsync(() => model.QueueLength == 1, "the first request to queue");
+        var (refused, refusedBody) = await server.PostAsync("/v2/models/linear/infer", OnnxTestModels.InferBody(Sample, 1));
+        model.RunGate = null;
+        gate.SetResult();
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Contains("exceeds maximum queue size", refusedBody!["error"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.OK, (await first).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task Load_UnknownSetting_Returns400ListingTheSettings()
     {
         var root = Repository("""{"max_batch": 4}""");

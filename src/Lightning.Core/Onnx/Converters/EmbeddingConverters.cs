@@ -50,8 +50,8 @@ internal static class EmbeddingConverters
         var modes = new (string Op, Tensor Result)[] { ("ReduceSum", looked.sum(1)), ("ReduceMean", looked.mean([1])), ("ReduceMax", looked.amax(1)) };
         var mode = modes.FirstOrDefault(m => m.Result.allclose(sample, 1e-4, 1e-5)).Op
             ?? throw new NotSupportedException(
-                $"{where}: no bag reduction (sum, mean, max) of the looked-up rows reproduces the layer on the sample; padding_index and " +
-                "max_norm bags are not exported.");
+                $"{where}: no bag reduction (sum, mean, max) of the looked-up rows reproduces the layer on the sample; a bag holding the padding_index is not exported " +
+                "(the reduction would have to leave that index out), nor a max_norm table that differs from one lookup.");
         var present = weights is null ? new[] { x } : [x, weights];
         return WithSample(g, g.Reduce(mode, rows, [1], keepDims: false), present, s => Forward(bag, s[0], s.Count == 2 ? s[1] : null));
     }
