@@ -38,7 +38,7 @@ public sealed class InferenceModelLoadingTests : IDisposable
         Approx.AssertClose(before, await InferAsync(server, row));
 
         File.Move(replacement, path, overwrite: true);
-        await Wait.UntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload");
+        await Wait.UntilAsync(() => server.Model("linear").Current!.Generation >= 2, "the reload");
         Approx.AssertClose(after, await InferAsync(server, row));
         var (_, metadata) = await server.GetAsync("/v2/models/linear");
         Assert.True(metadata!["parameters"]!["generation"]!.GetValue<long>() >= 2);
@@ -71,11 +71,11 @@ public sealed class InferenceModelLoadingTests : IDisposable
             writer.Flush();
             writer.Write(next, half, next.Length - half);
             writer.Flush();
-            await Wait.UntilAsync(() => Task.FromResult(server.Logs.Entries.Skip(logged).Any(e => e.Message.Contains(path))),
+            await Wait.UntilAsync(() => server.Logs.Entries.Skip(logged).Any(e => e.Message.Contains(path)),
                 "the reload to find the file held");
         }
 
-        await Wait.UntilAsync(async () => server.Model("linear").Current!.Generation >= 2, "the reload after the writer let go");
+        await Wait.UntilAsync(() => server.Model("linear").Current!.Generation >= 2, "the reload after the writer let go");
         Approx.AssertClose(after, await InferAsync(server, row));
     }
 
