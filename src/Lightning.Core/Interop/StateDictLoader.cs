@@ -5,9 +5,9 @@ namespace Lightning.Interop;
 /// <summary>
 /// Copies named tensors into a module's parameters and buffers. A name that is not one of the module's is matched
 /// ignoring leading underscores, underscores and case in each dotted part (PyTorch's <c>layer_norm</c> is TorchSharp's
-/// <c>layerNorm</c> or <c>_layer_norm</c>), and torch.compile's <c>_orig_mod</c> parts are dropped (a prefix when the whole
-/// module was compiled, after the attribute when a submodule was). Values are cast to
-/// the module's dtypes, as PyTorch's <c>load_state_dict</c> does; shapes must match.
+/// <c>layerNorm</c> or <c>_layer_norm</c>), and torch.compile's <c>_orig_mod</c> parts are dropped (a prefix when the
+/// whole module was compiled, after the attribute when a submodule was). Values are cast to the module's dtypes, as
+/// PyTorch's <c>load_state_dict</c> does; shapes must match.
 /// </summary>
 internal static class StateDictLoader
 {
@@ -24,7 +24,8 @@ internal static class StateDictLoader
         {
             var key = keyMap is null ? fileKey : keyMap(fileKey);
             if (key is null) continue;                       // the map drops it
-            if (!target.ContainsKey(key) && key.Split('.').Contains("_orig_mod")) key = string.Join('.', key.Split('.').Where(part => part != "_orig_mod"));
+            if (!target.ContainsKey(key) && key.Split('.') is var parts && parts.Contains("_orig_mod"))
+                key = string.Join('.', parts.Where(part => part != "_orig_mod"));
             if (!target.ContainsKey(key) && byNormalName.TryGetValue(Normalize(key), out var matched)) key = matched;
             if (!target.TryGetValue(key, out var tensor))
             {

@@ -318,6 +318,8 @@ internal sealed class ServedModel : IDisposable
                 Volatile.Write(ref _forming, 1);
                 long rows = first.Rows;
                 long deadline = Stopwatch.GetTimestamp() + delayTicks;
+                // One wait for the queue per batch: a timer that fires early loops back with the same wait still pending.
+                Task<bool>? more = null;
                 while (model.Batchable && rows < Options.MaxBatchSize)
                 {
                     if (reader.TryPeek(out var next))
@@ -350,13 +352,17 @@ internal sealed class ServedModel : IDisposable
                     Interlocked.Exchange(ref _arrivalsDone, arrivalsDone);
                     // Nothing queued and nothing on its way: waiting longer only adds latency.
                     if (Volatile.Read(ref _arriving) == 0) break;
-                    var more = reader.WaitToReadAsync().AsTask();
+                    more ??= reader.WaitToReadAsync().AsTask();
                     // Timers count whole milliseconds of a coarse tick, so one can fire up to a millisecond early and a
                     // wait under 1 ms would not wait at all: round up, and on waking let the loop check the deadline again.
                     var timeout = Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(remaining * 1000.0 / Stopwatch.Frequency)));
                     WaitingForPartners?.Invoke();
                     var woke = await Task.WhenAny(more, timeout, arrivalsDone.Task).ConfigureAwait(false);
-                    if (woke == more && !more.Result) break;
+                    if (woke == more)
+                    {
+                        if (!more.Result) break;
+                        more = null;
+                    }
                 }
                 BatchFormed?.Invoke(batch.Count);
                 Execute(model, batch);
